@@ -1,0 +1,596 @@
+//! `alertmanager.yml`: strict parsing (raw layer) and validation into [`Config`] (§2, §10.3).
+//!
+//! No file is read here: `*_file` paths are resolved against the config file's directory and read
+//! by the integration at send time, as Alertmanager does.
+
+pub mod raw;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+
+use crate::inhibit::InhibitRule;
+use crate::labels::{NameValidation, go_quote, is_classic_label_name};
+use crate::matchers::{MatchType, Matcher, ParseMode, parse_matchers};
+use crate::route::{GroupBy, RouteSpec, RouteTree};
+use crate::timeinterval::TimeInterval;
+use raw::{RawConfig, RawHttpConfig, RawRoute, RawTlsConfig, Secret};
+
+/// A configuration error, worded as Alertmanager words it where it has a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// What the loader needs from the outside world.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Matcher parser mode (`--enable-feature`).
+    pub parse_mode: ParseMode,
+    /// Zone that `location: Local` means.
+    pub local_timezone: TimeZone,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            parse_mode: ParseMode::Fallback,
+            local_timezone: TimeZone::UTC,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Label-name rules implied by the parse mode.
+    pub fn name_validation(&self) -> NameValidation {
+        match self.parse_mode {
+            ParseMode::Classic => NameValidation::Classic,
+            _ => NameValidation::Utf8,
+        }
+    }
+}
+
+/// A secret given inline or as a file to read when it is used.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The value itself.
+    Inline(String),
+    /// A file whose trimmed content is the value.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<secret>)"),
+            SecretSource::File(p) => write!(f, "File({})", p.display()),
+        }
+    }
+}
+
+/// TLS client settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// CA bundle (PEM) inline.
+    pub ca: Option<String>,
+    /// CA bundle file.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate inline.
+    pub cert: Option<String>,
+    /// Client certificate file.
+    pub cert_file: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<SecretSource>,
+    /// Expected server name.
+    pub server_name: Option<String>,
+    /// Skip certificate verification.
+    pub insecure_skip_verify: bool,
+    /// Minimum TLS version (`TLS12`, `TLS13`).
+    pub min_version: Option<String>,
+}
+
+/// Prometheus' common HTTP client settings (the subset Tocsin honours).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpClientConfig {
+    /// Basic auth user and password.
+    pub basic_auth: Option<(String, Option<SecretSource>)>,
+    /// Authorization header scheme and credentials (`bearer_token` becomes `Bearer`).
+    pub authorization: Option<(String, SecretSource)>,
+    /// Proxy URL.
+    pub proxy_url: Option<String>,
+    /// TLS settings.
+    pub tls: TlsConfig,
+    /// Follow redirects (default true).
+    pub follow_redirects: bool,
+    /// Allow HTTP/2 (default true).
+    pub enable_http2: bool,
+}
+
+impl Default for HttpClientConfig {
+    fn default() -> Self {
+        HttpClientConfig {
+            basic_auth: None,
+            authorization: None,
+            proxy_url: None,
+            tls: TlsConfig::default(),
+            follow_redirects: true,
+            enable_http2: true,
+        }
+    }
+}
+
+/// A webhook integration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// Target URL, inline or from a file.
+    pub url: SecretSource,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// Maximum alerts per payload (0 = unlimited).
+    pub max_alerts: u64,
+    /// Per-request timeout (None = no timeout beyond the flush deadline).
+    pub timeout: Option<Duration>,
+}
+
+/// A receiver and its integrations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receiver {
+    /// Unique name.
+    pub name: String,
+    /// Webhook integrations in order.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file's text as loaded.
+    pub original: String,
+    /// The parsed raw form (re-marshalled for `/api/v2/status`, secrets redacted).
+    pub raw: RawConfig,
+    /// `global.resolve_timeout`.
+    pub resolve_timeout: Duration,
+    /// The routing tree.
+    pub route: RouteTree,
+    /// Receivers by name.
+    pub receivers: BTreeMap<String, Receiver>,
+    /// Inhibition rules.
+    pub inhibit_rules: Vec<InhibitRule>,
+    /// Named time intervals (from `time_intervals` and `mute_time_intervals`).
+    pub time_intervals: HashMap<String, Vec<TimeInterval>>,
+    /// Template globs, resolved against the config directory.
+    pub templates: Vec<PathBuf>,
+    /// Non-fatal findings to log at load.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Returns the receiver names referenced by some route, in sorted order.
+    pub fn active_receivers(&self) -> Vec<&Receiver> {
+        let used: HashSet<&str> = self.route.nodes.iter().map(|r| r.receiver.as_str()).collect();
+        self.receivers
+            .values()
+            .filter(|r| used.contains(r.name.as_str()))
+            .collect()
+    }
+}
+
+/// Parses YAML text into the raw layer.
+///
+/// # Errors
+/// Returns the YAML error (unknown fields, wrong types, syntax) with its location.
+pub fn parse_raw(text: &str) -> Result<RawConfig, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    serde_saphyr::from_str::<RawConfig>(text).map_err(|e| ConfigError(e.to_string()))
+}
+
+/// Parses and validates a configuration; `base_dir` is the directory of the config file.
+///
+/// # Errors
+/// Returns the first problem found, worded as Alertmanager words it.
+pub fn load(text: &str, base_dir: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
+    let raw = parse_raw(text)?;
+    validate(raw, text, base_dir, opts)
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn secret(
+    inline: &Option<Secret>,
+    file: &Option<String>,
+    base: &Path,
+    what: &str,
+) -> Result<Option<SecretSource>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => err(format!("at most one of {what} & {what}_file must be configured")),
+        (Some(s), None) => Ok(Some(SecretSource::Inline(s.0.clone()))),
+        (None, Some(f)) => Ok(Some(SecretSource::File(resolve(base, f)))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn tls_config(raw: &Option<RawTlsConfig>, base: &Path) -> Result<TlsConfig, ConfigError> {
+    let Some(t) = raw else { return Ok(TlsConfig::default()) };
+    if t.ca.is_some() && t.ca_file.is_some() {
+        return err("at most one of ca and ca_file must be configured");
+    }
+    if t.cert.is_some() && t.cert_file.is_some() {
+        return err("at most one of cert and cert_file must be configured");
+    }
+    let key = secret(&t.key, &t.key_file, base, "key")?;
+    let has_cert = t.cert.is_some() || t.cert_file.is_some();
+    if has_cert != key.is_some() {
+        return err("exactly one of key or key_file must be configured when a client certificate is configured");
+    }
+    if let Some(v) = &t.min_version
+        && !matches!(v.as_str(), "TLS10" | "TLS11" | "TLS12" | "TLS13")
+    {
+        return err(format!("unknown TLS version: {v}"));
+    }
+    Ok(TlsConfig {
+        ca: t.ca.clone(),
+        ca_file: t.ca_file.as_deref().map(|f| resolve(base, f)),
+        cert: t.cert.clone(),
+        cert_file: t.cert_file.as_deref().map(|f| resolve(base, f)),
+        key,
+        server_name: t.server_name.clone(),
+        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+        min_version: t.min_version.clone(),
+    })
+}
+
+fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, ConfigError> {
+    if raw.oauth2.is_some() {
+        return err("oauth2 in http_config is not supported by Tocsin yet");
+    }
+    if raw.http_headers.is_some() {
+        return err("http_headers in http_config is not supported by Tocsin yet");
+    }
+    let bearer = secret(&raw.bearer_token, &raw.bearer_token_file, base, "bearer_token")?;
+    let mut authorization = None;
+    if let Some(a) = &raw.authorization {
+        if bearer.is_some() {
+            return err("authorization is not compatible with bearer_token & bearer_token_file");
+        }
+        let scheme = a.r#type.clone().unwrap_or_else(|| "Bearer".into());
+        if scheme.eq_ignore_ascii_case("basic") {
+            return err(r#"authorization type cannot be set to "basic", use "basic_auth" instead"#);
+        }
+        let cred = secret(&a.credentials, &a.credentials_file, base, "credentials")?;
+        authorization = cred.map(|c| (scheme, c));
+    } else if let Some(b) = bearer {
+        authorization = Some(("Bearer".into(), b));
+    }
+    let mut basic_auth = None;
+    if let Some(b) = &raw.basic_auth {
+        if authorization.is_some() {
+            return err("at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured");
+        }
+        if b.username_file.is_some() {
+            return err("username_file in basic_auth is not supported by Tocsin yet");
+        }
+        let pw = secret(&b.password, &b.password_file, base, "password")?;
+        basic_auth = Some((b.username.clone().unwrap_or_default(), pw));
+    }
+    if raw.proxy_from_environment == Some(true) || raw.no_proxy.is_some() || raw.proxy_connect_header.is_some() {
+        return err("proxy_from_environment, no_proxy and proxy_connect_header are not supported by Tocsin yet");
+    }
+    if let Some(p) = &raw.proxy_url {
+        check_url(p, "proxy_url")?;
+    }
+    Ok(HttpClientConfig {
+        basic_auth,
+        authorization,
+        proxy_url: raw.proxy_url.clone(),
+        tls: tls_config(&raw.tls_config, base)?,
+        follow_redirects: raw.follow_redirects.unwrap_or(true),
+        enable_http2: raw.enable_http2.unwrap_or(true),
+    })
+}
+
+fn check_url(u: &str, what: &str) -> Result<(), ConfigError> {
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return err(format!("invalid {what}: {u:?} is not an absolute URL"));
+    };
+    if scheme != "http" && scheme != "https" {
+        return err(format!("unsupported scheme {scheme:?} for URL"));
+    }
+    if rest.is_empty() || rest.starts_with('/') {
+        return err(format!("invalid {what}: {u:?} has no host"));
+    }
+    Ok(())
+}
+
+fn legacy_matchers(
+    eq: &Option<BTreeMap<String, String>>,
+    re: &Option<BTreeMap<String, String>>,
+) -> Result<Vec<Matcher>, ConfigError> {
+    let mut out = Vec::new();
+    for (k, v) in eq.iter().flatten() {
+        if !is_classic_label_name(k) {
+            return err(format!("invalid label name {}", go_quote(k)));
+        }
+        out.push(Matcher::new(MatchType::Equal, k, v).map_err(ConfigError)?);
+    }
+    for (k, v) in re.iter().flatten() {
+        if !is_classic_label_name(k) {
+            return err(format!("invalid label name {}", go_quote(k)));
+        }
+        out.push(
+            Matcher::new(MatchType::Regexp, k, v)
+                .map_err(|e| ConfigError(format!("invalid regexp value for {}: {e}", go_quote(k))))?,
+        );
+    }
+    Ok(out)
+}
+
+fn matcher_strings(list: &Option<Vec<String>>, opts: &LoadOptions) -> Result<Vec<Matcher>, ConfigError> {
+    let mut out = Vec::new();
+    for s in list.iter().flatten() {
+        let ms = parse_matchers(s, opts.parse_mode).map_err(ConfigError)?;
+        for m in &ms {
+            if !opts.name_validation().is_valid(&m.name) {
+                return err(format!("invalid label name {}", go_quote(&m.name)));
+            }
+        }
+        out.extend(ms);
+    }
+    Ok(out)
+}
+
+fn route_spec(r: &RawRoute, opts: &LoadOptions, names: &NameValidation) -> Result<RouteSpec, ConfigError> {
+    let mut matchers = legacy_matchers(&r.match_, &r.match_re)?;
+    matchers.extend(matcher_strings(&r.matchers, opts)?);
+    let group_by = match &r.group_by {
+        None => None,
+        Some(list) => {
+            let mut seen = HashSet::new();
+            let mut all = false;
+            for l in list {
+                if l == "..." {
+                    all = true;
+                    continue;
+                }
+                if !names.is_valid(l) {
+                    return err(format!("invalid label name {} in group_by list", go_quote(l)));
+                }
+                if !seen.insert(l.as_str()) {
+                    return err(format!("duplicated label {} in group_by", go_quote(l)));
+                }
+            }
+            if all && list.len() > 1 {
+                return err("cannot have wildcard group_by (`...`) and other labels at the same time");
+            }
+            Some(if all {
+                GroupBy::All
+            } else {
+                GroupBy::Labels(list.clone())
+            })
+        }
+    };
+    if r.group_interval.is_some_and(|d| d.0.is_zero()) {
+        return err("group_interval cannot be zero");
+    }
+    if r.repeat_interval.is_some_and(|d| d.0.is_zero()) {
+        return err("repeat_interval cannot be zero");
+    }
+    if r.labels.is_some() {
+        return err("route labels are not supported by Tocsin yet");
+    }
+    let routes = r
+        .routes
+        .iter()
+        .flatten()
+        .map(|c| route_spec(c, opts, names))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RouteSpec {
+        matchers,
+        receiver: r.receiver.clone().filter(|s| !s.is_empty()),
+        group_by,
+        continue_matching: r.continue_.unwrap_or(false),
+        group_wait: r.group_wait.map(|d| d.0),
+        group_interval: r.group_interval.map(|d| d.0),
+        repeat_interval: r.repeat_interval.map(|d| d.0),
+        mute_time_intervals: r.mute_time_intervals.clone().unwrap_or_default(),
+        active_time_intervals: r.active_time_intervals.clone().unwrap_or_default(),
+        routes,
+    })
+}
+
+/// Validates a parsed raw configuration.
+///
+/// # Errors
+/// As [`load`].
+pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
+    let names = opts.name_validation();
+    let global = raw.global.clone().unwrap_or_default();
+    let resolve_timeout = global.resolve_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(300));
+    let global_http = match &global.http_config {
+        Some(h) => http_config(h, base)?,
+        None => HttpClientConfig::default(),
+    };
+    if global.smtp_smarthost.as_deref().is_some_and(|h| !h.contains(':')) {
+        return err("address ".to_string()
+            + global.smtp_smarthost.as_deref().unwrap_or("")
+            + ": missing port in address");
+    }
+
+    // Time intervals: names unique across both lists.
+    let mut time_intervals: HashMap<String, Vec<TimeInterval>> = HashMap::new();
+    for (list, what) in [
+        (&raw.mute_time_intervals, "mute time interval"),
+        (&raw.time_intervals, "time interval"),
+    ] {
+        for set in list.iter().flatten() {
+            if set.name.is_empty() {
+                return err(format!("missing name in {what}"));
+            }
+            if time_intervals.contains_key(&set.name) {
+                return err(format!("{what} {} is not unique", go_quote(&set.name)));
+            }
+            let parsed = set
+                .time_intervals
+                .iter()
+                .map(|ti| TimeInterval::from_raw(ti, &opts.local_timezone))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError(format!("time interval {}: {e}", go_quote(&set.name))))?;
+            time_intervals.insert(set.name.clone(), parsed);
+        }
+    }
+
+    // Receivers.
+    let mut receivers = BTreeMap::new();
+    for r in raw.receivers.iter().flatten() {
+        if r.name.is_empty() {
+            return err("missing name in receiver");
+        }
+        if receivers.contains_key(&r.name) {
+            return err(format!("notification config name {} is not unique", go_quote(&r.name)));
+        }
+        if let Some(labels) = &r.labels
+            && let Some(n) = labels.get("name")
+            && n != &r.name
+        {
+            return err(format!(
+                "receiver label \"name\" must match receiver name {}, got {}",
+                go_quote(&r.name),
+                go_quote(n)
+            ));
+        }
+        let unsupported = r.unsupported_integrations();
+        if !unsupported.is_empty() {
+            return err(format!(
+                "receiver {}: {} not supported by Tocsin yet (see docs/compatibility.md)",
+                go_quote(&r.name),
+                unsupported.join(", ") + if unsupported.len() == 1 { " is" } else { " are" }
+            ));
+        }
+        let mut webhooks = Vec::new();
+        for w in r.webhook_configs.iter().flatten() {
+            let url = match (&w.url, &w.url_file) {
+                (None, None) => return err("one of url or url_file must be configured"),
+                (Some(_), Some(_)) => return err("at most one of url & url_file must be configured"),
+                (Some(u), None) => {
+                    check_url(&u.0, "url")?;
+                    SecretSource::Inline(u.0.clone())
+                }
+                (None, Some(f)) => SecretSource::File(resolve(base, f)),
+            };
+            if w.payload.is_some() {
+                return err("webhook payload templates are not supported by Tocsin yet");
+            }
+            let http = match &w.http_config {
+                Some(h) => http_config(h, base)?,
+                None => global_http.clone(),
+            };
+            webhooks.push(WebhookConfig {
+                send_resolved: w.send_resolved.unwrap_or(true),
+                url,
+                http,
+                max_alerts: w.max_alerts.unwrap_or(0),
+                timeout: w.timeout.map(|d| d.0).filter(|d| !d.is_zero()),
+            });
+        }
+        receivers.insert(
+            r.name.clone(),
+            Receiver {
+                name: r.name.clone(),
+                webhooks,
+            },
+        );
+    }
+
+    // Route.
+    let Some(root) = &raw.route else {
+        return err("no route provided in config");
+    };
+    if root.continue_ == Some(true) {
+        return err("cannot have continue in root route");
+    }
+    if root.receiver.as_deref().unwrap_or("").is_empty() {
+        return err("root route must specify a default receiver");
+    }
+    if root.match_.as_ref().is_some_and(|m| !m.is_empty())
+        || root.match_re.as_ref().is_some_and(|m| !m.is_empty())
+        || root.matchers.as_ref().is_some_and(|m| !m.is_empty())
+    {
+        return err("root route must not have any matchers");
+    }
+    if root.mute_time_intervals.as_ref().is_some_and(|m| !m.is_empty()) {
+        return err("root route must not have any mute time intervals");
+    }
+    if root.active_time_intervals.as_ref().is_some_and(|m| !m.is_empty()) {
+        return err("root route must not have any active time intervals");
+    }
+    let tree = RouteTree::build(route_spec(root, opts, &names)?);
+    let mut warnings = Vec::new();
+    for node in &tree.nodes {
+        if !receivers.contains_key(&node.receiver) {
+            return err(format!("undefined receiver {} used in route", go_quote(&node.receiver)));
+        }
+        for ti in node.mute_time_intervals.iter().chain(&node.active_time_intervals) {
+            if !time_intervals.contains_key(ti) {
+                return err(format!("undefined time interval {} used in route", go_quote(ti)));
+            }
+        }
+        if node.repeat_interval < node.group_interval {
+            warnings.push(format!(
+                "repeat_interval is less than group_interval for route {}; notifications will repeat every group_interval",
+                node.key
+            ));
+        }
+    }
+
+    // Inhibit rules (null items are tolerated).
+    let mut inhibit_rules = Vec::new();
+    for r in raw.inhibit_rules.iter().flatten().flatten() {
+        let mut source = legacy_matchers(&r.source_match, &r.source_match_re)?;
+        source.extend(matcher_strings(&r.source_matchers, opts)?);
+        let mut target = legacy_matchers(&r.target_match, &r.target_match_re)?;
+        target.extend(matcher_strings(&r.target_matchers, opts)?);
+        let equal = r.equal.clone().unwrap_or_default();
+        for l in &equal {
+            if !names.is_valid(l) {
+                return err(format!("invalid label name {} in equal list", go_quote(l)));
+            }
+        }
+        inhibit_rules.push(InhibitRule {
+            name: r.name.clone(),
+            source,
+            target,
+            equal,
+        });
+    }
+
+    let templates = raw.templates.iter().flatten().map(|t| resolve(base, t)).collect();
+    Ok(Config {
+        original: text.to_string(),
+        raw,
+        resolve_timeout,
+        route: tree,
+        receivers,
+        inhibit_rules,
+        time_intervals,
+        templates,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,628 @@
+//! The serde layer: `alertmanager.yml` exactly as written, strict about unknown keys.
+
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::PromDuration;
+
+/// A secret string; serialises as `<secret>` like Alertmanager.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<secret>")
+    }
+}
+
+/// A YAML value we accept but do not interpret (shown as `<redacted>` when re-marshalled).
+#[derive(Clone, Debug, Default)]
+pub struct Opaque;
+
+impl<'de> Deserialize<'de> for Opaque {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Opaque)
+    }
+}
+
+impl Serialize for Opaque {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Top level of `alertmanager.yml`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<RawGlobal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RawRoute>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibit_rules: Option<Vec<Option<RawInhibitRule>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receivers: Option<Vec<RawReceiver>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_intervals: Option<Vec<RawTimeIntervalSet>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute_time_intervals: Option<Vec<RawTimeIntervalSet>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<RawTracing>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_recorder: Option<Opaque>,
+}
+
+/// `tracing:` (accepted; Tocsin does not export traces).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<RawTlsConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, Secret>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<PromDuration>,
+}
+
+macro_rules! opt_fields {
+    ($(#[$m:meta])* pub struct $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Default, Clone, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+    };
+}
+
+opt_fields! {
+    /// `global:`.
+    pub struct RawGlobal {
+        resolve_timeout: PromDuration,
+        http_config: RawHttpConfig,
+        smtp_from: String,
+        smtp_hello: String,
+        smtp_smarthost: String,
+        smtp_auth_username: String,
+        smtp_auth_password: Secret,
+        smtp_auth_password_file: String,
+        smtp_auth_secret: Secret,
+        smtp_auth_secret_file: String,
+        smtp_auth_identity: String,
+        smtp_require_tls: bool,
+        smtp_tls_config: RawTlsConfig,
+        smtp_force_implicit_tls: bool,
+        slack_api_url: Secret,
+        slack_api_url_file: String,
+        slack_app_token: Secret,
+        slack_app_token_file: String,
+        slack_app_url: String,
+        pagerduty_url: String,
+        opsgenie_api_url: String,
+        opsgenie_api_key: Secret,
+        opsgenie_api_key_file: String,
+        wechat_api_url: String,
+        wechat_api_secret: Secret,
+        wechat_api_secret_file: String,
+        wechat_api_corp_id: String,
+        victorops_api_url: String,
+        victorops_api_key: Secret,
+        victorops_api_key_file: String,
+        telegram_api_url: String,
+        telegram_bot_token: Secret,
+        telegram_bot_token_file: String,
+        webex_api_url: String,
+        rocketchat_api_url: String,
+        rocketchat_token: Secret,
+        rocketchat_token_file: String,
+        rocketchat_token_id: Secret,
+        rocketchat_token_id_file: String,
+        jira_api_url: String,
+        mattermost_webhook_url: Secret,
+        mattermost_webhook_url_file: String,
+    }
+}
+
+opt_fields! {
+    /// Prometheus' common `http_config`.
+    pub struct RawHttpConfig {
+        basic_auth: RawBasicAuth,
+        authorization: RawAuthorization,
+        oauth2: Opaque,
+        bearer_token: Secret,
+        bearer_token_file: String,
+        proxy_url: String,
+        no_proxy: String,
+        proxy_from_environment: bool,
+        proxy_connect_header: BTreeMap<String, Vec<Secret>>,
+        tls_config: RawTlsConfig,
+        follow_redirects: bool,
+        enable_http2: bool,
+        http_headers: Opaque,
+    }
+}
+
+opt_fields! {
+    /// `basic_auth:`.
+    pub struct RawBasicAuth {
+        username: String,
+        username_file: String,
+        password: Secret,
+        password_file: String,
+    }
+}
+
+opt_fields! {
+    /// `authorization:`.
+    pub struct RawAuthorization {
+        r#type: String,
+        credentials: Secret,
+        credentials_file: String,
+    }
+}
+
+opt_fields! {
+    /// `tls_config:`.
+    pub struct RawTlsConfig {
+        ca: String,
+        ca_file: String,
+        cert: String,
+        cert_file: String,
+        key: Secret,
+        key_file: String,
+        server_name: String,
+        insecure_skip_verify: bool,
+        min_version: String,
+        max_version: String,
+    }
+}
+
+/// `route:` and its children.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<Vec<String>>,
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_re: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matchers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute_time_intervals: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_time_intervals: Option<Vec<String>>,
+    #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<RawRoute>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_wait: Option<PromDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_interval: Option<PromDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_interval: Option<PromDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// One `inhibit_rules:` item.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInhibitRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_match: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_match_re: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_matchers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_match: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_match_re: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_matchers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equal: Option<Vec<String>>,
+}
+
+/// A named list of time intervals.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeIntervalSet {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub time_intervals: Vec<RawTimeInterval>,
+}
+
+opt_fields! {
+    /// One time interval spec.
+    pub struct RawTimeInterval {
+        times: Vec<RawTimeRange>,
+        weekdays: Vec<String>,
+        days_of_month: Vec<String>,
+        months: Vec<String>,
+        years: Vec<String>,
+        location: String,
+    }
+}
+
+/// `{start_time, end_time}`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeRange {
+    pub start_time: String,
+    pub end_time: String,
+}
+
+opt_fields! {
+    /// `webhook_configs` item.
+    pub struct RawWebhookConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        url: Secret,
+        url_file: String,
+        max_alerts: u64,
+        timeout: PromDuration,
+        payload: Opaque,
+    }
+}
+
+opt_fields! {
+    /// `email_configs` item.
+    pub struct RawEmailConfig {
+        send_resolved: bool,
+        to: String,
+        from: String,
+        hello: String,
+        smarthost: String,
+        auth_username: String,
+        auth_password: Secret,
+        auth_password_file: String,
+        auth_secret: Secret,
+        auth_secret_file: String,
+        auth_identity: String,
+        headers: BTreeMap<String, String>,
+        html: String,
+        text: String,
+        require_tls: bool,
+        force_implicit_tls: bool,
+        tls_config: RawTlsConfig,
+        threading: Opaque,
+    }
+}
+
+macro_rules! opaque_integration {
+    ($name:ident { $($field:ident),* $(,)? }) => {
+        opt_fields! {
+            /// An integration Tocsin parses but does not send to yet.
+            pub struct $name { send_resolved: bool, http_config: RawHttpConfig, $($field: Opaque),* }
+        }
+    };
+}
+
+opaque_integration!(RawPagerdutyConfig {
+    routing_key,
+    routing_key_file,
+    service_key,
+    service_key_file,
+    url,
+    client,
+    client_url,
+    description,
+    details,
+    images,
+    links,
+    source,
+    severity,
+    class,
+    component,
+    group,
+    timeout
+});
+opaque_integration!(RawOpsgenieConfig {
+    api_key,
+    api_key_file,
+    api_url,
+    message,
+    description,
+    source,
+    details,
+    entity,
+    responders,
+    actions,
+    tags,
+    note,
+    priority,
+    update_alerts
+});
+opaque_integration!(RawWechatConfig {
+    api_secret,
+    api_secret_file,
+    corp_id,
+    api_url,
+    message,
+    to_user,
+    to_party,
+    to_tag,
+    agent_id,
+    message_type
+});
+opaque_integration!(RawSlackConfig {
+    api_url,
+    api_url_file,
+    app_token,
+    app_token_file,
+    app_url,
+    channel,
+    username,
+    color,
+    title,
+    title_link,
+    pretext,
+    text,
+    message_text,
+    fields,
+    short_fields,
+    footer,
+    fallback,
+    callback_id,
+    icon_emoji,
+    icon_url,
+    image_url,
+    thumb_url,
+    link_names,
+    mrkdwn_in,
+    actions,
+    update_message,
+    timeout
+});
+opaque_integration!(RawVictoropsConfig {
+    api_key,
+    api_key_file,
+    api_url,
+    routing_key,
+    message_type,
+    state_message,
+    entity_display_name,
+    monitoring_tool,
+    custom_fields
+});
+opaque_integration!(RawPushoverConfig {
+    user_key,
+    user_key_file,
+    token,
+    token_file,
+    title,
+    message,
+    url,
+    url_title,
+    device,
+    sound,
+    priority,
+    retry,
+    expire,
+    ttl,
+    html,
+    monospace
+});
+opaque_integration!(RawSnsConfig {
+    api_url,
+    sigv4,
+    topic_arn,
+    phone_number,
+    target_arn,
+    subject,
+    message,
+    attributes,
+    use_aws_http_client
+});
+opaque_integration!(RawTelegramConfig {
+    api_url,
+    bot_token,
+    bot_token_file,
+    chat_id,
+    chat_id_file,
+    message_thread_id,
+    message,
+    disable_notifications,
+    parse_mode
+});
+opaque_integration!(RawDiscordConfig {
+    webhook_url,
+    webhook_url_file,
+    content,
+    title,
+    message,
+    username,
+    avatar_url
+});
+opaque_integration!(RawWebexConfig {
+    api_url,
+    room_id,
+    message
+});
+opaque_integration!(RawMsteamsConfig {
+    webhook_url,
+    webhook_url_file,
+    title,
+    summary,
+    text
+});
+opaque_integration!(RawMsteamsV2Config {
+    webhook_url,
+    webhook_url_file,
+    title,
+    text
+});
+opaque_integration!(RawJiraConfig {
+    api_url,
+    api_type,
+    project,
+    summary,
+    description,
+    labels,
+    priority,
+    issue_type,
+    reopen_transition,
+    resolve_transition,
+    wont_fix_resolution,
+    reopen_duration,
+    fields,
+    enable_update
+});
+opaque_integration!(RawIncidentioConfig {
+    url,
+    url_file,
+    alert_source_token,
+    alert_source_token_file,
+    max_alerts,
+    timeout
+});
+opaque_integration!(RawRocketchatConfig {
+    api_url,
+    token_id,
+    token_id_file,
+    token,
+    token_file,
+    channel,
+    color,
+    title,
+    title_link,
+    text,
+    fields,
+    short_fields,
+    emoji,
+    icon_url,
+    image_url,
+    thumb_url,
+    link_names,
+    actions
+});
+opaque_integration!(RawMattermostConfig {
+    webhook_url,
+    webhook_url_file,
+    channel,
+    username,
+    text,
+    icon_url,
+    icon_emoji,
+    title,
+    title_link,
+    color,
+    fields,
+    attachments,
+    priority
+});
+
+/// One `receivers:` item.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_configs: Option<Vec<RawWebhookConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_configs: Option<Vec<RawEmailConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagerduty_configs: Option<Vec<RawPagerdutyConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opsgenie_configs: Option<Vec<RawOpsgenieConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat_configs: Option<Vec<RawWechatConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_configs: Option<Vec<RawSlackConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub victorops_configs: Option<Vec<RawVictoropsConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushover_configs: Option<Vec<RawPushoverConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sns_configs: Option<Vec<RawSnsConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram_configs: Option<Vec<RawTelegramConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord_configs: Option<Vec<RawDiscordConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webex_configs: Option<Vec<RawWebexConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msteams_configs: Option<Vec<RawMsteamsConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msteamsv2_configs: Option<Vec<RawMsteamsV2Config>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jira_configs: Option<Vec<RawJiraConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incidentio_configs: Option<Vec<RawIncidentioConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocketchat_configs: Option<Vec<RawRocketchatConfig>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mattermost_configs: Option<Vec<RawMattermostConfig>>,
+}
+
+impl RawReceiver {
+    /// Returns the integration types configured on this receiver that Tocsin cannot send to yet.
+    pub fn unsupported_integrations(&self) -> Vec<&'static str> {
+        fn has<T>(v: &Option<Vec<T>>) -> bool {
+            v.as_ref().is_some_and(|v| !v.is_empty())
+        }
+        let mut out = Vec::new();
+        let checks: [(&'static str, bool); 17] = [
+            ("email_configs", has(&self.email_configs)),
+            ("pagerduty_configs", has(&self.pagerduty_configs)),
+            ("opsgenie_configs", has(&self.opsgenie_configs)),
+            ("wechat_configs", has(&self.wechat_configs)),
+            ("slack_configs", has(&self.slack_configs)),
+            ("victorops_configs", has(&self.victorops_configs)),
+            ("pushover_configs", has(&self.pushover_configs)),
+            ("sns_configs", has(&self.sns_configs)),
+            ("telegram_configs", has(&self.telegram_configs)),
+            ("discord_configs", has(&self.discord_configs)),
+            ("webex_configs", has(&self.webex_configs)),
+            ("msteams_configs", has(&self.msteams_configs)),
+            ("msteamsv2_configs", has(&self.msteamsv2_configs)),
+            ("jira_configs", has(&self.jira_configs)),
+            ("incidentio_configs", has(&self.incidentio_configs)),
+            ("rocketchat_configs", has(&self.rocketchat_configs)),
+            ("mattermost_configs", has(&self.mattermost_configs)),
+        ];
+        for (name, present) in checks {
+            if present {
+                out.push(name);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,145 @@
+//! Aggregation-group contents (§3.2): the alerts of one group, flush snapshots and clean-up.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::alert::Alert;
+use crate::labels::{Fingerprint, LabelSet};
+use crate::time::ZERO;
+
+/// The alerts of one aggregation group.
+#[derive(Clone, Debug, Default)]
+pub struct GroupAlerts {
+    alerts: HashMap<Fingerprint, Arc<Alert>>,
+}
+
+impl GroupAlerts {
+    /// Inserts or replaces an alert.
+    pub fn insert(&mut self, alert: Arc<Alert>) {
+        self.alerts.insert(alert.fingerprint, alert);
+    }
+
+    /// Returns whether the group holds no alerts.
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+
+    /// Returns the number of alerts.
+    pub fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    /// Iterates over the alerts in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Alert>> {
+        self.alerts.values()
+    }
+
+    /// Returns the flush snapshot at `now`: stored versions, sorted, and the copies to notify,
+    /// where firing alerts have `endsAt` zeroed.
+    pub fn snapshot(&self, now: Timestamp) -> (Vec<Arc<Alert>>, Vec<Alert>) {
+        let mut stored: Vec<Arc<Alert>> = self.alerts.values().cloned().collect();
+        stored.sort_by(|a, b| alert_order(&a.labels, &b.labels));
+        let sent = stored
+            .iter()
+            .map(|a| {
+                let mut c = (**a).clone();
+                if !c.resolved_at(now) {
+                    c.ends_at = ZERO;
+                }
+                c
+            })
+            .collect();
+        (stored, sent)
+    }
+
+    /// After a fully successful flush, removes the alerts of `flushed` that were resolved at
+    /// `now` and not updated since.
+    pub fn remove_resolved(&mut self, flushed: &[Arc<Alert>], now: Timestamp) {
+        for a in flushed {
+            if !a.resolved_at(now) {
+                continue;
+            }
+            if let Some(cur) = self.alerts.get(&a.fingerprint)
+                && cur.updated_at == a.updated_at
+            {
+                self.alerts.remove(&a.fingerprint);
+            }
+        }
+    }
+}
+
+/// Orders alerts by `job`, then `instance`, then the whole label set (Alertmanager's `AlertSlice`).
+pub fn alert_order(a: &LabelSet, b: &LabelSet) -> Ordering {
+    for key in ["job", "instance"] {
+        match (a.get(key), b.get(key)) {
+            (None, None) => continue,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(_), None) => return Ordering::Less,
+            (Some(x), Some(y)) if x != y => return x.cmp(y),
+            _ => {}
+        }
+    }
+    label_set_order(a, b)
+}
+
+/// Orders label sets like Prometheus' `LabelSet.Before`.
+pub fn label_set_order(a: &LabelSet, b: &LabelSet) -> Ordering {
+    for ((an, av), (bn, bv)) in a.iter().zip(b.iter()) {
+        match an.cmp(bn) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+        match av.cmp(bv) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::fingerprint;
+
+    fn alert(pairs: &[(&str, &str)], ends: i64, updated: i64) -> Arc<Alert> {
+        let labels: LabelSet = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Arc::new(Alert {
+            fingerprint: fingerprint(&labels),
+            labels,
+            ends_at: Timestamp::from_second(ends).unwrap(),
+            updated_at: Timestamp::from_second(updated).unwrap(),
+            ..Alert::default()
+        })
+    }
+
+    #[test]
+    fn snapshot_sorts_and_zeroes_firing_ends() {
+        let mut g = GroupAlerts::default();
+        g.insert(alert(&[("a", "2"), ("job", "b")], 100, 1));
+        g.insert(alert(&[("a", "1"), ("job", "b")], 10, 1));
+        g.insert(alert(&[("a", "0")], 100, 1));
+        let (stored, sent) = g.snapshot(Timestamp::from_second(50).unwrap());
+        let order: Vec<_> = stored.iter().map(|a| a.labels["a"].clone()).collect();
+        assert_eq!(order, ["1", "2", "0"]);
+        assert_eq!(sent[0].ends_at, Timestamp::from_second(10).unwrap());
+        assert_eq!(sent[1].ends_at, ZERO);
+    }
+
+    #[test]
+    fn resolved_alerts_leave_only_if_not_updated() {
+        let mut g = GroupAlerts::default();
+        let a = alert(&[("a", "1")], 10, 1);
+        let b = alert(&[("a", "2")], 10, 1);
+        g.insert(a.clone());
+        g.insert(b.clone());
+        let (stored, _) = g.snapshot(Timestamp::from_second(20).unwrap());
+        g.insert(alert(&[("a", "2")], 100, 15));
+        g.remove_resolved(&stored, Timestamp::from_second(20).unwrap());
+        assert_eq!(g.len(), 1);
+        assert!(g.iter().all(|x| x.labels["a"] == "2"));
+    }
+}

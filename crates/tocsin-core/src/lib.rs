@@ -1,0 +1,23 @@
+//! Tocsin's pure domain: everything Alertmanager decides, as plain functions and data.
+//!
+//! Labels and fingerprints ([`labels`]), matchers and their two parsers ([`matchers`], with Go-RE2
+//! compatible regexes from [`regex_go`]), Prometheus durations ([`duration`]), the configuration
+//! file ([`config::load`]), the routing tree ([`route`]), alert ingestion and merge ([`alert`]),
+//! aggregation-group contents ([`group`]), inhibition ([`inhibit`]), time intervals
+//! ([`timeinterval`]) and the notification log with the dedup decision ([`nflog`]).
+//!
+//! This crate must not touch sockets, files, the wall clock or an async runtime: time enters as a
+//! `now` argument and files are named, never read. `tocsin-server` and `tocsin-notify` do the I/O.
+
+pub mod alert;
+pub mod config;
+pub mod duration;
+pub mod group;
+pub mod inhibit;
+pub mod labels;
+pub mod matchers;
+pub mod nflog;
+pub mod regex_go;
+pub mod route;
+pub mod time;
+pub mod timeinterval;
