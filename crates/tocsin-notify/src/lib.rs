@@ -1,1 +1,160 @@
-//! placeholder
+//! Integrations: how a flushed group becomes a request to a receiver, and retry until the deadline.
+//!
+//! Entry points: [`Notifier`] (one integration instance), [`build_integrations`] (a receiver's
+//! integrations from validated config), [`send_with_retry`] (Alertmanager's RetryStage) and
+//! [`webhook::payload`] (the version 4 webhook body, a pure function).
+//!
+//! Depends on `tocsin-core` for the domain types; must not depend on the server, the cluster or
+//! on any global state. It performs network and file I/O (secrets in `*_file`) at send time.
+
+pub mod http;
+pub mod retry;
+pub mod webhook;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tocsin_core::alert::Alert;
+use tocsin_core::config::Receiver;
+use tocsin_core::labels::LabelSet;
+use tocsin_core::nflog::NotifyReason;
+
+pub use retry::send_with_retry;
+
+/// A boxed future, as returned by [`Notifier::notify`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything an integration needs to build one notification.
+#[derive(Clone, Debug)]
+pub struct NotifyData {
+    /// Receiver name (raw; integrations escape it where Alertmanager does).
+    pub receiver: String,
+    /// Group key string.
+    pub group_key: String,
+    /// Group labels.
+    pub group_labels: LabelSet,
+    /// Why this notification is sent.
+    pub reason: NotifyReason,
+    /// `--web.external-url` without trailing slash.
+    pub external_url: String,
+    /// Alerts to send: firing ones with zero `endsAt`, in group order.
+    pub alerts: Vec<Alert>,
+}
+
+/// Why a notification failed, as the `reason` label of `alertmanager_notifications_failed_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    /// Anything else (transport errors, bad responses).
+    Other,
+    /// 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+    /// The flush was cancelled (reload, shutdown).
+    ContextCanceled,
+    /// The flush deadline passed.
+    ContextDeadlineExceeded,
+}
+
+impl FailureReason {
+    /// Returns Alertmanager's label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Other => "other",
+            FailureReason::ClientError => "clientError",
+            FailureReason::ServerError => "serverError",
+            FailureReason::ContextCanceled => "contextCanceled",
+            FailureReason::ContextDeadlineExceeded => "contextDeadlineExceeded",
+        }
+    }
+}
+
+/// A failed attempt.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct NotifyError {
+    /// Whether another attempt may succeed.
+    pub retryable: bool,
+    /// Classification for metrics.
+    pub reason: FailureReason,
+    /// Human-readable cause.
+    pub message: String,
+}
+
+impl NotifyError {
+    /// A retryable error.
+    pub fn retryable(reason: FailureReason, message: impl Into<String>) -> Self {
+        NotifyError {
+            retryable: true,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// A final error.
+    pub fn fatal(reason: FailureReason, message: impl Into<String>) -> Self {
+        NotifyError {
+            retryable: false,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// One configured integration instance (one item of a `*_configs` list).
+pub trait Notifier: Send + Sync {
+    /// Sends one notification attempt.
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>>;
+}
+
+/// A receiver's integration with its identity in the notification log.
+#[derive(Clone)]
+pub struct Integration {
+    /// Integration type (`webhook`).
+    pub kind: &'static str,
+    /// Index within that type's list.
+    pub idx: u32,
+    /// Whether resolved alerts are sent.
+    pub send_resolved: bool,
+    /// The sender.
+    pub notifier: Arc<dyn Notifier>,
+}
+
+impl std::fmt::Debug for Integration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.kind, self.idx)
+    }
+}
+
+/// Builds the integrations of a receiver, in Alertmanager's registration order.
+///
+/// # Errors
+/// Returns a message when an HTTP client cannot be built (unreadable CA file, bad certificate).
+pub fn build_integrations(receiver: &Receiver, user_agent: &str) -> Result<Vec<Integration>, String> {
+    let mut out = Vec::new();
+    for (i, w) in receiver.webhooks.iter().enumerate() {
+        let n = webhook::Webhook::new(w.clone(), user_agent)
+            .map_err(|e| format!("receiver {:?} webhook_configs[{i}]: {e}", receiver.name))?;
+        out.push(Integration {
+            kind: "webhook",
+            idx: i as u32,
+            send_resolved: w.send_resolved,
+            notifier: Arc::new(n),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads a secret, inline or from its file (trimmed), at use time.
+///
+/// # Errors
+/// Returns the file error with its path.
+pub fn read_secret(s: &tocsin_core::config::SecretSource) -> Result<String, String> {
+    match s {
+        tocsin_core::config::SecretSource::Inline(v) => Ok(v.clone()),
+        tocsin_core::config::SecretSource::File(p) => std::fs::read_to_string(p)
+            .map(|v| v.trim().to_string())
+            .map_err(|e| format!("unable to read {}: {e}", p.display())),
+    }
+}

@@ -1,1 +1,23 @@
-fn main() {}
+//! `tocsin`: parse flags, set up logging, run.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let flags = tocsin_server::flags::Flags::parse();
+    tocsin_server::logging::init(&flags.log_level, flags.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("unable to start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(tocsin_server::run(flags)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(err = format!("{e:#}"), "tocsin failed to start");
+            eprintln!("tocsin: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

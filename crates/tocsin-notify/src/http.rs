@@ -1,0 +1,89 @@
+//! Builds HTTP clients from Prometheus' common `http_config` (§2.2) and applies its auth.
+
+use tocsin_core::config::{HttpClientConfig, TlsConfig};
+
+use crate::read_secret;
+
+fn read_file(p: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("unable to read {}: {e}", p.display()))
+}
+
+fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
+    let ca = match (&tls.ca, &tls.ca_file) {
+        (Some(pem), _) => Some(pem.as_bytes().to_vec()),
+        (None, Some(f)) => Some(read_file(f)?),
+        _ => None,
+    };
+    if let Some(pem) = ca {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("invalid CA certificate: {e}"))?;
+        if certs.is_empty() {
+            return Err("no CA certificate found in ca/ca_file".into());
+        }
+        // Like Go's RootCAs: a configured CA replaces the system roots.
+        b = b.tls_certs_only(certs);
+    }
+    let cert = match (&tls.cert, &tls.cert_file) {
+        (Some(pem), _) => Some(pem.as_bytes().to_vec()),
+        (None, Some(f)) => Some(read_file(f)?),
+        _ => None,
+    };
+    if let (Some(mut cert), Some(key)) = (cert, &tls.key) {
+        cert.push(b'\n');
+        cert.extend_from_slice(read_secret(key)?.as_bytes());
+        let id = reqwest::Identity::from_pem(&cert).map_err(|e| format!("invalid client certificate or key: {e}"))?;
+        b = b.identity(id);
+    }
+    if tls.insecure_skip_verify {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    if tls.server_name.is_some() {
+        return Err("tls_config.server_name is not supported by Tocsin yet".into());
+    }
+    if let Some(v) = &tls.min_version {
+        let v = match v.as_str() {
+            "TLS13" => reqwest::tls::Version::TLS_1_3,
+            // rustls has no TLS 1.0/1.1: 1.2 is the floor either way.
+            _ => reqwest::tls::Version::TLS_1_2,
+        };
+        b = b.tls_version_min(v);
+    }
+    Ok(b)
+}
+
+/// Builds a client for one integration.
+///
+/// # Errors
+/// Returns a message naming the unreadable file or the invalid certificate.
+pub fn build_client(cfg: &HttpClientConfig, user_agent: &str) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder().user_agent(user_agent);
+    b = apply_tls(b, &cfg.tls)?;
+    b = b.redirect(if cfg.follow_redirects {
+        reqwest::redirect::Policy::limited(10)
+    } else {
+        reqwest::redirect::Policy::none()
+    });
+    if !cfg.enable_http2 {
+        b = b.http1_only();
+    }
+    b = match &cfg.proxy_url {
+        Some(p) => b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("invalid proxy_url: {e}"))?),
+        None => b.no_proxy(),
+    };
+    b.build().map_err(|e| format!("unable to build HTTP client: {e}"))
+}
+
+/// Adds the configured authentication to a request; secrets in files are read now.
+///
+/// # Errors
+/// Returns the file error when a secret file cannot be read.
+pub fn authorize(req: reqwest::RequestBuilder, cfg: &HttpClientConfig) -> Result<reqwest::RequestBuilder, String> {
+    if let Some((user, pw)) = &cfg.basic_auth {
+        let pw = pw.as_ref().map(read_secret).transpose()?;
+        return Ok(req.basic_auth(user, pw));
+    }
+    if let Some((scheme, cred)) = &cfg.authorization {
+        let cred = read_secret(cred)?;
+        return Ok(req.header(reqwest::header::AUTHORIZATION, format!("{scheme} {cred}")));
+    }
+    Ok(req)
+}

@@ -1,0 +1,200 @@
+//! Send with exponential backoff until the flush deadline (Alertmanager's RetryStage, §3.5).
+
+use std::time::Duration;
+
+use rand::RngExt;
+use tokio::time::Instant;
+
+use crate::{FailureReason, Notifier, NotifyData, NotifyError};
+
+/// Backoff parameters of Alertmanager (cenkalti/backoff defaults).
+const INITIAL: Duration = Duration::from_millis(500);
+const MULTIPLIER: f64 = 1.5;
+const RANDOMIZATION: f64 = 0.5;
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Outcome of one attempt, reported to the caller for metrics.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// 1-based attempt number.
+    pub number: u32,
+    /// How long the attempt took.
+    pub duration: Duration,
+    /// Its error, if it failed.
+    pub error: Option<NotifyError>,
+}
+
+/// Sends `data` through `notifier`, retrying retryable errors with backoff until `deadline`.
+/// `on_attempt` sees every attempt (for metrics and logs).
+///
+/// # Errors
+/// The last error for a non-retryable failure, or a context error when the deadline passed or
+/// `cancel` fired (with the last attempt's message).
+pub async fn send_with_retry(
+    notifier: &dyn Notifier,
+    data: &NotifyData,
+    deadline: Instant,
+    cancel: &tokio::sync::watch::Receiver<bool>,
+    mut on_attempt: impl FnMut(&Attempt),
+) -> Result<u32, NotifyError> {
+    let mut cancel = cancel.clone();
+    let mut interval = INITIAL;
+    let mut last: Option<NotifyError> = None;
+    let mut number = 0;
+    let mut next = Instant::now();
+    loop {
+        if *cancel.borrow() {
+            return Err(context_error(FailureReason::ContextCanceled, last));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(context_error(FailureReason::ContextDeadlineExceeded, last));
+            }
+            _ = cancel.changed() => {
+                return Err(context_error(FailureReason::ContextCanceled, last));
+            }
+        }
+        number += 1;
+        let started = Instant::now();
+        // The next attempt is scheduled from this attempt's start, like backoff.Ticker.
+        next = started + jitter(interval);
+        interval = (interval.mul_f64(MULTIPLIER)).min(MAX_INTERVAL);
+        let result = tokio::select! {
+            r = notifier.notify(data) => r,
+            _ = tokio::time::sleep_until(deadline) => {
+                Err(NotifyError::fatal(FailureReason::ContextDeadlineExceeded, "context deadline exceeded"))
+            }
+        };
+        let attempt = Attempt {
+            number,
+            duration: started.elapsed(),
+            error: result.clone().err(),
+        };
+        on_attempt(&attempt);
+        match result {
+            Ok(()) => return Ok(number),
+            Err(e) if e.reason == FailureReason::ContextDeadlineExceeded => {
+                return Err(context_error(FailureReason::ContextDeadlineExceeded, last.or(Some(e))));
+            }
+            Err(e) if !e.retryable => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+}
+
+fn context_error(reason: FailureReason, last: Option<NotifyError>) -> NotifyError {
+    let what = if reason == FailureReason::ContextCanceled {
+        "context canceled"
+    } else {
+        "context deadline exceeded"
+    };
+    let message = match last {
+        Some(e) => format!("{what}: last error: {}", e.message),
+        None => what.to_string(),
+    };
+    NotifyError::fatal(reason, message)
+}
+
+fn jitter(d: Duration) -> Duration {
+    let f = 1.0 + RANDOMIZATION * (2.0 * rand::rng().random::<f64>() - 1.0);
+    d.mul_f64(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::BoxFuture;
+    use tocsin_core::nflog::NotifyReason;
+
+    struct Flaky {
+        fail_first: u32,
+        calls: AtomicU32,
+        times: Mutex<Vec<Instant>>,
+        retryable: bool,
+    }
+
+    impl Notifier for Flaky {
+        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+            Box::pin(async move {
+                self.times.lock().unwrap().push(Instant::now());
+                let n = self.calls.fetch_add(1, Ordering::SeqCst);
+                if n < self.fail_first {
+                    Err(NotifyError {
+                        retryable: self.retryable,
+                        reason: FailureReason::ServerError,
+                        message: "boom".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    fn data() -> NotifyData {
+        NotifyData {
+            receiver: "r".into(),
+            group_key: "{}:{}".into(),
+            group_labels: Default::default(),
+            reason: NotifyReason::FirstNotification,
+            external_url: String::new(),
+            alerts: vec![],
+        }
+    }
+
+    fn flaky(fail_first: u32, retryable: bool) -> Flaky {
+        Flaky {
+            fail_first,
+            calls: AtomicU32::new(0),
+            times: Mutex::new(vec![]),
+            retryable,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_with_growing_backoff_until_success() {
+        let n = flaky(3, true);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let start = Instant::now();
+        let attempts = send_with_retry(&n, &data(), start + Duration::from_secs(60), &rx, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(attempts, 4);
+        let times = n.times.lock().unwrap().clone();
+        assert_eq!(times[0], start);
+        // 500ms ±50%, then 750ms ±50%.
+        let gap1 = times[1] - times[0];
+        let gap2 = times[2] - times[1];
+        assert!(
+            gap1 >= Duration::from_millis(250) && gap1 <= Duration::from_millis(750),
+            "{gap1:?}"
+        );
+        assert!(
+            gap2 >= Duration::from_millis(375) && gap2 <= Duration::from_millis(1125),
+            "{gap2:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_at_deadline_and_on_fatal_errors() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let n = flaky(u32::MAX, true);
+        let start = Instant::now();
+        let err = send_with_retry(&n, &data(), start + Duration::from_secs(10), &rx, |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason, FailureReason::ContextDeadlineExceeded);
+        assert_eq!(err.message, "context deadline exceeded: last error: boom");
+        assert_eq!(Instant::now(), start + Duration::from_secs(10));
+        let n = flaky(u32::MAX, false);
+        let err = send_with_retry(&n, &data(), start + Duration::from_secs(100), &rx, |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason, FailureReason::ServerError);
+        assert_eq!(n.calls.load(Ordering::SeqCst), 1);
+    }
+}

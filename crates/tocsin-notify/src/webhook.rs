@@ -1,0 +1,268 @@
+//! The webhook integration: payload version 4 (§5.5), field for field.
+
+use serde::Serialize;
+use tocsin_core::alert::Alert;
+use tocsin_core::config::WebhookConfig;
+use tocsin_core::labels::LabelSet;
+use tocsin_core::time::{format_rfc3339_nano, is_zero};
+
+use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, read_secret};
+
+/// One alert in a webhook payload.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct PayloadAlert {
+    /// `firing` or `resolved`.
+    pub status: &'static str,
+    /// Labels.
+    pub labels: LabelSet,
+    /// Annotations.
+    pub annotations: LabelSet,
+    /// RFC 3339 with nanoseconds.
+    #[serde(rename = "startsAt")]
+    pub starts_at: String,
+    /// `0001-01-01T00:00:00Z` for firing alerts.
+    #[serde(rename = "endsAt")]
+    pub ends_at: String,
+    /// May be empty.
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+    /// 16 hex digits.
+    pub fingerprint: String,
+}
+
+/// The webhook body, in Alertmanager's field order.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Payload {
+    /// Receiver name, regex-quoted.
+    pub receiver: String,
+    /// `firing` if any alert fires.
+    pub status: &'static str,
+    /// The alerts sent.
+    pub alerts: Vec<PayloadAlert>,
+    /// Why this notification is sent.
+    pub notification_reason: &'static str,
+    /// Group labels.
+    #[serde(rename = "groupLabels")]
+    pub group_labels: LabelSet,
+    /// Labels equal on all alerts sent.
+    #[serde(rename = "commonLabels")]
+    pub common_labels: LabelSet,
+    /// Annotations equal on all alerts sent.
+    #[serde(rename = "commonAnnotations")]
+    pub common_annotations: LabelSet,
+    /// External URL.
+    #[serde(rename = "externalURL")]
+    pub external_url: String,
+    /// Always `"4"`.
+    pub version: &'static str,
+    /// Group key.
+    #[serde(rename = "groupKey")]
+    pub group_key: String,
+    /// Alerts dropped by `max_alerts`.
+    #[serde(rename = "truncatedAlerts")]
+    pub truncated_alerts: u64,
+}
+
+/// Escapes regex metacharacters like Go's `regexp.QuoteMeta`.
+pub fn quote_meta(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn common(maps: impl Iterator<Item = LabelSet>) -> LabelSet {
+    let mut it = maps;
+    let Some(mut acc) = it.next() else {
+        return LabelSet::new();
+    };
+    for m in it {
+        acc.retain(|k, v| m.get(k) == Some(v));
+    }
+    acc
+}
+
+fn payload_alert(a: &Alert) -> PayloadAlert {
+    PayloadAlert {
+        status: if is_zero(a.ends_at) { "firing" } else { "resolved" },
+        labels: a.labels.clone(),
+        annotations: a.annotations.clone(),
+        starts_at: format_rfc3339_nano(a.starts_at),
+        ends_at: format_rfc3339_nano(a.ends_at),
+        generator_url: a.generator_url.clone(),
+        fingerprint: a.fingerprint.to_string(),
+    }
+}
+
+/// Builds the version 4 payload; `max_alerts` = 0 keeps every alert.
+pub fn payload(data: &NotifyData, max_alerts: u64) -> Payload {
+    let keep = if max_alerts == 0 {
+        data.alerts.len()
+    } else {
+        data.alerts.len().min(max_alerts as usize)
+    };
+    let sent = &data.alerts[..keep];
+    let alerts: Vec<PayloadAlert> = sent.iter().map(payload_alert).collect();
+    let firing = alerts.iter().any(|a| a.status == "firing");
+    Payload {
+        receiver: quote_meta(&data.receiver),
+        status: if firing { "firing" } else { "resolved" },
+        notification_reason: data.reason.as_str(),
+        group_labels: data.group_labels.clone(),
+        common_labels: common(sent.iter().map(|a| a.labels.clone())),
+        common_annotations: common(sent.iter().map(|a| a.annotations.clone())),
+        external_url: data.external_url.clone(),
+        version: "4",
+        group_key: data.group_key.clone(),
+        truncated_alerts: (data.alerts.len() - keep) as u64,
+        alerts,
+    }
+}
+
+/// A configured webhook.
+pub struct Webhook {
+    conf: WebhookConfig,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    /// Builds the HTTP client for a webhook config.
+    ///
+    /// # Errors
+    /// As [`crate::http::build_client`].
+    pub fn new(conf: WebhookConfig, user_agent: &str) -> Result<Self, String> {
+        let client = crate::http::build_client(&conf.http, user_agent)?;
+        Ok(Webhook { conf, client })
+    }
+
+    async fn send(&self, data: &NotifyData) -> Result<(), NotifyError> {
+        let url = read_secret(&self.conf.url).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
+        let body = serde_json::to_vec(&payload(data, self.conf.max_alerts))
+            .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
+        let mut req = self
+            .client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(t) = self.conf.timeout {
+            req = req.timeout(t);
+        }
+        let req =
+            crate::http::authorize(req, &self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
+        let resp = req.send().await.map_err(|e| {
+            // Transport errors (refused, reset, timeouts) are worth retrying; never log the URL,
+            // which is a secret.
+            NotifyError::retryable(
+                FailureReason::Other,
+                format!("webhook request failed: {}", e.without_url()),
+            )
+        })?;
+        classify(resp.status().as_u16(), || async {
+            resp.text().await.unwrap_or_default()
+        })
+        .await
+    }
+}
+
+/// Maps a response status to success or a (retryable?) error: 2xx ok, 5xx retry, others fail.
+pub async fn classify<F, Fut>(status: u16, body: F) -> Result<(), NotifyError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let mut text = body().await;
+    text.truncate(512);
+    let msg = format!("unexpected status code {status}: {text}");
+    if status / 100 == 5 {
+        Err(NotifyError::retryable(FailureReason::ServerError, msg))
+    } else if status / 100 == 4 {
+        Err(NotifyError::fatal(FailureReason::ClientError, msg))
+    } else {
+        Err(NotifyError::fatal(FailureReason::Other, msg))
+    }
+}
+
+impl Notifier for Webhook {
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(self.send(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+    use tocsin_core::labels::fingerprint;
+    use tocsin_core::nflog::NotifyReason;
+    use tocsin_core::time::ZERO;
+
+    fn alert(name: &str, team: &str, resolved: bool) -> Alert {
+        let labels: LabelSet = [
+            ("alertname".to_string(), name.to_string()),
+            ("team".to_string(), team.to_string()),
+        ]
+        .into();
+        Alert {
+            fingerprint: fingerprint(&labels),
+            labels,
+            annotations: [("summary".to_string(), format!("{name} is down"))].into(),
+            starts_at: "2026-11-23T18:33:30.712Z".parse::<Timestamp>().unwrap(),
+            ends_at: if resolved {
+                "2026-11-23T18:40:00Z".parse().unwrap()
+            } else {
+                ZERO
+            },
+            generator_url: "http://prom/graph".into(),
+            ..Alert::default()
+        }
+    }
+
+    #[test]
+    fn payload_v4_is_byte_for_byte() {
+        let data = NotifyData {
+            receiver: "team.x".into(),
+            group_key: r#"{}/{team="a.b"}:{alertname="A1"}"#.into(),
+            group_labels: [("alertname".to_string(), "A1".to_string())].into(),
+            reason: NotifyReason::FirstNotification,
+            external_url: "http://vm:19093".into(),
+            alerts: vec![alert("A1", "a.b", false), alert("A1", "c", true)],
+        };
+        let json = serde_json::to_string(&payload(&data, 1)).unwrap();
+        let fp = alert("A1", "a.b", false).fingerprint.to_string();
+        let expected = format!(
+            concat!(
+                r#"{{"receiver":"team\\.x","status":"firing","alerts":[{{"status":"firing","labels":{{"alertname":"A1","team":"a.b"}},"#,
+                r#""annotations":{{"summary":"A1 is down"}},"startsAt":"2026-11-23T18:33:30.712Z","endsAt":"0001-01-01T00:00:00Z","#,
+                r#""generatorURL":"http://prom/graph","fingerprint":"{}"}}],"notification_reason":"first notification","#,
+                r#""groupLabels":{{"alertname":"A1"}},"commonLabels":{{"alertname":"A1","team":"a.b"}},"#,
+                r#""commonAnnotations":{{"summary":"A1 is down"}},"externalURL":"http://vm:19093","version":"4","#,
+                r#""groupKey":"{{}}/{{team=\"a.b\"}}:{{alertname=\"A1\"}}","truncatedAlerts":1}}"#
+            ),
+            fp
+        );
+        assert_eq!(json, expected);
+        let all = payload(&data, 0);
+        assert_eq!(all.truncated_alerts, 0);
+        assert_eq!(all.alerts[1].status, "resolved");
+        assert_eq!(all.common_labels, [("alertname".to_string(), "A1".to_string())].into());
+    }
+
+    #[tokio::test]
+    async fn status_classification() {
+        let body = || async { "oops".to_string() };
+        assert!(classify(200, body).await.is_ok());
+        let e = classify(503, body).await.unwrap_err();
+        assert!(e.retryable);
+        assert_eq!(e.reason, FailureReason::ServerError);
+        let e = classify(404, body).await.unwrap_err();
+        assert!(!e.retryable);
+        assert_eq!(e.message, "unexpected status code 404: oops");
+    }
+}

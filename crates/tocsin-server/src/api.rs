@@ -1,0 +1,493 @@
+//! HTTP API v2 (§5) and the lifecycle endpoints, with Alertmanager's status codes and bodies.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tocsin_core::alert::{Alert, PostedAlert};
+use tocsin_core::group::{alert_order, label_set_order};
+use tocsin_core::labels::{LabelSet, labels_to_string};
+use tocsin_core::matchers::{Matcher, all_match, parse_matcher};
+use tocsin_core::regex_go;
+use tocsin_core::time::{ZERO, format_millis, parse_rfc3339};
+
+use crate::app::App;
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+
+/// Builds the router; `prefix` is the normalised `--web.route-prefix` (`/` or `/x`).
+pub fn router(app: Arc<App>, prefix: &str) -> Router {
+    let api = Router::new()
+        .route("/api/v2/alerts", post(post_alerts).get(get_alerts))
+        .route("/api/v2/alerts/groups", get(get_groups))
+        .route("/api/v2/status", get(get_status))
+        .route("/api/v2/receivers", get(get_receivers))
+        .route("/api/v2/{*rest}", any(api_not_found))
+        .route("/api/v1/{*rest}", any(v1_gone))
+        .route("/-/healthy", get(ok_text).head(ok_text))
+        .route("/-/ready", get(ok_text).head(ok_text))
+        .route("/-/reload", post(reload))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app);
+    if prefix == "/" {
+        api
+    } else {
+        Router::new().nest(prefix, api)
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut r = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A handler error: a JSON string body, as go-swagger handlers answer.
+fn error_string(status: StatusCode, msg: impl Into<String>) -> Response {
+    json_response(status, &msg.into())
+}
+
+/// A validation error in go-openapi's shape `{"code":…,"message":…}`.
+fn error_object(status: StatusCode, code: u32, msg: impl Into<String>) -> Response {
+    json_response(status, &json!({"code": code, "message": msg.into()}))
+}
+
+async fn ok_text() -> &'static str {
+    "OK"
+}
+
+async fn v1_gone() -> Response {
+    json_response(
+        StatusCode::GONE,
+        &json!({"status": "deprecated", "error": "The Alertmanager v1 API was deprecated in version 0.16.0 and is removed as of version 0.27.0 - please use the equivalent route in the v2 API"}),
+    )
+}
+
+async fn api_not_found(uri: Uri) -> Response {
+    error_object(StatusCode::NOT_FOUND, 404, format!("path {} was not found", uri.path()))
+}
+
+async fn reload(State(app): State<Arc<App>>) -> Response {
+    match app.reload().await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => {
+            tracing::error!(err = %e, "error reloading configuration");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to reload config: {e}"),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses a query string keeping repeated keys.
+fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// The filters shared by GET /alerts and /alerts/groups.
+struct AlertFilter {
+    matchers: Vec<Matcher>,
+    receiver: Option<regex::Regex>,
+    active: bool,
+    silenced: bool,
+    inhibited: bool,
+    muted: bool,
+}
+
+/// An API error before a response is built.
+enum ApiError {
+    /// A handler error (JSON string body).
+    Handler(StatusCode, String),
+    /// A go-openapi validation error (`{"code","message"}`).
+    Validation(StatusCode, u32, String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Handler(s, m) => error_string(s, m),
+            ApiError::Validation(s, c, m) => error_object(s, c, m),
+        }
+    }
+}
+
+fn parse_filter(app: &App, raw: Option<String>) -> Result<AlertFilter, ApiError> {
+    let mut f = AlertFilter {
+        matchers: vec![],
+        receiver: None,
+        active: true,
+        silenced: true,
+        inhibited: true,
+        muted: true,
+    };
+    for (k, v) in query_pairs(raw) {
+        let flag = |v: &str| -> Result<bool, ApiError> {
+            v.parse::<bool>().map_err(|_| {
+                ApiError::Validation(
+                    StatusCode::BAD_REQUEST,
+                    601,
+                    format!("{k} in query must be of type boolean: {v:?}"),
+                )
+            })
+        };
+        match k.as_str() {
+            "filter" => {
+                let m = parse_matcher(&v, app.settings.load.parse_mode)
+                    .map_err(|e| ApiError::Handler(StatusCode::BAD_REQUEST, e))?;
+                f.matchers.push(m);
+            }
+            "receiver" => {
+                let re = regex_go::compile_anchored(&v).map_err(|e| {
+                    ApiError::Handler(StatusCode::BAD_REQUEST, format!("failed to parse receiver param: {e}"))
+                })?;
+                f.receiver = Some(re);
+            }
+            "active" => f.active = flag(&v)?,
+            "silenced" => f.silenced = flag(&v)?,
+            "inhibited" => f.inhibited = flag(&v)?,
+            "muted" => f.muted = flag(&v)?,
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+#[derive(Serialize)]
+struct Receiver {
+    name: String,
+}
+
+#[derive(Serialize)]
+struct AlertStatus {
+    #[serde(rename = "inhibitedBy")]
+    inhibited_by: Vec<String>,
+    #[serde(rename = "mutedBy")]
+    muted_by: Vec<String>,
+    #[serde(rename = "silencedBy")]
+    silenced_by: Vec<String>,
+    state: &'static str,
+}
+
+#[derive(Serialize)]
+struct GettableAlert {
+    annotations: LabelSet,
+    #[serde(rename = "endsAt")]
+    ends_at: String,
+    fingerprint: String,
+    receivers: Vec<Receiver>,
+    #[serde(rename = "startsAt")]
+    starts_at: String,
+    status: AlertStatus,
+    #[serde(rename = "updatedAt")]
+    updated_at: String,
+    #[serde(rename = "generatorURL", skip_serializing_if = "String::is_empty")]
+    generator_url: String,
+    labels: LabelSet,
+}
+
+/// Evaluates an alert against the filter; returns its API form if it passes.
+fn gettable(
+    app: &App,
+    f: &AlertFilter,
+    a: &Alert,
+    receivers: Vec<String>,
+    muted_by: Vec<String>,
+    now: Timestamp,
+) -> Option<GettableAlert> {
+    if a.ends_at != ZERO && a.ends_at < now {
+        return None;
+    }
+    if !all_match(&f.matchers, &a.labels) {
+        return None;
+    }
+    let inhibited_by: Vec<String> = app
+        .inhibitor()
+        .inhibited_by(&a.labels, now)
+        .map(|fp| fp.to_string())
+        .into_iter()
+        .collect();
+    let suppressed = !inhibited_by.is_empty() || !muted_by.is_empty();
+    if (!f.active && !suppressed) || (!f.inhibited && !inhibited_by.is_empty()) {
+        return None;
+    }
+    Some(GettableAlert {
+        annotations: a.annotations.clone(),
+        ends_at: format_millis(a.ends_at),
+        fingerprint: a.fingerprint.to_string(),
+        receivers: receivers.into_iter().map(|name| Receiver { name }).collect(),
+        starts_at: format_millis(a.starts_at),
+        status: AlertStatus {
+            inhibited_by,
+            muted_by,
+            silenced_by: vec![],
+            state: if suppressed { "suppressed" } else { "active" },
+        },
+        updated_at: format_millis(a.updated_at),
+        generator_url: a.generator_url.clone(),
+        labels: a.labels.clone(),
+    })
+}
+
+async fn get_alerts(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    let f = match parse_filter(&app, q) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let now = app.clock.now();
+    let active = app.active();
+    let mut out: Vec<GettableAlert> = Vec::new();
+    for a in app.store.list() {
+        let receivers: Vec<String> = active
+            .config
+            .route
+            .match_routes(&a.labels)
+            .iter()
+            .map(|r| r.receiver.clone())
+            .collect();
+        if let Some(re) = &f.receiver
+            && !receivers.iter().any(|r| re.is_match(r))
+        {
+            continue;
+        }
+        if let Some(g) = gettable(&app, &f, &a, receivers, vec![], now) {
+            out.push(g);
+        }
+    }
+    out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    json_response(StatusCode::OK, &out)
+}
+
+#[derive(Serialize)]
+struct AlertGroup {
+    alerts: Vec<GettableAlert>,
+    labels: LabelSet,
+    receiver: Receiver,
+}
+
+async fn get_groups(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    let f = match parse_filter(&app, q) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let now = app.clock.now();
+    let active = app.active();
+    // Copy what is needed under the lock, evaluate outside it.
+    let groups: Vec<(usize, LabelSet, Vec<Arc<Alert>>)> = app
+        .dispatcher()
+        .groups
+        .values()
+        .map(|g| (g.route_idx, g.labels.clone(), g.alerts.iter().cloned().collect()))
+        .collect();
+    let mut receivers_of: BTreeMap<tocsin_core::labels::Fingerprint, Vec<String>> = BTreeMap::new();
+    for (idx, _, alerts) in &groups {
+        let r = &active.config.route.nodes[*idx].receiver;
+        for a in alerts {
+            receivers_of.entry(a.fingerprint).or_default().push(r.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (idx, labels, mut alerts) in groups {
+        let route = &active.config.route.nodes[idx];
+        if f.receiver.as_ref().is_some_and(|re| !re.is_match(&route.receiver)) {
+            continue;
+        }
+        let muted_by = app.muted_by_time(&active, route, now).unwrap_or_default();
+        if !f.muted && !muted_by.is_empty() {
+            continue;
+        }
+        alerts.sort_by(|a, b| alert_order(&a.labels, &b.labels));
+        let list: Vec<GettableAlert> = alerts
+            .iter()
+            .filter_map(|a| {
+                let recv = receivers_of.get(&a.fingerprint).cloned().unwrap_or_default();
+                gettable(&app, &f, a, recv, muted_by.clone(), now)
+            })
+            .collect();
+        if list.is_empty() {
+            continue;
+        }
+        out.push(AlertGroup {
+            alerts: list,
+            labels,
+            receiver: Receiver {
+                name: route.receiver.clone(),
+            },
+        });
+    }
+    out.sort_by(|a, b| label_set_order(&a.labels, &b.labels).then_with(|| a.receiver.name.cmp(&b.receiver.name)));
+    json_response(StatusCode::OK, &out)
+}
+
+async fn get_receivers(State(app): State<Arc<App>>) -> Response {
+    let active = app.active();
+    let list: Vec<Receiver> = active
+        .config
+        .receivers
+        .keys()
+        .map(|n| Receiver { name: n.clone() })
+        .collect();
+    json_response(StatusCode::OK, &list)
+}
+
+async fn get_status(State(app): State<Arc<App>>) -> Response {
+    let active = app.active();
+    let original = serde_saphyr::to_string(&active.config.raw).unwrap_or_else(|_| String::new());
+    let body = json!({
+        "cluster": {"peers": [], "status": "disabled"},
+        "config": {"original": original},
+        "uptime": format_millis(app.started),
+        "versionInfo": {
+            "branch": "",
+            "buildDate": "",
+            "buildUser": "",
+            "goVersion": "",
+            "revision": "",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+    });
+    json_response(StatusCode::OK, &body)
+}
+
+/// Decodes one array item of a POST /api/v2/alerts body.
+fn decode_alert(v: &Value) -> Result<PostedAlert, String> {
+    let obj = v.as_object().ok_or("alert must be a JSON object")?;
+    let map = |key: &str, required: bool| -> Result<LabelSet, String> {
+        match obj.get(key) {
+            None | Some(Value::Null) if required => Err(format!("{key} in body is required")),
+            None | Some(Value::Null) => Ok(LabelSet::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(format!("{key}.{k} in body must be of type string")),
+                })
+                .collect(),
+            Some(_) => Err(format!("{key} in body must be of type object")),
+        }
+    };
+    let time = |key: &str| -> Result<Timestamp, String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(ZERO),
+            Some(Value::String(s)) if s.is_empty() => Ok(ZERO),
+            Some(Value::String(s)) => {
+                parse_rfc3339(s).map_err(|e| format!("{key} in body must be of type date-time: {e}"))
+            }
+            Some(_) => Err(format!("{key} in body must be of type date-time")),
+        }
+    };
+    let generator_url = match obj.get("generatorURL") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("generatorURL in body must be of type uri".into()),
+    };
+    Ok(PostedAlert {
+        labels: map("labels", true)?,
+        annotations: map("annotations", false)?,
+        starts_at: time("startsAt")?,
+        ends_at: time("endsAt")?,
+        generator_url,
+    })
+}
+
+fn describe(v: &Value) -> String {
+    v.get("labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            let ls: LabelSet = m
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect();
+            format!(" {}", labels_to_string(&ls))
+        })
+        .unwrap_or_default()
+}
+
+async fn post_alerts(State(app): State<Arc<App>>, method: Method, body: Bytes) -> Response {
+    debug_assert_eq!(method, Method::POST);
+    let items: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => {
+            return error_object(
+                StatusCode::BAD_REQUEST,
+                400,
+                "parsing alerts body from \"\" failed, because json: cannot unmarshal non-array into Go value of type models.PostableAlerts",
+            );
+        }
+        Err(e) => {
+            return error_object(
+                StatusCode::BAD_REQUEST,
+                400,
+                format!("parsing alerts body from \"\" failed, because {e}"),
+            );
+        }
+    };
+    let mut errors: Vec<(usize, String)> = Vec::new();
+    let mut valid = Vec::with_capacity(items.len());
+    let mut index_of = Vec::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        match decode_alert(v) {
+            Ok(p) => {
+                valid.push(p);
+                index_of.push(i);
+            }
+            Err(e) => errors.push((i, e)),
+        }
+    }
+    for r in app.post_alerts(valid) {
+        errors.push((index_of[r.index], r.message));
+    }
+    if errors.is_empty() {
+        return StatusCode::OK.into_response();
+    }
+    errors.sort_by_key(|(i, _)| *i);
+    let msg = errors
+        .iter()
+        .map(|(i, e)| format!("alert {i}{}: {e}", describe(&items[*i])))
+        .collect::<Vec<_>>()
+        .join("; ");
+    tracing::debug!(invalid = errors.len(), total = items.len(), "rejected alerts");
+    error_string(StatusCode::BAD_REQUEST, msg)
+}

@@ -1,0 +1,427 @@
+//! The running replica: alert store, dispatcher, notification pipeline, configuration reload.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use parking_lot::{Mutex, RwLock};
+use tocsin_core::alert::{Alert, PostedAlert, prepare};
+use tocsin_core::config::{Config, LoadOptions, Receiver, load};
+use tocsin_core::inhibit::Inhibitor;
+use tocsin_core::labels::hash_alert;
+use tocsin_core::nflog::{Nflog, ReceiverKey, needs_update};
+use tocsin_core::route::Route;
+use tocsin_core::timeinterval::any_contains;
+use tocsin_notify::{Integration, NotifyData, send_with_retry};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::clock::Clock;
+use crate::dispatch::{Dispatcher, FlushJob};
+use crate::store::AlertStore;
+
+/// Builds a receiver's integrations; tests inject in-memory notifiers here.
+pub type NotifierFactory = Arc<dyn Fn(&Receiver) -> Result<Vec<Integration>, String> + Send + Sync>;
+
+/// Settings from flags that do not change on reload.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `--config.file`.
+    pub config_path: PathBuf,
+    /// External URL without trailing slash.
+    pub external_url: String,
+    /// `--data.retention`.
+    pub retention: Duration,
+    /// `--alerts.gc-interval`.
+    pub alerts_gc_interval: Duration,
+    /// Config loader options (matcher mode, local zone).
+    pub load: LoadOptions,
+}
+
+/// The configuration-dependent part, swapped whole on reload.
+pub struct Active {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Integrations of every receiver used by a route.
+    pub integrations: HashMap<String, Vec<Integration>>,
+    /// Cancels in-flight notifications of this configuration.
+    cancel: watch::Sender<bool>,
+}
+
+/// A replica.
+pub struct App {
+    /// Wall clock derived from tokio time.
+    pub clock: Clock,
+    /// Flag settings.
+    pub settings: Settings,
+    /// Alerts.
+    pub store: AlertStore,
+    /// The notification log.
+    pub nflog: Mutex<Nflog>,
+    active: RwLock<Arc<Active>>,
+    inhibitor: RwLock<Inhibitor>,
+    dispatcher: Mutex<Dispatcher>,
+    wake: Notify,
+    factory: NotifierFactory,
+    reload_lock: tokio::sync::Mutex<()>,
+    /// When the replica started.
+    pub started: Timestamp,
+}
+
+/// Why an alert of a batch was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Position in the batch.
+    pub index: usize,
+    /// Message.
+    pub message: String,
+}
+
+fn build_active(config: Config, factory: &NotifierFactory) -> Result<Active, String> {
+    let mut integrations = HashMap::new();
+    for r in config.active_receivers() {
+        integrations.insert(r.name.clone(), factory(r)?);
+    }
+    let (cancel, _) = watch::channel(false);
+    Ok(Active {
+        config: Arc::new(config),
+        integrations,
+        cancel,
+    })
+}
+
+/// Reads and validates the config file.
+///
+/// # Errors
+/// Returns the read or validation error, prefixed with nothing (callers add context).
+pub fn read_config(path: &Path, opts: &LoadOptions) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    load(&text, base, opts).map_err(|e| e.to_string())
+}
+
+impl App {
+    /// Builds a replica from a validated configuration.
+    ///
+    /// # Errors
+    /// Returns a message when an integration cannot be built.
+    pub fn new(
+        settings: Settings,
+        config: Config,
+        factory: NotifierFactory,
+        clock: Clock,
+    ) -> Result<Arc<Self>, String> {
+        let inhibitor = Inhibitor::new(config.inhibit_rules.clone());
+        let active = build_active(config, &factory)?;
+        Ok(Arc::new(App {
+            started: clock.now(),
+            clock,
+            settings,
+            store: AlertStore::default(),
+            nflog: Mutex::new(Nflog::default()),
+            active: RwLock::new(Arc::new(active)),
+            inhibitor: RwLock::new(inhibitor),
+            dispatcher: Mutex::new(Dispatcher::default()),
+            wake: Notify::new(),
+            factory,
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Returns the active configuration.
+    pub fn active(&self) -> Arc<Active> {
+        self.active.read().clone()
+    }
+
+    /// Returns the inhibitor (read-locked).
+    pub fn inhibitor(&self) -> parking_lot::RwLockReadGuard<'_, Inhibitor> {
+        self.inhibitor.read()
+    }
+
+    /// Returns the dispatcher (locked; keep the guard short).
+    pub fn dispatcher(&self) -> parking_lot::MutexGuard<'_, Dispatcher> {
+        self.dispatcher.lock()
+    }
+
+    /// Ingests a batch: valid alerts are stored and dispatched even when others are rejected.
+    pub fn post_alerts(&self, batch: Vec<PostedAlert>) -> Vec<Rejected> {
+        let now = self.clock.now();
+        let active = self.active();
+        let resolve_timeout = active.config.resolve_timeout;
+        let names = self.settings.load.name_validation();
+        let mut rejected = Vec::new();
+        let mut stored = Vec::with_capacity(batch.len());
+        for (index, p) in batch.into_iter().enumerate() {
+            match prepare(p, now, resolve_timeout, names) {
+                Ok(a) => stored.push(self.store.put(a, now)),
+                Err(message) => rejected.push(Rejected { index, message }),
+            }
+        }
+        self.route_alerts(&active, &stored, now);
+        rejected
+    }
+
+    fn route_alerts(&self, active: &Active, alerts: &[Arc<Alert>], now: Timestamp) {
+        if alerts.is_empty() {
+            return;
+        }
+        {
+            let mut ih = self.inhibitor.write();
+            for a in alerts {
+                ih.observe(a);
+            }
+        }
+        let created = self
+            .dispatcher
+            .lock()
+            .insert(&active.config.route, alerts, Instant::now(), now);
+        if created {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Reloads the config file; on error the running configuration stays.
+    ///
+    /// # Errors
+    /// Returns why the new file was rejected.
+    pub async fn reload(self: &Arc<Self>) -> Result<(), String> {
+        let _guard = self.reload_lock.lock().await;
+        let config = read_config(&self.settings.config_path, &self.settings.load)?;
+        for w in &config.warnings {
+            warn!(warning = %w, "configuration warning");
+        }
+        self.apply(config)
+    }
+
+    /// Swaps in a validated configuration: in-flight notifications are cancelled, groups are
+    /// rebuilt from the stored alerts and their timers restart (§3.2).
+    ///
+    /// # Errors
+    /// Returns a message when an integration cannot be built (the old configuration stays).
+    pub fn apply(self: &Arc<Self>, config: Config) -> Result<(), String> {
+        let mut inhibitor = Inhibitor::new(config.inhibit_rules.clone());
+        let active = Arc::new(build_active(config, &self.factory)?);
+        let alerts = self.store.list();
+        for a in &alerts {
+            inhibitor.observe(a);
+        }
+        let now = self.clock.now();
+        let old = {
+            let mut d = self.dispatcher.lock();
+            d.reset();
+            let old = std::mem::replace(&mut *self.active.write(), active.clone());
+            *self.inhibitor.write() = inhibitor;
+            d.insert(&active.config.route, &alerts, Instant::now(), now);
+            old
+        };
+        let _ = old.cancel.send(true);
+        self.wake.notify_one();
+        info!("completed loading of configuration file");
+        Ok(())
+    }
+
+    /// Runs the group scheduler and the alert GC until `shutdown` fires.
+    pub async fn run_scheduler(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut gc_at = Instant::now() + self.settings.alerts_gc_interval;
+        loop {
+            let active = self.active();
+            let (jobs, next) = {
+                let mut d = self.dispatcher.lock();
+                let clock = self.clock;
+                let jobs = d.due(&active.config.route, Instant::now(), |i| clock.at(i));
+                (jobs, d.next_deadline())
+            };
+            for job in jobs {
+                self.spawn_flush(active.clone(), job);
+            }
+            if Instant::now() >= gc_at {
+                let n = self.store.gc(self.clock.now());
+                self.inhibitor.write().gc(self.clock.now());
+                debug!(deleted = n, "garbage-collected resolved alerts");
+                gc_at = Instant::now() + self.settings.alerts_gc_interval;
+            }
+            let wake_at = next.map_or(gc_at, |n| n.min(gc_at));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn spawn_flush(self: &Arc<Self>, active: Arc<Active>, job: FlushJob) {
+        let app = self.clone();
+        let group = self
+            .dispatcher
+            .lock()
+            .groups
+            .get(&job.id)
+            .map(|g| g.key.clone())
+            .unwrap_or_default();
+        let receiver = active
+            .config
+            .route
+            .nodes
+            .get(job.id.0)
+            .map(|r| r.receiver.clone())
+            .unwrap_or_default();
+        let span = info_span!("flush", group_key = %group, receiver = %receiver);
+        tokio::spawn(
+            async move {
+                let mut job = job;
+                loop {
+                    let ok = app.pipeline(&active, &job).await;
+                    let next = app
+                        .dispatcher
+                        .lock()
+                        .flush_done(&job, ok, Instant::now(), app.clock.now());
+                    match next {
+                        Some(j) => job = j,
+                        None => break,
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// The notification pipeline of one flush (§3.3); returns whether every integration succeeded.
+    async fn pipeline(self: &Arc<Self>, active: &Arc<Active>, job: &FlushJob) -> bool {
+        let Some(route) = active.config.route.nodes.get(job.id.0) else {
+            return true;
+        };
+        let now = job.now;
+        let alerts: Vec<Alert> = {
+            let ih = self.inhibitor.read();
+            job.sent
+                .iter()
+                .filter(|a| ih.inhibited_by(&a.labels, now).is_none())
+                .cloned()
+                .collect()
+        };
+        if alerts.is_empty() || self.muted_by_time(active, route, now).is_some() {
+            return true;
+        }
+        let Some(integrations) = active.integrations.get(&route.receiver) else {
+            return true;
+        };
+        let alerts = Arc::new(alerts);
+        let mut set = tokio::task::JoinSet::new();
+        for integ in integrations.clone() {
+            let (app, active, alerts, job) = (self.clone(), active.clone(), alerts.clone(), job.clone());
+            let span = tracing::Span::current();
+            set.spawn(
+                async move {
+                    let route = &active.config.route.nodes[job.id.0];
+                    app.notify_integration(&active, route, &integ, &job, &alerts).await
+                }
+                .instrument(span),
+            );
+        }
+        let mut ok = true;
+        while let Some(r) = set.join_next().await {
+            ok &= r.unwrap_or(false);
+        }
+        ok
+    }
+
+    /// Returns the names of the time intervals muting a route at `now`, if it is muted.
+    pub fn muted_by_time(&self, active: &Active, route: &Route, now: Timestamp) -> Option<Vec<String>> {
+        let ti = &active.config.time_intervals;
+        let hit = |n: &String| ti.get(n).is_some_and(|i| any_contains(i, now));
+        if !route.active_time_intervals.is_empty() && !route.active_time_intervals.iter().any(hit) {
+            return Some(route.active_time_intervals.clone());
+        }
+        let muting: Vec<String> = route.mute_time_intervals.iter().filter(|n| hit(n)).cloned().collect();
+        (!muting.is_empty()).then_some(muting)
+    }
+
+    /// Dedup, send with retry and log, for one integration (§3.3 stage 6).
+    async fn notify_integration(
+        &self,
+        active: &Active,
+        route: &Route,
+        integ: &Integration,
+        job: &FlushJob,
+        alerts: &[Alert],
+    ) -> bool {
+        let now = job.now;
+        let mut firing = HashSet::new();
+        let mut resolved = HashSet::new();
+        for a in alerts {
+            if a.resolved_at(now) {
+                resolved.insert(hash_alert(&a.labels));
+            } else {
+                firing.insert(hash_alert(&a.labels));
+            }
+        }
+        let rk = ReceiverKey {
+            group_name: route.receiver.clone(),
+            integration: integ.kind.to_string(),
+            idx: integ.idx,
+        };
+        let group_key = &job.id.1;
+        let entry = self.nflog.lock().query(group_key, &rk).cloned();
+        let Some(reason) = needs_update(
+            entry.as_ref(),
+            &firing,
+            &resolved,
+            integ.send_resolved,
+            route.repeat_interval,
+            now,
+        ) else {
+            debug!(integration = integ.kind, "notification deduplicated");
+            return true;
+        };
+        let to_send: Vec<Alert> = if integ.send_resolved {
+            alerts.to_vec()
+        } else {
+            alerts.iter().filter(|a| !a.resolved_at(now)).cloned().collect()
+        };
+        if !to_send.is_empty() {
+            let data = NotifyData {
+                receiver: route.receiver.clone(),
+                group_key: group_key.clone(),
+                group_labels: job.labels.clone(),
+                reason,
+                external_url: self.settings.external_url.clone(),
+                alerts: to_send,
+            };
+            let deadline = job.tick + route.group_interval.max(Duration::from_secs(10));
+            let cancel = active.cancel.subscribe();
+            let kind = integ.kind;
+            let result = send_with_retry(integ.notifier.as_ref(), &data, deadline, &cancel, |a| {
+                if let Some(e) = &a.error {
+                    debug!(integration = kind, attempt = a.number, err = %e, "notify attempt failed");
+                }
+            })
+            .await;
+            if let Err(e) = result {
+                warn!(integration = integ.kind, reason = e.reason.as_str(), err = %e, "notify failed");
+                return false;
+            }
+            debug!(
+                integration = integ.kind,
+                alerts = data.alerts.len(),
+                reason = reason.as_str(),
+                "notify success"
+            );
+        }
+        let (mut f, mut r): (Vec<u64>, Vec<u64>) = (firing.into_iter().collect(), resolved.into_iter().collect());
+        f.sort_unstable();
+        r.sort_unstable();
+        self.nflog.lock().log(
+            group_key,
+            &rk,
+            f,
+            r,
+            self.clock.now(),
+            route.repeat_interval * 2,
+            self.settings.retention,
+        );
+        true
+    }
+}

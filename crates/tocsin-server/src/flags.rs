@@ -1,0 +1,151 @@
+//! Command-line flags, named and defaulted as Alertmanager's (§1).
+
+use std::time::Duration;
+
+use clap::Parser;
+use tocsin_core::duration::parse_duration;
+
+use crate::logging::LogFormat;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// Tocsin: a highly available, Alertmanager-compatible alert notifier.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tocsin", version, about)]
+pub struct Flags {
+    /// Alertmanager configuration file name.
+    #[arg(long = "config.file", default_value = "alertmanager.yml")]
+    pub config_file: String,
+    /// Check the configuration file and exit (0 if valid).
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+    /// Base path for data storage.
+    #[arg(long = "storage.path", default_value = "data/")]
+    pub storage_path: String,
+    /// How long to keep data for.
+    #[arg(long = "data.retention", default_value = "120h", value_parser = duration)]
+    pub data_retention: Duration,
+    /// Interval between garbage collection and snapshotting of silences and the notification log.
+    #[arg(long = "data.maintenance-interval", default_value = "15m", value_parser = duration)]
+    pub data_maintenance_interval: Duration,
+    /// Interval between alert GC.
+    #[arg(long = "alerts.gc-interval", default_value = "30m", value_parser = duration)]
+    pub alerts_gc_interval: Duration,
+    /// Address to listen on for the web interface and API (repeatable; the first is used).
+    #[arg(long = "web.listen-address", default_value = ":9093")]
+    pub web_listen_address: Vec<String>,
+    /// The URL under which Tocsin is externally reachable.
+    #[arg(long = "web.external-url", default_value = "")]
+    pub web_external_url: String,
+    /// Prefix for the internal routes of web endpoints (defaults to the path of --web.external-url).
+    #[arg(long = "web.route-prefix", default_value = "")]
+    pub web_route_prefix: String,
+    /// Web TLS/auth configuration file (accepted; not supported yet).
+    #[arg(long = "web.config.file", default_value = "")]
+    pub web_config_file: String,
+    /// Maximum number of concurrent GET requests (accepted; GETs never block ingestion).
+    #[arg(long = "web.get-concurrency", default_value_t = 0)]
+    pub web_get_concurrency: i64,
+    /// Timeout for HTTP requests (accepted; not enforced yet).
+    #[arg(long = "web.timeout", default_value = "0s", value_parser = duration)]
+    pub web_timeout: Duration,
+    /// Listen address for cluster; empty disables HA mode.
+    #[arg(long = "cluster.listen-address", default_value = "0.0.0.0:9094")]
+    pub cluster_listen_address: String,
+    /// Explicit address to advertise in cluster.
+    #[arg(long = "cluster.advertise-address", default_value = "")]
+    pub cluster_advertise_address: String,
+    /// Initial peers (repeatable).
+    #[arg(long = "cluster.peer")]
+    pub cluster_peer: Vec<String>,
+    /// Unique name of this peer within the cluster.
+    #[arg(long = "cluster.peer-name", default_value = "")]
+    pub cluster_peer_name: String,
+    /// Time to wait between peers to send notifications.
+    #[arg(long = "cluster.peer-timeout", default_value = "15s", value_parser = duration)]
+    pub cluster_peer_timeout: Duration,
+    /// Interval between sending gossip messages.
+    #[arg(long = "cluster.gossip-interval", default_value = "200ms", value_parser = duration)]
+    pub cluster_gossip_interval: Duration,
+    /// Interval for gossip state syncs.
+    #[arg(long = "cluster.pushpull-interval", default_value = "1m", value_parser = duration)]
+    pub cluster_pushpull_interval: Duration,
+    /// Maximum time to wait for cluster connections to settle before evaluating notifications.
+    #[arg(long = "cluster.settle-timeout", default_value = "1m", value_parser = duration)]
+    pub cluster_settle_timeout: Duration,
+    /// Label that isolates a cluster.
+    #[arg(long = "cluster.label", default_value = "")]
+    pub cluster_label: String,
+    /// Timeout for establishing a stream connection with a remote node.
+    #[arg(long = "cluster.tcp-timeout", default_value = "10s", value_parser = duration)]
+    pub cluster_tcp_timeout: Duration,
+    /// Timeout to wait for an ack from a probed node.
+    #[arg(long = "cluster.probe-timeout", default_value = "500ms", value_parser = duration)]
+    pub cluster_probe_timeout: Duration,
+    /// Interval between random node probes.
+    #[arg(long = "cluster.probe-interval", default_value = "1s", value_parser = duration)]
+    pub cluster_probe_interval: Duration,
+    /// Interval between attempting to reconnect to lost peers.
+    #[arg(long = "cluster.reconnect-interval", default_value = "10s", value_parser = duration)]
+    pub cluster_reconnect_interval: Duration,
+    /// Length of time to attempt to reconnect to a lost peer.
+    #[arg(long = "cluster.reconnect-timeout", default_value = "6h", value_parser = duration)]
+    pub cluster_reconnect_timeout: Duration,
+    /// Timeout for resolving peer names.
+    #[arg(long = "cluster.peers-resolve-timeout", default_value = "15s", value_parser = duration)]
+    pub cluster_peers_resolve_timeout: Duration,
+    /// Cluster TLS configuration file (accepted; not supported yet).
+    #[arg(long = "cluster.tls-config", default_value = "")]
+    pub cluster_tls_config: String,
+    /// Allow advertising a public address.
+    #[arg(long = "cluster.allow-insecure-public-advertise-address-discovery")]
+    pub cluster_allow_insecure_public_advertise: bool,
+    /// Comma-separated feature names: classic-mode, utf8-strict-mode (others accepted and ignored).
+    #[arg(long = "enable-feature", default_value = "")]
+    pub enable_feature: Vec<String>,
+    /// Only log messages with the given severity or above (debug, info, warn, error).
+    #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
+    pub log_level: String,
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: LogFormat,
+}
+
+/// Features accepted by `--enable-feature`.
+pub const KNOWN_FEATURES: [&str; 7] = [
+    "alert-names-in-metrics",
+    "receiver-name-in-metrics",
+    "group-key-in-metrics",
+    "classic-mode",
+    "utf8-strict-mode",
+    "auto-gomemlimit",
+    "event-recorder",
+];
+
+impl Flags {
+    /// Returns the enabled features, validated.
+    ///
+    /// # Errors
+    /// Unknown feature names, or classic and UTF-8 strict mode together.
+    pub fn features(&self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for f in self
+            .enable_feature
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            if !KNOWN_FEATURES.contains(&f) {
+                return Err(format!("unknown option '{f}' for --enable-feature"));
+            }
+            out.push(f.to_string());
+        }
+        if out.iter().any(|f| f == "classic-mode") && out.iter().any(|f| f == "utf8-strict-mode") {
+            return Err("cannot have both classic and UTF-8 modes enabled".into());
+        }
+        Ok(out)
+    }
+}

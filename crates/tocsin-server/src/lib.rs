@@ -1,0 +1,187 @@
+//! The `tocsin` binary's library: flags, wiring, dispatcher runtime, pipeline and HTTP API.
+//!
+//! Entry points: [`run`] (what `main` calls), [`app::App`] (a replica, usable in-process by
+//! tests with an injected [`app::NotifierFactory`] and tokio's paused clock) and
+//! [`api::router`]. This crate is the composition root: it may depend on every other crate; no
+//! other crate depends on it. The wall clock is read once, in [`clock::Clock::system`].
+
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod dispatch;
+pub mod flags;
+pub mod logging;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tocsin_core::config::LoadOptions;
+use tocsin_core::matchers::ParseMode;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::app::{App, NotifierFactory, Settings, read_config};
+use crate::flags::Flags;
+
+/// The User-Agent of notification requests.
+pub fn user_agent() -> String {
+    format!("Tocsin/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Loader options implied by the flags.
+///
+/// # Errors
+/// Invalid `--enable-feature` values.
+pub fn load_options(flags: &Flags) -> anyhow::Result<LoadOptions> {
+    let features = flags.features().map_err(anyhow::Error::msg)?;
+    let parse_mode = if features.iter().any(|f| f == "classic-mode") {
+        ParseMode::Classic
+    } else if features.iter().any(|f| f == "utf8-strict-mode") {
+        ParseMode::Utf8Strict
+    } else {
+        ParseMode::Fallback
+    };
+    Ok(LoadOptions {
+        parse_mode,
+        local_timezone: jiff::tz::TimeZone::system(),
+    })
+}
+
+/// Turns `:9093` into `0.0.0.0:9093`.
+fn listen_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .with_context(|| format!("invalid --web.listen-address {s:?}"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Computes the external URL (no trailing slash) and the route prefix (`/` or `/x`).
+///
+/// # Errors
+/// An external URL whose scheme is not http or https.
+pub fn external_url_and_prefix(flags: &Flags, port: u16) -> anyhow::Result<(String, String)> {
+    let ext = if flags.web_external_url.is_empty() {
+        format!("http://{}:{port}/", hostname())
+    } else {
+        flags.web_external_url.clone()
+    };
+    let Some((scheme, rest)) = ext.split_once("://") else {
+        bail!("invalid --web.external-url {ext:?}")
+    };
+    if scheme != "http" && scheme != "https" {
+        bail!("%q: invalid \"{scheme}\" scheme, only 'http' and 'https' are supported");
+    }
+    let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+    let prefix_src = if flags.web_route_prefix.is_empty() {
+        path
+    } else {
+        flags.web_route_prefix.as_str()
+    };
+    let prefix = format!("/{}", prefix_src.trim_matches('/'));
+    Ok((ext.trim_end_matches('/').to_string(), prefix))
+}
+
+/// Runs Tocsin until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Start-up failures: bad flags, unreadable or invalid config, unwritable storage path, port in use.
+pub async fn run(flags: Flags) -> anyhow::Result<()> {
+    let load = load_options(&flags)?;
+    let config_path = PathBuf::from(&flags.config_file);
+    let config =
+        read_config(&config_path, &load).map_err(|e| anyhow::anyhow!("loading configuration file failed: {e}"))?;
+    if flags.config_check {
+        println!("Checking '{}' SUCCESS", config_path.display());
+        println!(
+            "Found:\n - global config\n - route\n - {} inhibit rules\n - {} receivers\n - {} templates",
+            config.inhibit_rules.len(),
+            config.receivers.len(),
+            config.templates.len()
+        );
+        return Ok(());
+    }
+    for w in &config.warnings {
+        warn!(warning = %w, "configuration warning");
+    }
+    std::fs::create_dir_all(&flags.storage_path)
+        .with_context(|| format!("unable to create --storage.path {:?}", flags.storage_path))?;
+    if !flags.cluster_listen_address.is_empty() {
+        warn!(
+            address = %flags.cluster_listen_address,
+            "clustering is not implemented yet; running as a single replica (use --cluster.listen-address= to silence this)"
+        );
+    }
+    if !flags.web_config_file.is_empty() || !flags.cluster_tls_config.is_empty() {
+        warn!("--web.config.file and --cluster.tls-config are not supported yet and are ignored");
+    }
+    let addr = listen_addr(flags.web_listen_address.first().map(String::as_str).unwrap_or(":9093"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("unable to listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let (external_url, prefix) = external_url_and_prefix(&flags, bound.port())?;
+    let settings = Settings {
+        config_path,
+        external_url,
+        retention: flags.data_retention,
+        alerts_gc_interval: flags.alerts_gc_interval,
+        load,
+    };
+    let ua = user_agent();
+    let factory: NotifierFactory = Arc::new(move |r| tocsin_notify::build_integrations(r, &ua));
+    let app = App::new(settings, config, factory, clock::Clock::system()).map_err(anyhow::Error::msg)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(app.clone().run_scheduler(shutdown_rx.clone()));
+    spawn_sighup(app.clone());
+    info!(address = %bound, "Listening on");
+    let router = api::router(app.clone(), &prefix);
+    let mut stop = shutdown_rx.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|v| *v).await;
+    });
+    let signals = tokio::spawn(async move {
+        wait_for_termination().await;
+        info!("received termination signal, exiting gracefully");
+        let _ = shutdown_tx.send(true);
+    });
+    if let Err(e) = server.await {
+        error!(err = %e, "HTTP server failed");
+    }
+    signals.abort();
+    let _ = scheduler.await;
+    info!("stopped");
+    Ok(())
+}
+
+fn spawn_sighup(app: Arc<App>) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = app.reload().await {
+                error!(err = %e, "error reloading configuration");
+            }
+        }
+    });
+}
+
+async fn wait_for_termination() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
