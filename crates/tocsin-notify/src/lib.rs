@@ -117,6 +117,8 @@ pub struct Integration {
     pub idx: u32,
     /// Whether resolved alerts are sent.
     pub send_resolved: bool,
+    /// Per-attempt timeout (webhook `timeout`); an attempt over it fails and is retried.
+    pub timeout: Option<std::time::Duration>,
     /// The sender.
     pub notifier: Arc<dyn Notifier>,
 }
@@ -140,6 +142,7 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str) -> Result<Vec<I
             kind: "webhook",
             idx: i as u32,
             send_resolved: w.send_resolved,
+            timeout: w.timeout,
             notifier: Arc::new(n),
         });
     }

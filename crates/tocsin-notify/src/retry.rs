@@ -5,7 +5,7 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
-use crate::{FailureReason, Notifier, NotifyData, NotifyError};
+use crate::{FailureReason, Integration, NotifyData, NotifyError};
 
 /// Backoff parameters of Alertmanager (cenkalti/backoff defaults).
 const INITIAL: Duration = Duration::from_millis(500);
@@ -24,14 +24,15 @@ pub struct Attempt {
     pub error: Option<NotifyError>,
 }
 
-/// Sends `data` through `notifier`, retrying retryable errors with backoff until `deadline`.
-/// `on_attempt` sees every attempt (for metrics and logs).
+/// Sends `data` through the integration, retrying retryable errors with backoff until
+/// `deadline`; each attempt is bounded by the integration's timeout. `on_attempt` sees every
+/// attempt (for metrics and logs).
 ///
 /// # Errors
 /// The last error for a non-retryable failure, or a context error when the deadline passed or
 /// `cancel` fired (with the last attempt's message).
 pub async fn send_with_retry(
-    notifier: &dyn Notifier,
+    integration: &Integration,
     data: &NotifyData,
     deadline: Instant,
     cancel: &tokio::sync::watch::Receiver<bool>,
@@ -60,8 +61,15 @@ pub async fn send_with_retry(
         // The next attempt is scheduled from this attempt's start, like backoff.Ticker.
         next = started + jitter(interval);
         interval = (interval.mul_f64(MULTIPLIER)).min(MAX_INTERVAL);
+        let attempt_deadline = match integration.timeout {
+            Some(t) => (started + t).min(deadline),
+            None => deadline,
+        };
         let result = tokio::select! {
-            r = notifier.notify(data) => r,
+            r = integration.notifier.notify(data) => r,
+            _ = tokio::time::sleep_until(attempt_deadline), if attempt_deadline < deadline => {
+                Err(NotifyError::retryable(FailureReason::Other, "request timed out"))
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 Err(NotifyError::fatal(FailureReason::ContextDeadlineExceeded, "context deadline exceeded"))
             }
@@ -107,7 +115,8 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::BoxFuture;
+    use crate::{BoxFuture, Notifier};
+    use std::sync::Arc;
     use tocsin_core::nflog::NotifyReason;
 
     struct Flaky {
@@ -146,12 +155,22 @@ mod tests {
         }
     }
 
-    fn flaky(fail_first: u32, retryable: bool) -> Flaky {
-        Flaky {
+    fn flaky(fail_first: u32, retryable: bool) -> Arc<Flaky> {
+        Arc::new(Flaky {
             fail_first,
             calls: AtomicU32::new(0),
             times: Mutex::new(vec![]),
             retryable,
+        })
+    }
+
+    fn integ(n: &Arc<Flaky>, timeout: Option<Duration>) -> Integration {
+        Integration {
+            kind: "webhook",
+            idx: 0,
+            send_resolved: true,
+            timeout,
+            notifier: n.clone(),
         }
     }
 
@@ -160,7 +179,7 @@ mod tests {
         let n = flaky(3, true);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let start = Instant::now();
-        let attempts = send_with_retry(&n, &data(), start + Duration::from_secs(60), &rx, |_| {})
+        let attempts = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(60), &rx, |_| {})
             .await
             .unwrap();
         assert_eq!(attempts, 4);
@@ -184,17 +203,56 @@ mod tests {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let n = flaky(u32::MAX, true);
         let start = Instant::now();
-        let err = send_with_retry(&n, &data(), start + Duration::from_secs(10), &rx, |_| {})
+        let err = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(10), &rx, |_| {})
             .await
             .unwrap_err();
         assert_eq!(err.reason, FailureReason::ContextDeadlineExceeded);
         assert_eq!(err.message, "context deadline exceeded: last error: boom");
         assert_eq!(Instant::now(), start + Duration::from_secs(10));
         let n = flaky(u32::MAX, false);
-        let err = send_with_retry(&n, &data(), start + Duration::from_secs(100), &rx, |_| {})
+        let err = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(100), &rx, |_| {})
             .await
             .unwrap_err();
         assert_eq!(err.reason, FailureReason::ServerError);
         assert_eq!(n.calls.load(Ordering::SeqCst), 1);
+    }
+
+    struct Slow;
+
+    impl Notifier for Slow {
+        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_over_the_timeout_fail_and_are_retried() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let i = Integration {
+            kind: "webhook",
+            idx: 0,
+            send_resolved: true,
+            timeout: Some(Duration::from_millis(500)),
+            notifier: Arc::new(Slow),
+        };
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        let err = send_with_retry(&i, &data(), start + Duration::from_secs(3), &rx, |a| {
+            seen.push(a.clone())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.reason, FailureReason::ContextDeadlineExceeded);
+        assert!(seen.len() >= 3, "{} attempts", seen.len());
+        // The last attempt may be cut short by the flush deadline.
+        assert!(
+            seen[..seen.len() - 1]
+                .iter()
+                .all(|a| a.duration == Duration::from_millis(500))
+        );
+        assert_eq!(err.message, "context deadline exceeded: last error: request timed out");
     }
 }

@@ -143,14 +143,11 @@ impl Webhook {
         let url = read_secret(&self.conf.url).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
         let body = serde_json::to_vec(&payload(data, self.conf.max_alerts))
             .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
-        let mut req = self
+        let req = self
             .client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
-        if let Some(t) = self.conf.timeout {
-            req = req.timeout(t);
-        }
         let req =
             crate::http::authorize(req, &self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
         let resp = req.send().await.map_err(|e| {

@@ -393,7 +393,7 @@ impl App {
             let deadline = job.tick + route.group_interval.max(Duration::from_secs(10));
             let cancel = active.cancel.subscribe();
             let kind = integ.kind;
-            let result = send_with_retry(integ.notifier.as_ref(), &data, deadline, &cancel, |a| {
+            let result = send_with_retry(integ, &data, deadline, &cancel, |a| {
                 if let Some(e) = &a.error {
                     debug!(integration = kind, attempt = a.number, err = %e, "notify attempt failed");
                 }
