@@ -1,0 +1,414 @@
+//! The real `tocsin` binary on 127.0.0.1: alerts posted over HTTP reach a local webhook sink
+//! with Alertmanager's payload, bad input is answered precisely and loses nothing, and a broken
+//! reload keeps the running configuration. Waits are bounded polls, never fixed sleeps.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::{Value, json};
+use tocsin_core::labels::{LabelSet, fingerprint};
+
+#[derive(Clone, Default)]
+struct Sink {
+    got: Arc<Mutex<Vec<(String, Option<String>, Value)>>>,
+    raw: Arc<Mutex<Vec<String>>>,
+}
+
+async fn receive(
+    State(s): State<Sink>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) {
+    let auth = h.get("authorization").map(|v| v.to_str().unwrap().to_string());
+    s.raw.lock().unwrap().push(String::from_utf8(body.to_vec()).unwrap());
+    s.got
+        .lock()
+        .unwrap()
+        .push((name, auth, serde_json::from_slice(&body).unwrap()));
+}
+
+async fn start_sink() -> (Sink, String) {
+    let sink = Sink::default();
+    let app = Router::new().route("/{name}", post(receive)).with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (sink, format!("http://{addr}"))
+}
+
+/// A running `tocsin`, killed on drop.
+struct Tocsin {
+    child: Child,
+    base: String,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Tocsin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_tocsin(config: &str, extra: &[&str]) -> Tocsin {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alertmanager.yml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .args([
+            "--web.listen-address=127.0.0.1:0",
+            "--cluster.listen-address=",
+            "--web.external-url=http://tocsin.example:9093/",
+        ])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Find the bound port the way Alertmanager's acceptance harness does.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Listening on") {
+                let addr = line
+                    .split("address=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("tocsin did not log its address");
+    Tocsin {
+        child,
+        base: format!("http://{addr}"),
+        config: path,
+        _dir: dir,
+    }
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn config(sink: &str) -> String {
+    format!(
+        r#"route:
+  receiver: team.x
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+  routes:
+  - matchers: ['team="a.b"']
+    receiver: team.x
+receivers:
+- name: team.x
+  webhook_configs:
+  - url: {sink}/bearer
+    max_alerts: 1
+    http_config:
+      authorization:
+        credentials: s3cret
+  - url: {sink}/basic
+    http_config:
+      basic_auth:
+        username: user
+        password: pass
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_payload_is_alertmanagers_field_for_field() {
+    let (sink, url) = start_sink().await;
+    let t = start_tocsin(&config(&url), &[]);
+    let client = reqwest::Client::new();
+    let body = json!([
+        {"labels": {"alertname": "A1", "team": "a.b", "instance": "i1"}, "annotations": {"summary": "s"},
+         "startsAt": "2026-11-23T18:33:30.712Z", "generatorURL": "http://prom/graph"},
+        {"labels": {"alertname": "A1", "team": "a.b", "instance": "i2"}, "annotations": {"summary": "s"},
+         "startsAt": "2026-11-23T18:33:31Z"}
+    ]);
+    let r = client
+        .post(format!("{}/api/v2/alerts", t.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+    let got = wait_for("two webhook calls", || {
+        let g = sink.got.lock().unwrap();
+        (g.len() >= 2).then(|| g.clone())
+    })
+    .await;
+    let by = |n: &str| got.iter().find(|(name, _, _)| name == n).unwrap().clone();
+    let (_, auth, bearer) = by("bearer");
+    assert_eq!(auth.as_deref(), Some("Bearer s3cret"));
+    let (_, auth, basic) = by("basic");
+    assert_eq!(auth.as_deref(), Some("Basic dXNlcjpwYXNz"));
+
+    let fp = |i: &str| {
+        let l: LabelSet = [("alertname", "A1"), ("instance", i), ("team", "a.b")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        fingerprint(&l).to_string()
+    };
+    let a1 = json!({"status": "firing", "labels": {"alertname": "A1", "instance": "i1", "team": "a.b"},
+        "annotations": {"summary": "s"}, "startsAt": "2026-11-23T18:33:30.712Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prom/graph", "fingerprint": fp("i1")});
+    let a2 = json!({"status": "firing", "labels": {"alertname": "A1", "instance": "i2", "team": "a.b"},
+        "annotations": {"summary": "s"}, "startsAt": "2026-11-23T18:33:31Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "", "fingerprint": fp("i2")});
+    let expected = |alerts: Vec<Value>, common: Value, truncated: u64| {
+        json!({
+            "receiver": "team\\.x",
+            "status": "firing",
+            "alerts": alerts,
+            "notification_reason": "first notification",
+            "groupLabels": {"alertname": "A1"},
+            "commonLabels": common,
+            "commonAnnotations": {"summary": "s"},
+            "externalURL": "http://tocsin.example:9093",
+            "version": "4",
+            "groupKey": "{}/{team=\"a.b\"}:{alertname=\"A1\"}",
+            "truncatedAlerts": truncated,
+        })
+    };
+    assert_eq!(
+        bearer,
+        expected(
+            vec![a1.clone()],
+            json!({"alertname": "A1", "instance": "i1", "team": "a.b"}),
+            1
+        )
+    );
+    assert_eq!(
+        basic,
+        expected(vec![a1, a2], json!({"alertname": "A1", "team": "a.b"}), 0)
+    );
+    // Field order is Alertmanager's too.
+    let raw = sink.raw.lock().unwrap()[0].clone();
+    let order = [
+        "receiver",
+        "status",
+        "alerts",
+        "notification_reason",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "version",
+        "groupKey",
+        "truncatedAlerts",
+    ];
+    let positions: Vec<usize> = order.iter().map(|k| raw.find(&format!("\"{k}\":")).unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{raw}");
+    assert!(
+        raw.starts_with("{\"receiver\":\"team\\\\.x\",\"status\":\"firing\",\"alerts\":[{\"status\":\"firing\","),
+        "{raw}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_answered_and_loses_nothing() {
+    let (_sink, url) = start_sink().await;
+    let t = start_tocsin(&config(&url), &[]);
+    let client = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        let c = client.clone();
+        let u = format!("{}/api/v2/alerts", t.base);
+        async move {
+            let r = c
+                .post(u)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        post(b"[{".to_vec()).await,
+        (400, r#"{"code":400,"message":"parsing alerts body from \"\" failed, because EOF while parsing an object at line 1 column 2"}"#.into())
+    );
+    let mixed = json!([
+        {"labels": {"alertname": "good1"}},
+        {"labels": {}},
+        {"labels": {"": "x"}},
+        {"labels": {"alertname": "backwards"}, "startsAt": "2026-11-23T10:00:00Z", "endsAt": "2026-11-23T09:00:00Z"},
+        {"annotations": {"a": "b"}},
+        {"labels": {"alertname": "good2"}}
+    ]);
+    let (status, body) = post(serde_json::to_vec(&mixed).unwrap()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        serde_json::from_str::<String>(&body).unwrap(),
+        "alert 1 {}: at least one label pair required; \
+         alert 2 {=\"x\"}: invalid label set: invalid name \"\"; \
+         alert 3 {alertname=\"backwards\"}: start time must be before end time; \
+         alert 4: labels in body is required"
+    );
+    // The valid alerts of the batch were stored.
+    let alerts: Vec<Value> = client
+        .get(format!("{}/api/v2/alerts", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["labels"]["alertname"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["good1", "good2"]);
+    assert_eq!(alerts[0]["status"]["state"], "active");
+    assert_eq!(alerts[0]["receivers"], json!([{"name": "team.x"}]));
+
+    // Oversized body.
+    let (status, _) = post(vec![b' '; 33 << 20]).await;
+    assert_eq!(status, 413);
+    // Bad filter.
+    let r = client
+        .get(format!("{}/api/v2/alerts?filter=foo", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (400, "\"bad matcher format: foo\"".to_string())
+    );
+    // Filter that matches.
+    let r: Vec<Value> = client
+        .get(format!("{}/api/v2/alerts?filter=alertname%3D%22good2%22", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    // v1 is gone, unknown v2 paths are 404.
+    assert_eq!(
+        client
+            .get(format!("{}/api/v1/alerts", t.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        410
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/api/v2/nope", t.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_reload_keeps_serving_the_old_config() {
+    let (sink, url) = start_sink().await;
+    let t = start_tocsin(&config(&url), &[]);
+    let client = reqwest::Client::new();
+    std::fs::write(&t.config, "route:\n  receiver: r\n  bogus: 1\nreceivers:\n- name: r\n").unwrap();
+    let r = client.post(format!("{}/-/reload", t.base)).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with("failed to reload config: "), "{text}");
+    assert!(text.contains("bogus"), "{text}");
+    let status: Value = client
+        .get(format!("{}/api/v2/status", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(status["config"]["original"].as_str().unwrap().contains("team.x"));
+    assert_eq!(status["cluster"], json!({"peers": [], "status": "disabled"}));
+    let r = client
+        .post(format!("{}/api/v2/alerts", t.base))
+        .json(&json!([{"labels": {"alertname": "after-reload", "team": "a.b"}}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for("a notification from the old config", || {
+        let g = sink.got.lock().unwrap();
+        g.iter()
+            .any(|(n, _, v)| n == "basic" && v["groupLabels"]["alertname"] == "after-reload")
+            .then_some(())
+    })
+    .await;
+    // A valid file is picked up.
+    std::fs::write(&t.config, "route:\n  receiver: other\nreceivers:\n- name: other\n").unwrap();
+    let r = client.post(format!("{}/-/reload", t.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let recv: Value = client
+        .get(format!("{}/api/v2/receivers", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recv, json!([{"name": "other"}]));
+}
+
+#[test]
+fn config_check_reports_errors_and_exits_nonzero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yml");
+    std::fs::write(&path, "route:\n  receiver: nobody\nreceivers:\n- name: r\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args([format!("--config.file={}", path.display()), "--config.check".into()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("undefined receiver \\\"nobody\\\" used in route")
+            || err.contains("undefined receiver \"nobody\" used in route"),
+        "{err}"
+    );
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, "route:\n  receiver: r\nreceivers:\n- name: r\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args([format!("--config.file={}", good.display()), "--config.check".into()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
+}
