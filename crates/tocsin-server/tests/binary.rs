@@ -15,9 +15,12 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tocsin_core::labels::{LabelSet, fingerprint};
 
+/// (path name, Authorization header, decoded body) of one webhook call.
+type Call = (String, Option<String>, Value);
+
 #[derive(Clone, Default)]
 struct Sink {
-    got: Arc<Mutex<Vec<(String, Option<String>, Value)>>>,
+    got: Arc<Mutex<Vec<Call>>>,
     raw: Arc<Mutex<Vec<String>>>,
 }
 
