@@ -15,7 +15,9 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(tocsin_server::run(flags)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(err = format!("{e:#}"), "tocsin failed to start");
+            // The log line gets the first line; stderr gets the whole error with its YAML snippet.
+            let full = format!("{e:#}");
+            tracing::error!(err = full.lines().next().unwrap_or(""), "tocsin failed to start");
             eprintln!("tocsin: {e:#}");
             std::process::ExitCode::FAILURE
         }
