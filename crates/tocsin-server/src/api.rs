@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use jiff::Timestamp;
@@ -445,26 +445,19 @@ fn describe(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-async fn post_alerts(State(app): State<Arc<App>>, method: Method, body: Bytes) -> Response {
-    debug_assert_eq!(method, Method::POST);
-    let items: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
+/// Decodes a POST /api/v2/alerts body: the decodable alerts, and (index, message) for the rest.
+///
+/// # Errors
+/// A body that is not a JSON array, with go-openapi's message.
+pub fn decode_alerts(body: &[u8]) -> Result<(Vec<Value>, Vec<PostedAlert>, Vec<usize>, Vec<(usize, String)>), String> {
+    let items: Vec<Value> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(items)) => items,
         Ok(_) => {
-            return error_object(
-                StatusCode::BAD_REQUEST,
-                400,
-                "parsing alerts body from \"\" failed, because json: cannot unmarshal non-array into Go value of type models.PostableAlerts",
-            );
+            return Err("parsing alerts body from \"\" failed, because json: cannot unmarshal non-array into Go value of type models.PostableAlerts".into());
         }
-        Err(e) => {
-            return error_object(
-                StatusCode::BAD_REQUEST,
-                400,
-                format!("parsing alerts body from \"\" failed, because {e}"),
-            );
-        }
+        Err(e) => return Err(format!("parsing alerts body from \"\" failed, because {e}")),
     };
-    let mut errors: Vec<(usize, String)> = Vec::new();
+    let mut errors = Vec::new();
     let mut valid = Vec::with_capacity(items.len());
     let mut index_of = Vec::with_capacity(items.len());
     for (i, v) in items.iter().enumerate() {
@@ -476,6 +469,14 @@ async fn post_alerts(State(app): State<Arc<App>>, method: Method, body: Bytes) -
             Err(e) => errors.push((i, e)),
         }
     }
+    Ok((items, valid, index_of, errors))
+}
+
+async fn post_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let (items, valid, index_of, mut errors) = match decode_alerts(&body) {
+        Ok(d) => d,
+        Err(msg) => return error_object(StatusCode::BAD_REQUEST, 400, msg),
+    };
     for r in app.post_alerts(valid) {
         errors.push((index_of[r.index], r.message));
     }

@@ -1,0 +1,107 @@
+//! Ingest hot path: decode a POST /api/v2/alerts body of 100 alerts, then validate, store
+//! (sharded, merged), feed the inhibitor and route into aggregation groups.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tocsin_core::config::{LoadOptions, load};
+use tocsin_server::api::decode_alerts;
+use tocsin_server::app::{App, NotifierFactory, Settings};
+use tocsin_server::clock::Clock;
+
+const CONFIG: &str = r#"
+route:
+  receiver: default
+  group_by: [alertname, cluster]
+  routes:
+  - matchers: ['team=~"db|storage"']
+    receiver: db
+    routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+  - matchers: ['team="frontend"', 'env!="dev"']
+    receiver: fe
+    continue: true
+  - matchers: ['severity=~"warn.*"']
+    receiver: default
+receivers:
+- name: default
+- name: db
+- name: pager
+- name: fe
+inhibit_rules:
+- source_matchers: ['severity="critical"']
+  target_matchers: ['severity="warning"']
+  equal: [alertname, cluster]
+"#;
+
+fn body(n: usize, tag: usize) -> Vec<u8> {
+    let teams = ["db", "storage", "frontend", "backend"];
+    let sev = ["critical", "warning", "info"];
+    let alerts: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"labels":{{"alertname":"Alert{}","cluster":"c{}","instance":"10.0.{}.{}:9100","job":"node","team":"{}","severity":"{}","env":"prod","batch":"{tag}"}},"annotations":{{"summary":"something is wrong on instance {}","runbook":"https://runbooks.example/alert"}},"startsAt":"2026-11-23T18:33:30.712Z","endsAt":"2026-11-23T18:43:30.712Z","generatorURL":"http://prometheus.example:9090/graph?g0.expr=up%3D%3D0"}}"#,
+                i % 10,
+                i % 3,
+                i / 250,
+                i % 250,
+                teams[i % 4],
+                sev[i % 3],
+                i
+            )
+        })
+        .collect();
+    format!("[{}]", alerts.join(",")).into_bytes()
+}
+
+fn app() -> Arc<App> {
+    let config = load(CONFIG, std::path::Path::new("."), &LoadOptions::default()).unwrap();
+    let factory: NotifierFactory = Arc::new(|_| Ok(vec![]));
+    let settings = Settings {
+        config_path: "unused.yml".into(),
+        external_url: "http://bench".into(),
+        retention: Duration::from_secs(3600),
+        alerts_gc_interval: Duration::from_secs(1800),
+        load: LoadOptions::default(),
+    };
+    App::new(
+        settings,
+        config,
+        factory,
+        Clock::new("2026-11-23T18:35:00Z".parse().unwrap()),
+    )
+    .unwrap()
+}
+
+fn ingest(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ingest_100_alerts");
+    g.throughput(criterion::Throughput::Elements(100));
+    let resend = body(100, 0);
+    let a = app();
+    // Steady state: Prometheus re-sends the same firing alerts (merge path).
+    g.bench_function("resend", |b| {
+        b.iter(|| {
+            let (_, valid, _, errors) = decode_alerts(&resend).unwrap();
+            assert!(errors.is_empty());
+            assert!(a.post_alerts(valid).is_empty());
+        })
+    });
+    // New alerts into an empty replica (insert path, new groups).
+    g.bench_function("new", |b| {
+        b.iter_batched(
+            || (app(), body(100, 1)),
+            |(a, body)| {
+                let (_, valid, _, _) = decode_alerts(&body).unwrap();
+                assert!(a.post_alerts(valid).is_empty());
+                a
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);
