@@ -83,9 +83,9 @@ fn ingest(c: &mut Criterion) {
     // Steady state: Prometheus re-sends the same firing alerts (merge path).
     g.bench_function("resend", |b| {
         b.iter(|| {
-            let (_, valid, _, errors) = decode_alerts(&resend).unwrap();
-            assert!(errors.is_empty());
-            assert!(a.post_alerts(valid).is_empty());
+            let batch = decode_alerts(&resend).unwrap();
+            assert!(batch.errors.is_empty());
+            assert!(a.post_alerts(batch.valid).is_empty());
         })
     });
     // New alerts into an empty replica (insert path, new groups).
@@ -93,8 +93,8 @@ fn ingest(c: &mut Criterion) {
         b.iter_batched(
             || (app(), body(100, 1)),
             |(a, body)| {
-                let (_, valid, _, _) = decode_alerts(&body).unwrap();
-                assert!(a.post_alerts(valid).is_empty());
+                let batch = decode_alerts(&body).unwrap();
+                assert!(a.post_alerts(batch.valid).is_empty());
                 a
             },
             BatchSize::SmallInput,

@@ -445,11 +445,23 @@ fn describe(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// Decodes a POST /api/v2/alerts body: the decodable alerts, and (index, message) for the rest.
+/// A decoded POST /api/v2/alerts body.
+pub struct DecodedBatch {
+    /// The raw items, for naming rejected ones.
+    pub items: Vec<Value>,
+    /// The decodable alerts.
+    pub valid: Vec<PostedAlert>,
+    /// Index in `items` of each entry of `valid`.
+    pub index_of: Vec<usize>,
+    /// (index, message) of items that could not be decoded.
+    pub errors: Vec<(usize, String)>,
+}
+
+/// Decodes a POST /api/v2/alerts body item by item.
 ///
 /// # Errors
 /// A body that is not a JSON array, with go-openapi's message.
-pub fn decode_alerts(body: &[u8]) -> Result<(Vec<Value>, Vec<PostedAlert>, Vec<usize>, Vec<(usize, String)>), String> {
+pub fn decode_alerts(body: &[u8]) -> Result<DecodedBatch, String> {
     let items: Vec<Value> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(items)) => items,
         Ok(_) => {
@@ -469,11 +481,21 @@ pub fn decode_alerts(body: &[u8]) -> Result<(Vec<Value>, Vec<PostedAlert>, Vec<u
             Err(e) => errors.push((i, e)),
         }
     }
-    Ok((items, valid, index_of, errors))
+    Ok(DecodedBatch {
+        items,
+        valid,
+        index_of,
+        errors,
+    })
 }
 
 async fn post_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let (items, valid, index_of, mut errors) = match decode_alerts(&body) {
+    let DecodedBatch {
+        items,
+        valid,
+        index_of,
+        mut errors,
+    } = match decode_alerts(&body) {
         Ok(d) => d,
         Err(msg) => return error_object(StatusCode::BAD_REQUEST, 400, msg),
     };
