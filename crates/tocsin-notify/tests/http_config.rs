@@ -1,0 +1,282 @@
+//! `http_config` against real servers on 127.0.0.1: a private CA, mutual TLS, skipping
+//! verification, redirects and a proxy. Certificates are generated per run.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+use tocsin_core::alert::Alert;
+use tocsin_core::config::{HttpClientConfig, SecretSource, TlsConfig, WebhookConfig};
+use tocsin_core::nflog::NotifyReason;
+use tocsin_notify::webhook::Webhook;
+use tocsin_notify::{Notifier, NotifyData};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    server_key: rustls::pki_types::PrivateKeyDer<'static>,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl Pki {
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["client.test".to_string()]).unwrap();
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("client.pem"), client.pem()).unwrap();
+    std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        ca_der: ca.der().clone(),
+        server_chain: vec![server.der().clone()],
+        server_key: rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+        dir,
+    }
+}
+
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// Reads one HTTP/1.1 request, records its request line, answers with `response`.
+async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, seen: Seen, respond: impl Fn(&str) -> String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let line = text.lines().next().unwrap().to_string();
+                seen.lock().unwrap().push(line.clone());
+                let _ = s.write_all(respond(&line).as_bytes()).await;
+                let _ = s.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+fn ok_response(_: &str) -> String {
+    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+}
+
+async fn tls_server(pki: &Pki, require_client_cert: bool) -> (SocketAddr, Seen) {
+    let builder = rustls::ServerConfig::builder();
+    let builder = if require_client_cert {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca_der.clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let cfg = builder
+        .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, s) = (acceptor.clone(), s.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve_one(tls, s, ok_response).await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+async fn plain_server(respond: fn(&str) -> String) -> (SocketAddr, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(serve_one(tcp, s.clone(), respond));
+        }
+    });
+    (addr, seen)
+}
+
+fn webhook(url: String, http: HttpClientConfig) -> Webhook {
+    let conf = WebhookConfig {
+        send_resolved: true,
+        url: SecretSource::Inline(url),
+        http,
+        max_alerts: 0,
+        timeout: None,
+    };
+    Webhook::new(conf, "Tocsin/test").unwrap()
+}
+
+fn data() -> NotifyData {
+    NotifyData {
+        receiver: "r".into(),
+        group_key: "{}:{}".into(),
+        group_labels: Default::default(),
+        reason: NotifyReason::FirstNotification,
+        external_url: "http://tocsin.test".into(),
+        alerts: vec![Alert {
+            labels: [("alertname".to_string(), "x".to_string())].into(),
+            ..Alert::default()
+        }],
+    }
+}
+
+fn tls(f: impl FnOnce(&mut TlsConfig)) -> HttpClientConfig {
+    let mut http = HttpClientConfig::default();
+    f(&mut http.tls);
+    http
+}
+
+#[tokio::test]
+async fn ca_file_trusts_a_private_ca_and_nothing_else_does() {
+    let pki = pki();
+    let (addr, seen) = tls_server(&pki, false).await;
+    let url = format!("https://127.0.0.1:{}/hook", addr.port());
+    let trusted = webhook(url.clone(), tls(|t| t.ca_file = Some(pki.path("ca.pem"))));
+    trusted.notify(&data()).await.unwrap();
+    let inline = webhook(url.clone(), tls(|t| t.ca = Some(pki.ca_pem.clone())));
+    inline.notify(&data()).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        ["POST /hook HTTP/1.1", "POST /hook HTTP/1.1"]
+    );
+    // Without the CA the certificate is not trusted; that is a transport error, retried.
+    let err = webhook(url.clone(), HttpClientConfig::default())
+        .notify(&data())
+        .await
+        .unwrap_err();
+    assert!(err.retryable, "{err:?}");
+    assert!(err.message.starts_with("webhook request failed"), "{}", err.message);
+    // insecure_skip_verify accepts it anyway.
+    webhook(url, tls(|t| t.insecure_skip_verify = true))
+        .notify(&data())
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn client_certificate_is_presented_for_mutual_tls() {
+    let pki = pki();
+    let (addr, seen) = tls_server(&pki, true).await;
+    let url = format!("https://127.0.0.1:{}/mtls", addr.port());
+    let with_cert = webhook(
+        url.clone(),
+        tls(|t| {
+            t.ca_file = Some(pki.path("ca.pem"));
+            t.cert_file = Some(pki.path("client.pem"));
+            t.key = Some(SecretSource::File(pki.path("client.key")));
+        }),
+    );
+    with_cert.notify(&data()).await.unwrap();
+    assert_eq!(seen.lock().unwrap().clone(), ["POST /mtls HTTP/1.1"]);
+    let without = webhook(url, tls(|t| t.ca_file = Some(pki.path("ca.pem"))));
+    assert!(without.notify(&data()).await.is_err());
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unreadable_ca_file_is_reported_when_the_client_is_built() {
+    let conf = WebhookConfig {
+        send_resolved: true,
+        url: SecretSource::Inline("https://127.0.0.1:1/".into()),
+        http: tls(|t| t.ca_file = Some("/nonexistent/ca.pem".into())),
+        max_alerts: 0,
+        timeout: None,
+    };
+    let err = Webhook::new(conf, "Tocsin/test").err().unwrap();
+    assert!(err.starts_with("unable to read /nonexistent/ca.pem"), "{err}");
+}
+
+fn redirecting(line: &str) -> String {
+    if line.starts_with("POST /old") {
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: /new\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
+    } else {
+        ok_response(line)
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_when_allowed() {
+    let (addr, seen) = plain_server(redirecting).await;
+    let url = format!("http://127.0.0.1:{}/old", addr.port());
+    webhook(url.clone(), HttpClientConfig::default())
+        .notify(&data())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        ["POST /old HTTP/1.1", "POST /new HTTP/1.1"]
+    );
+    let no_follow = HttpClientConfig {
+        follow_redirects: false,
+        ..HttpClientConfig::default()
+    };
+    let err = webhook(url, no_follow).notify(&data()).await.unwrap_err();
+    assert!(!err.retryable);
+    assert!(err.message.starts_with("unexpected status code 307"), "{}", err.message);
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn proxy_url_sends_requests_through_the_proxy() {
+    let (proxy, seen) = plain_server(ok_response).await;
+    let http = HttpClientConfig {
+        proxy_url: Some(format!("http://127.0.0.1:{}", proxy.port())),
+        ..Default::default()
+    };
+    webhook("http://hook.internal.test/alerts".into(), http)
+        .notify(&data())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        ["POST http://hook.internal.test/alerts HTTP/1.1"]
+    );
+}
