@@ -83,22 +83,28 @@ fn start_tocsin(config: &str, extra: &[&str]) -> Tocsin {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Listening on") {
-                let addr = line
-                    .split("address=")
-                    .nth(1)
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_string();
-                let _ = tx.send(addr);
+            if !line.contains("Listening on") {
+                continue;
             }
+            // logfmt (`address=host:port`) or JSON (`"address":"host:port"`).
+            let addr = if line.starts_with('{') {
+                serde_json::from_str::<Value>(&line)
+                    .ok()
+                    .and_then(|v| v["address"].as_str().map(String::from))
+            } else {
+                line.split("address=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .map(String::from)
+            };
+            let _ = tx.send(addr);
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("tocsin did not log its address");
+    let Ok(Some(addr)) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("tocsin did not log its address");
+    };
     Tocsin {
         child,
         base: format!("http://{addr}"),
@@ -414,4 +420,41 @@ fn config_check_reports_errors_and_exits_nonzero() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_prefix_and_json_logs() {
+    let t = start_tocsin(
+        "route:\n  receiver: default\nreceivers:\n- name: default\n",
+        &["--web.route-prefix=/foo/", "--log.format=json"],
+    );
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{}/foo/api/v2/status", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(
+        client
+            .get(format!("{}/api/v2/status", t.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let r = client.get(format!("{}/foo/-/healthy", t.base)).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (200, "OK".to_string()));
+    assert_eq!(
+        client
+            .get(format!("{}/foo/-/reload", t.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
 }
