@@ -4,7 +4,8 @@
 //! compatible regexes from [`regex_go`]), Prometheus durations ([`duration`]), the configuration
 //! file ([`config::load`]), the routing tree ([`route`]), alert ingestion and merge ([`alert`]),
 //! aggregation-group contents ([`group`]), inhibition ([`inhibit`]), time intervals
-//! ([`timeinterval`]) and the notification log with the dedup decision ([`nflog`]).
+//! ([`timeinterval`]), the notification log with the dedup decision ([`nflog`]), silences
+//! ([`silence`]) and the Alertmanager-compatible snapshot codec ([`snapshot`]).
 //!
 //! This crate must not touch sockets, files, the wall clock or an async runtime: time enters as a
 //! `now` argument and files are named, never read. `tocsin-server` and `tocsin-notify` do the I/O.
@@ -19,5 +20,7 @@ pub mod matchers;
 pub mod nflog;
 pub mod regex_go;
 pub mod route;
+pub mod silence;
+pub mod snapshot;
 pub mod time;
 pub mod timeinterval;

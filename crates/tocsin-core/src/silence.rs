@@ -1,0 +1,619 @@
+//! Silences (§6): states, validation, the create/update and expire algorithms, retention, an
+//! index so that muting an alert does not scan every silence, and the merge rule for replication.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::labels::{LabelSet, NameValidation, go_quote};
+use crate::matchers::{MatchType, Matcher};
+use crate::time::{ZERO, is_zero};
+
+/// A silence: any matcher set (OR) whose matchers all match (AND) mutes an alert while active.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Silence {
+    /// UUID.
+    pub id: String,
+    /// Matcher sets; the API creates exactly one.
+    pub matcher_sets: Vec<Vec<Matcher>>,
+    /// Start.
+    pub starts_at: Timestamp,
+    /// End.
+    pub ends_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Author.
+    pub created_by: String,
+    /// Comment.
+    pub comment: String,
+    /// Free-form annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for Silence {
+    fn default() -> Self {
+        Silence {
+            id: String::new(),
+            matcher_sets: Vec::new(),
+            starts_at: ZERO,
+            ends_at: ZERO,
+            updated_at: ZERO,
+            created_by: String::new(),
+            comment: String::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// The state of a silence at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not started yet.
+    Pending,
+    /// Muting.
+    Active,
+    /// Ended.
+    Expired,
+}
+
+impl State {
+    /// Returns the API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Active => "active",
+            State::Expired => "expired",
+        }
+    }
+}
+
+impl Silence {
+    /// Returns the state at `now`: active on `[starts_at, ends_at)`.
+    pub fn state(&self, now: Timestamp) -> State {
+        if now < self.starts_at {
+            State::Pending
+        } else if now < self.ends_at {
+            State::Active
+        } else {
+            State::Expired
+        }
+    }
+
+    /// Returns whether the silence's matchers select the label set.
+    pub fn matches(&self, labels: &LabelSet) -> bool {
+        self.matcher_sets
+            .iter()
+            .any(|set| set.iter().all(|m| m.matches(labels)))
+    }
+}
+
+/// Why a silence operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SilenceError {
+    /// No silence has this id (API 404).
+    #[error("silence not found")]
+    NotFound,
+    /// The silence is invalid (API 400).
+    #[error("invalid silence: {0}")]
+    Invalid(String),
+    /// A configured limit would be exceeded (API 400).
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// Store limits (`--silences.max-silences`, `--silences.max-silence-size-bytes`; 0 = none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// Maximum number of silences, expired ones included.
+    pub max_silences: usize,
+    /// Maximum encoded size of one silence.
+    pub max_silence_size_bytes: usize,
+}
+
+/// Validates a silence (§6.3).
+///
+/// # Errors
+/// Alertmanager's message, without the `invalid silence: ` prefix.
+pub fn validate(s: &Silence, names: NameValidation) -> Result<(), String> {
+    if s.matcher_sets.is_empty() {
+        return Err("at least one matcher required".into());
+    }
+    for set in &s.matcher_sets {
+        if set.is_empty() {
+            return Err("at least one matcher required".into());
+        }
+        for (i, m) in set.iter().enumerate() {
+            if !names.is_valid(&m.name) {
+                return Err(format!(
+                    "invalid label matcher {i}: invalid label name {}",
+                    go_quote(&m.name)
+                ));
+            }
+        }
+        if set.iter().all(|m| m.matches_value("")) {
+            return Err("at least one matcher must not match the empty string".into());
+        }
+    }
+    if is_zero(s.starts_at) {
+        return Err("invalid zero start timestamp".into());
+    }
+    if is_zero(s.ends_at) {
+        return Err("invalid zero end timestamp".into());
+    }
+    if s.ends_at < s.starts_at {
+        return Err("end time must not be before start time".into());
+    }
+    Ok(())
+}
+
+/// A stored silence with its garbage-collection time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeshSilence {
+    /// The silence.
+    pub silence: Silence,
+    /// When it may be deleted (`ends_at + retention`).
+    pub expires_at: Timestamp,
+}
+
+/// All silences, indexed for matching.
+#[derive(Clone, Debug, Default)]
+pub struct Silences {
+    by_id: HashMap<String, MeshSilence>,
+    /// Equality anchor (name, value) -> ids of silences with that `=` matcher in every set.
+    index: HashMap<(String, String), HashSet<String>>,
+    /// Ids of silences without such an anchor; always checked.
+    unindexed: HashSet<String>,
+    retention: Duration,
+    limits: Limits,
+    names: NameValidation,
+}
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(t)
+}
+
+/// The anchor of a silence: an `=` matcher with a non-empty value shared by all its sets.
+fn anchor(s: &Silence) -> Option<(String, String)> {
+    let first = s.matcher_sets.first()?;
+    first
+        .iter()
+        .filter(|m| m.op == MatchType::Equal && !m.value.is_empty())
+        .find(|m| s.matcher_sets.iter().all(|set| set.iter().any(|o| o == *m)))
+        .map(|m| (m.name.clone(), m.value.clone()))
+}
+
+impl Silences {
+    /// Creates an empty store.
+    pub fn new(retention: Duration, limits: Limits, names: NameValidation) -> Self {
+        Silences {
+            retention,
+            limits,
+            names,
+            ..Default::default()
+        }
+    }
+
+    fn insert(&mut self, m: MeshSilence) {
+        self.remove(&m.silence.id);
+        match anchor(&m.silence) {
+            Some(k) => {
+                self.index.entry(k).or_default().insert(m.silence.id.clone());
+            }
+            None => {
+                self.unindexed.insert(m.silence.id.clone());
+            }
+        }
+        self.by_id.insert(m.silence.id.clone(), m);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<MeshSilence> {
+        let old = self.by_id.remove(id)?;
+        match anchor(&old.silence) {
+            Some(k) => {
+                if let Some(set) = self.index.get_mut(&k) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        self.index.remove(&k);
+                    }
+                }
+            }
+            None => {
+                self.unindexed.remove(id);
+            }
+        }
+        Some(old)
+    }
+
+    fn mesh(&self, s: Silence) -> MeshSilence {
+        MeshSilence {
+            expires_at: plus(s.ends_at, self.retention),
+            silence: s,
+        }
+    }
+
+    /// Returns the number of stored silences (expired ones until GC included).
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Returns whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Returns a silence by id.
+    pub fn get(&self, id: &str) -> Option<&Silence> {
+        self.by_id.get(id).map(|m| &m.silence)
+    }
+
+    /// Iterates over all stored silences.
+    pub fn iter(&self) -> impl Iterator<Item = &MeshSilence> {
+        self.by_id.values()
+    }
+
+    /// Creates or updates a silence (§6.4) and returns its id (a new one unless updated in place).
+    /// `new_id` is called only when a new silence is created.
+    ///
+    /// # Errors
+    /// [`SilenceError::NotFound`] for an unknown id, `Invalid` or `Limit` otherwise; nothing is
+    /// stored on error.
+    pub fn set(
+        &mut self,
+        mut s: Silence,
+        now: Timestamp,
+        new_id: impl FnOnce() -> String,
+    ) -> Result<String, SilenceError> {
+        if is_zero(s.starts_at) {
+            s.starts_at = now;
+        }
+        validate(&s, self.names).map_err(SilenceError::Invalid)?;
+        let old = if s.id.is_empty() {
+            None
+        } else {
+            Some(
+                self.by_id
+                    .get(&s.id)
+                    .map(|m| m.silence.clone())
+                    .ok_or(SilenceError::NotFound)?,
+            )
+        };
+        if let Some(old) = &old
+            && can_update(old, &s, now)
+        {
+            s.updated_at = now;
+            self.check_size(&s)?;
+            let m = self.mesh(s);
+            let id = m.silence.id.clone();
+            self.insert(m);
+            return Ok(id);
+        }
+        if self.limits.max_silences > 0 && self.by_id.len() >= self.limits.max_silences {
+            return Err(SilenceError::Limit(format!(
+                "exceeded maximum number of silences: {} (limit: {})",
+                self.by_id.len(),
+                self.limits.max_silences
+            )));
+        }
+        s.id = new_id();
+        if s.starts_at < now {
+            s.starts_at = now;
+        }
+        s.updated_at = now;
+        self.check_size(&s)?;
+        if let Some(old) = old
+            && old.state(now) != State::Expired
+        {
+            self.expire(&old.id, now)?;
+        }
+        let m = self.mesh(s);
+        let id = m.silence.id.clone();
+        self.insert(m);
+        Ok(id)
+    }
+
+    fn check_size(&self, s: &Silence) -> Result<(), SilenceError> {
+        if self.limits.max_silence_size_bytes == 0 {
+            return Ok(());
+        }
+        let size = crate::snapshot::silence_size(&self.mesh(s.clone()));
+        if size > self.limits.max_silence_size_bytes {
+            return Err(SilenceError::Limit(format!(
+                "silence exceeded maximum size: {size} bytes (limit: {} bytes)",
+                self.limits.max_silence_size_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Expires a silence (§6.5); expiring an expired one succeeds and changes nothing.
+    ///
+    /// # Errors
+    /// [`SilenceError::NotFound`] for an unknown id.
+    pub fn expire(&mut self, id: &str, now: Timestamp) -> Result<(), SilenceError> {
+        let mut s = self
+            .by_id
+            .get(id)
+            .map(|m| m.silence.clone())
+            .ok_or(SilenceError::NotFound)?;
+        match s.state(now) {
+            State::Expired => return Ok(()),
+            State::Active => s.ends_at = now,
+            State::Pending => {
+                s.starts_at = now;
+                s.ends_at = now;
+            }
+        }
+        s.updated_at = now;
+        let m = self.mesh(s);
+        self.insert(m);
+        Ok(())
+    }
+
+    /// Returns the ids of active silences muting `labels` at `now`, sorted.
+    pub fn silenced_by(&self, labels: &LabelSet, now: Timestamp) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut check = |id: &String| {
+            if let Some(m) = self.by_id.get(id)
+                && m.silence.state(now) == State::Active
+                && m.silence.matches(labels)
+            {
+                out.push(id.clone());
+            }
+        };
+        for (name, value) in labels {
+            // Lookup by borrowed pair without allocating would need a custom key; labels are few.
+            if let Some(ids) = self.index.get(&(name.clone(), value.clone())) {
+                ids.iter().for_each(&mut check);
+            }
+        }
+        self.unindexed.iter().for_each(&mut check);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Deletes silences whose `expires_at` is not after `now`; returns how many.
+    pub fn gc(&mut self, now: Timestamp) -> usize {
+        let dead: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|m| m.expires_at <= now)
+            .map(|m| m.silence.id.clone())
+            .collect();
+        for id in &dead {
+            self.remove(id);
+        }
+        dead.len()
+    }
+
+    /// Merges a silence from a peer or a snapshot: last writer (by `updated_at`) wins; silences
+    /// already past `expires_at` are ignored. Returns whether local state changed.
+    pub fn merge(&mut self, m: MeshSilence, now: Timestamp) -> bool {
+        if m.expires_at < now {
+            return false;
+        }
+        if self
+            .by_id
+            .get(&m.silence.id)
+            .is_some_and(|cur| cur.silence.updated_at >= m.silence.updated_at)
+        {
+            return false;
+        }
+        self.insert(m);
+        true
+    }
+
+    /// Replaces the whole state (snapshot load), keeping entries even if expired until next GC.
+    pub fn load(&mut self, entries: Vec<MeshSilence>) {
+        self.by_id.clear();
+        self.index.clear();
+        self.unindexed.clear();
+        for m in entries {
+            self.insert(m);
+        }
+    }
+}
+
+/// Whether `new` may update `old` in place (§6.4 `canUpdate`).
+fn can_update(old: &Silence, new: &Silence, now: Timestamp) -> bool {
+    if old.matcher_sets != new.matcher_sets {
+        return false;
+    }
+    match old.state(now) {
+        State::Active => old.starts_at.as_second() == new.starts_at.as_second() && new.ends_at >= now,
+        State::Pending => new.starts_at >= now,
+        State::Expired => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matchers::{ParseMode, parse_matchers};
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    fn sil(matchers: &str, start: i64, end: i64) -> Silence {
+        Silence {
+            matcher_sets: vec![parse_matchers(matchers, ParseMode::Fallback).unwrap()],
+            starts_at: t(start),
+            ends_at: t(end),
+            created_by: "me".into(),
+            comment: "c".into(),
+            ..Silence::default()
+        }
+    }
+
+    fn store() -> Silences {
+        Silences::new(Duration::from_secs(3600), Limits::default(), NameValidation::Utf8)
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("id-{n}")
+        }
+    }
+
+    fn ls(pairs: &[(&str, &str)]) -> LabelSet {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn validation_messages() {
+        let mut s = store();
+        let mut next = ids();
+        let empty = Silence {
+            matcher_sets: vec![],
+            starts_at: t(0),
+            ends_at: t(10),
+            ..Silence::default()
+        };
+        assert_eq!(
+            s.set(empty, t(0), &mut next).unwrap_err().to_string(),
+            "invalid silence: at least one matcher required"
+        );
+        assert_eq!(
+            s.set(sil("a=~\".*\"", 0, 10), t(0), &mut next).unwrap_err().to_string(),
+            "invalid silence: at least one matcher must not match the empty string"
+        );
+        assert_eq!(
+            s.set(sil("a=b", 10, 5), t(0), &mut next).unwrap_err().to_string(),
+            "invalid silence: end time must not be before start time"
+        );
+        let mut unknown = sil("a=b", 0, 10);
+        unknown.id = "nope".into();
+        assert_eq!(s.set(unknown, t(0), &mut next).unwrap_err(), SilenceError::NotFound);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn update_in_place_or_expire_and_replace() {
+        let mut s = store();
+        let mut next = ids();
+        let id = s.set(sil("alertname=x", 0, 100), t(0), &mut next).unwrap();
+        assert_eq!(id, "id-1");
+        // Active: extending the end keeps the id.
+        let mut upd = s.get(&id).unwrap().clone();
+        upd.ends_at = t(200);
+        upd.comment = "longer".into();
+        assert_eq!(s.set(upd, t(10), &mut next).unwrap(), "id-1");
+        assert_eq!(s.get("id-1").unwrap().ends_at, t(200));
+        // Active: changing the start creates a new silence and expires the old one.
+        let mut moved = s.get(&id).unwrap().clone();
+        moved.starts_at = t(5);
+        assert_eq!(s.set(moved, t(20), &mut next).unwrap(), "id-2");
+        assert_eq!(s.get("id-1").unwrap().state(t(20)), State::Expired);
+        assert_eq!(
+            s.get("id-2").unwrap().starts_at,
+            t(20),
+            "a start in the past becomes now"
+        );
+        // Expired: never updated in place.
+        let mut again = s.get("id-1").unwrap().clone();
+        again.ends_at = t(500);
+        assert_eq!(s.set(again, t(30), &mut next).unwrap(), "id-3");
+    }
+
+    #[test]
+    fn expire_by_state() {
+        let mut s = store();
+        let mut next = ids();
+        let active = s.set(sil("a=b", 0, 100), t(0), &mut next).unwrap();
+        let pending = s.set(sil("a=c", 50, 100), t(0), &mut next).unwrap();
+        s.expire(&active, t(10)).unwrap();
+        s.expire(&pending, t(10)).unwrap();
+        assert_eq!(s.get(&active).unwrap().ends_at, t(10));
+        assert_eq!(s.get(&pending).unwrap().starts_at, t(10));
+        assert_eq!(s.get(&pending).unwrap().state(t(10)), State::Expired);
+        s.expire(&active, t(20)).unwrap();
+        assert_eq!(
+            s.get(&active).unwrap().updated_at,
+            t(10),
+            "expiring twice changes nothing"
+        );
+        assert_eq!(s.expire("nope", t(20)), Err(SilenceError::NotFound));
+    }
+
+    #[test]
+    fn muting_uses_the_index_and_the_unindexed_list() {
+        let mut s = store();
+        let mut next = ids();
+        let a = s
+            .set(sil("alertname=x, sev=~\"crit|warn\"", 0, 100), t(0), &mut next)
+            .unwrap();
+        let b = s.set(sil("team=~\"a.*\"", 0, 100), t(0), &mut next).unwrap();
+        let _pending = s.set(sil("alertname=x", 50, 100), t(0), &mut next).unwrap();
+        assert_eq!(
+            s.silenced_by(&ls(&[("alertname", "x"), ("sev", "crit")]), t(1)),
+            vec![a.clone()]
+        );
+        assert_eq!(
+            s.silenced_by(&ls(&[("alertname", "x"), ("sev", "crit"), ("team", "ab")]), t(1)),
+            vec![a, b]
+        );
+        assert!(s.silenced_by(&ls(&[("alertname", "y")]), t(1)).is_empty());
+        assert_eq!(
+            s.silenced_by(&ls(&[("alertname", "x")]), t(60)).len(),
+            1,
+            "the pending one became active"
+        );
+        assert!(
+            s.silenced_by(&ls(&[("alertname", "x")]), t(100)).is_empty(),
+            "ends_at is exclusive"
+        );
+    }
+
+    #[test]
+    fn gc_respects_retention_and_merge_is_last_writer_wins() {
+        let mut s = store();
+        let mut next = ids();
+        let id = s.set(sil("a=b", 0, 100), t(0), &mut next).unwrap();
+        assert_eq!(s.gc(t(100 + 3599)), 0);
+        let mut newer = s.iter().next().unwrap().clone();
+        newer.silence.comment = "remote".into();
+        newer.silence.updated_at = t(50);
+        assert!(s.merge(newer.clone(), t(60)));
+        assert!(!s.merge(newer, t(60)), "merging twice changes nothing");
+        assert_eq!(s.get(&id).unwrap().comment, "remote");
+        assert_eq!(s.gc(t(100 + 3600)), 1);
+    }
+
+    #[test]
+    fn limits() {
+        let mut s = Silences::new(
+            Duration::ZERO,
+            Limits {
+                max_silences: 1,
+                max_silence_size_bytes: 0,
+            },
+            NameValidation::Utf8,
+        );
+        let mut next = ids();
+        s.set(sil("a=b", 0, 100), t(0), &mut next).unwrap();
+        assert_eq!(
+            s.set(sil("a=c", 0, 100), t(0), &mut next).unwrap_err().to_string(),
+            "exceeded maximum number of silences: 1 (limit: 1)"
+        );
+        let mut small = Silences::new(
+            Duration::ZERO,
+            Limits {
+                max_silences: 0,
+                max_silence_size_bytes: 20,
+            },
+            NameValidation::Utf8,
+        );
+        assert!(
+            small
+                .set(sil("a=b", 0, 100), t(0), &mut next)
+                .unwrap_err()
+                .to_string()
+                .starts_with("silence exceeded maximum size")
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Generates the protobuf types from `proto/` with protox (pure Rust: no protoc needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "alertmanager/nflogpb/nflog.proto",
+        "alertmanager/silencepb/silence.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let fds = protox::compile(files, [&root])?;
+    prost_build::Config::new().compile_fds(fds)?;
+    Ok(())
+}
