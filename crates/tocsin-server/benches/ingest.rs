@@ -2,7 +2,6 @@
 //! (sharded, merged), feed the inhibitor and route into aggregation groups.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tocsin_core::config::{LoadOptions, load};
@@ -60,11 +59,8 @@ fn app() -> Arc<App> {
     let config = load(CONFIG, std::path::Path::new("."), &LoadOptions::default()).unwrap();
     let factory: NotifierFactory = Arc::new(|_| Ok(vec![]));
     let settings = Settings {
-        config_path: "unused.yml".into(),
         external_url: "http://bench".into(),
-        retention: Duration::from_secs(3600),
-        alerts_gc_interval: Duration::from_secs(1800),
-        load: LoadOptions::default(),
+        ..Settings::new("unused.yml")
     };
     App::new(
         settings,

@@ -31,6 +31,14 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         .route("/api/v2/alerts/groups", get(get_groups))
         .route("/api/v2/status", get(get_status))
         .route("/api/v2/receivers", get(get_receivers))
+        .route(
+            "/api/v2/silences",
+            get(crate::api_silences::get_silences).post(crate::api_silences::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(crate::api_silences::get_silence).delete(crate::api_silences::delete_silence),
+        )
         .route("/api/v2/{*rest}", any(api_not_found))
         .route("/api/v1/{*rest}", any(v1_gone))
         .route("/-/healthy", get(ok_text).head(ok_text))
@@ -45,7 +53,7 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
     }
 }
 
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     let mut r = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -54,12 +62,12 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
 }
 
 /// A handler error: a JSON string body, as go-swagger handlers answer.
-fn error_string(status: StatusCode, msg: impl Into<String>) -> Response {
+pub(crate) fn error_string(status: StatusCode, msg: impl Into<String>) -> Response {
     json_response(status, &msg.into())
 }
 
 /// A validation error in go-openapi's shape `{"code":…,"message":…}`.
-fn error_object(status: StatusCode, code: u32, msg: impl Into<String>) -> Response {
+pub(crate) fn error_object(status: StatusCode, code: u32, msg: impl Into<String>) -> Response {
     json_response(status, &json!({"code": code, "message": msg.into()}))
 }
 
@@ -116,7 +124,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Parses a query string keeping repeated keys.
-fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
     raw.unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
@@ -138,11 +146,23 @@ struct AlertFilter {
 }
 
 /// An API error before a response is built.
-enum ApiError {
+pub(crate) enum ApiError {
     /// A handler error (JSON string body).
     Handler(StatusCode, String),
     /// A go-openapi validation error (`{"code","message"}`).
     Validation(StatusCode, u32, String),
+}
+
+impl ApiError {
+    /// A handler error with a JSON string body.
+    pub(crate) fn handler(status: StatusCode, msg: impl Into<String>) -> Self {
+        ApiError::Handler(status, msg.into())
+    }
+
+    /// A go-openapi validation error.
+    pub(crate) fn validation(status: StatusCode, code: u32, msg: impl Into<String>) -> Self {
+        ApiError::Validation(status, code, msg.into())
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -249,8 +269,12 @@ fn gettable(
         .map(|fp| fp.to_string())
         .into_iter()
         .collect();
-    let suppressed = !inhibited_by.is_empty() || !muted_by.is_empty();
-    if (!f.active && !suppressed) || (!f.inhibited && !inhibited_by.is_empty()) {
+    let silenced_by = app.silences.read().silenced_by(&a.labels, now);
+    let suppressed = !inhibited_by.is_empty() || !muted_by.is_empty() || !silenced_by.is_empty();
+    if (!f.active && !suppressed)
+        || (!f.inhibited && !inhibited_by.is_empty())
+        || (!f.silenced && !silenced_by.is_empty())
+    {
         return None;
     }
     Some(GettableAlert {
@@ -262,7 +286,7 @@ fn gettable(
         status: AlertStatus {
             inhibited_by,
             muted_by,
-            silenced_by: vec![],
+            silenced_by,
             state: if suppressed { "suppressed" } else { "active" },
         },
         updated_at: format_millis(a.updated_at),

@@ -13,6 +13,7 @@ use tocsin_core::inhibit::Inhibitor;
 use tocsin_core::labels::hash_alert;
 use tocsin_core::nflog::{Nflog, ReceiverKey, needs_update};
 use tocsin_core::route::Route;
+use tocsin_core::silence::{Limits, Silences};
 use tocsin_core::timeinterval::any_contains;
 use tocsin_notify::{Integration, NotifyData, send_with_retry};
 use tokio::sync::{Notify, watch};
@@ -39,6 +40,28 @@ pub struct Settings {
     pub alerts_gc_interval: Duration,
     /// Config loader options (matcher mode, local zone).
     pub load: LoadOptions,
+    /// `--storage.path`; `None` keeps state in memory only (tests).
+    pub storage_path: Option<PathBuf>,
+    /// `--data.maintenance-interval`.
+    pub maintenance_interval: Duration,
+    /// `--silences.max-silences` and `--silences.max-silence-size-bytes`.
+    pub silence_limits: Limits,
+}
+
+impl Settings {
+    /// Alertmanager's defaults for everything but the config path; no storage.
+    pub fn new(config_path: impl Into<PathBuf>) -> Self {
+        Settings {
+            config_path: config_path.into(),
+            external_url: "http://localhost:9093".into(),
+            retention: Duration::from_secs(120 * 3600),
+            alerts_gc_interval: Duration::from_secs(30 * 60),
+            load: LoadOptions::default(),
+            storage_path: None,
+            maintenance_interval: Duration::from_secs(15 * 60),
+            silence_limits: Limits::default(),
+        }
+    }
 }
 
 /// The configuration-dependent part, swapped whole on reload.
@@ -61,6 +84,8 @@ pub struct App {
     pub store: AlertStore,
     /// The notification log.
     pub nflog: Mutex<Nflog>,
+    /// Silences.
+    pub silences: RwLock<Silences>,
     active: RwLock<Arc<Active>>,
     inhibitor: RwLock<Inhibitor>,
     dispatcher: Mutex<Dispatcher>,
@@ -116,7 +141,13 @@ impl App {
     ) -> Result<Arc<Self>, String> {
         let inhibitor = Inhibitor::new(config.inhibit_rules.clone());
         let active = build_active(config, &factory)?;
+        let silences = Silences::new(
+            settings.retention,
+            settings.silence_limits,
+            settings.load.name_validation(),
+        );
         Ok(Arc::new(App {
+            silences: RwLock::new(silences),
             started: clock.now(),
             clock,
             settings,
@@ -303,6 +334,16 @@ impl App {
                 .collect()
         };
         if alerts.is_empty() || self.muted_by_time(active, route, now).is_some() {
+            return true;
+        }
+        let alerts: Vec<Alert> = {
+            let sil = self.silences.read();
+            alerts
+                .into_iter()
+                .filter(|a| sil.silenced_by(&a.labels, now).is_empty())
+                .collect()
+        };
+        if alerts.is_empty() {
             return true;
         }
         let Some(integrations) = active.integrations.get(&route.receiver) else {

@@ -30,6 +30,12 @@ pub struct Flags {
     /// Interval between garbage collection and snapshotting of silences and the notification log.
     #[arg(long = "data.maintenance-interval", default_value = "15m", value_parser = duration)]
     pub data_maintenance_interval: Duration,
+    /// Maximum number of silences, including expired ones (0 = no limit).
+    #[arg(long = "silences.max-silences", default_value_t = 0)]
+    pub silences_max_silences: usize,
+    /// Maximum encoded size of one silence in bytes (0 = no limit).
+    #[arg(long = "silences.max-silence-size-bytes", default_value_t = 0)]
+    pub silences_max_silence_size_bytes: usize,
     /// Interval between alert GC.
     #[arg(long = "alerts.gc-interval", default_value = "30m", value_parser = duration)]
     pub alerts_gc_interval: Duration,

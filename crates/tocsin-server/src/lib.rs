@@ -6,11 +6,13 @@
 //! other crate depends on it. The wall clock is read once, in [`clock::Clock::system`].
 
 pub mod api;
+mod api_silences;
 pub mod app;
 pub mod clock;
 pub mod dispatch;
 pub mod flags;
 pub mod logging;
+pub mod storage;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -117,6 +119,9 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&flags.storage_path)
         .with_context(|| format!("unable to create --storage.path {:?}", flags.storage_path))?;
+    storage::write_atomic(&PathBuf::from(&flags.storage_path).join(".write-check"), b"")
+        .map_err(|e| anyhow::anyhow!("--storage.path {:?} is not writable: {e}", flags.storage_path))?;
+    let _ = std::fs::remove_file(PathBuf::from(&flags.storage_path).join(".write-check"));
     if !flags.cluster_listen_address.is_empty() {
         warn!(
             address = %flags.cluster_listen_address,
@@ -132,18 +137,27 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         .with_context(|| format!("unable to listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let (external_url, prefix) = external_url_and_prefix(&flags, bound.port())?;
+    let storage = PathBuf::from(&flags.storage_path);
     let settings = Settings {
         config_path,
         external_url,
         retention: flags.data_retention,
         alerts_gc_interval: flags.alerts_gc_interval,
         load,
+        storage_path: Some(storage.clone()),
+        maintenance_interval: flags.data_maintenance_interval,
+        silence_limits: tocsin_core::silence::Limits {
+            max_silences: flags.silences_max_silences,
+            max_silence_size_bytes: flags.silences_max_silence_size_bytes,
+        },
     };
     let ua = user_agent();
     let factory: NotifierFactory = Arc::new(move |r| tocsin_notify::build_integrations(r, &ua));
     let app = App::new(settings, config, factory, clock::Clock::system()).map_err(anyhow::Error::msg)?;
+    storage::load(&app, &storage);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let scheduler = tokio::spawn(app.clone().run_scheduler(shutdown_rx.clone()));
+    let maintenance = tokio::spawn(storage::run_maintenance(app.clone(), storage, shutdown_rx.clone()));
     spawn_sighup(app.clone());
     info!(address = %bound, "Listening on");
     let router = api::router(app.clone(), &prefix);
@@ -161,6 +175,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     }
     signals.abort();
     let _ = scheduler.await;
+    let _ = maintenance.await;
     info!("stopped");
     Ok(())
 }

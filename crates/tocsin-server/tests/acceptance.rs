@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use tocsin_core::alert::{Alert, PostedAlert};
-use tocsin_core::config::{LoadOptions, Receiver};
+use tocsin_core::config::Receiver;
 use tocsin_core::labels::LabelSet;
 use tocsin_core::time::{ZERO, is_zero};
 use tocsin_notify::{BoxFuture, Integration, Notifier, NotifyData, NotifyError};
@@ -137,11 +137,8 @@ impl Harness {
                 .collect())
         });
         let settings = Settings {
-            config_path: path.clone(),
             external_url: "http://tocsin.test".into(),
-            retention: Duration::from_secs(120 * 3600),
-            alerts_gc_interval: Duration::from_secs(1800),
-            load: LoadOptions::default(),
+            ..Settings::new(path.clone())
         };
         let config = read_config(&path, &settings.load).unwrap();
         let app = App::new(settings, config, factory, Clock::new(t0())).unwrap();

@@ -1,0 +1,317 @@
+//! Silence endpoints of API v2 (§5.2): POST/GET /silences, GET/DELETE /silence/{id}.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tocsin_core::matchers::{MatchType, Matcher, parse_matcher};
+use tocsin_core::silence::{Silence, SilenceError, State as SilenceState};
+use tocsin_core::time::{ZERO, format_millis, parse_rfc3339};
+
+use crate::api::{ApiError, error_object, error_string, json_response, query_pairs};
+use crate::app::App;
+
+#[derive(Serialize)]
+struct ApiMatcher {
+    #[serde(rename = "isEqual")]
+    is_equal: bool,
+    #[serde(rename = "isRegex")]
+    is_regex: bool,
+    name: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct GettableSilence {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+    comment: String,
+    #[serde(rename = "createdBy")]
+    created_by: String,
+    #[serde(rename = "endsAt")]
+    ends_at: String,
+    id: String,
+    matchers: Vec<ApiMatcher>,
+    #[serde(rename = "startsAt")]
+    starts_at: String,
+    status: Value,
+    #[serde(rename = "updatedAt")]
+    updated_at: String,
+}
+
+fn api_matcher(m: &Matcher) -> ApiMatcher {
+    ApiMatcher {
+        is_equal: !m.op.is_negative(),
+        is_regex: m.op.is_regex(),
+        name: m.name.clone(),
+        value: m.value.clone(),
+    }
+}
+
+fn gettable(s: &Silence, now: jiff::Timestamp) -> Result<GettableSilence, String> {
+    // The API can express one matcher set only, like Alertmanager's.
+    let [set] = s.matcher_sets.as_slice() else {
+        return Err(format!(
+            "silence {} has {} matcher sets; the API can show only one",
+            s.id,
+            s.matcher_sets.len()
+        ));
+    };
+    Ok(GettableSilence {
+        annotations: s.annotations.clone(),
+        comment: s.comment.clone(),
+        created_by: s.created_by.clone(),
+        ends_at: format_millis(s.ends_at),
+        id: s.id.clone(),
+        matchers: set.iter().map(api_matcher).collect(),
+        starts_at: format_millis(s.starts_at),
+        status: json!({"state": s.state(now).as_str()}),
+        updated_at: format_millis(s.updated_at),
+    })
+}
+
+fn check_uuid(id: &str) -> Result<(), ApiError> {
+    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| {
+        ApiError::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            601,
+            format!("silenceID in path must be of type uuid: {id:?}"),
+        )
+    })
+}
+
+pub(crate) async fn get_silence(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    if let Err(e) = check_uuid(&id) {
+        return e.into_response();
+    }
+    let now = app.clock.now();
+    let found = app.silences.read().get(&id).cloned();
+    match found.map(|s| gettable(&s, now)) {
+        None => StatusCode::NOT_FOUND.into_response(),
+        Some(Ok(g)) => json_response(StatusCode::OK, &g),
+        Some(Err(e)) => error_string(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+pub(crate) async fn delete_silence(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    if let Err(e) = check_uuid(&id) {
+        return e.into_response();
+    }
+    let now = app.clock.now();
+    match app.silences.write().expire(&id, now) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(SilenceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => error_string(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+pub(crate) async fn get_silences(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    let mut filters = Vec::new();
+    let (mut active, mut pending, mut expired) = (true, true, true);
+    for (k, v) in query_pairs(q) {
+        match k.as_str() {
+            "filter" => match parse_matcher(&v, app.settings.load.parse_mode) {
+                Ok(m) => filters.push(m),
+                Err(e) => return error_string(StatusCode::BAD_REQUEST, e),
+            },
+            "active" | "pending" | "expired" => {
+                let Ok(b) = v.parse::<bool>() else {
+                    return error_object(
+                        StatusCode::BAD_REQUEST,
+                        601,
+                        format!("{k} in query must be of type boolean: {v:?}"),
+                    );
+                };
+                match k.as_str() {
+                    "active" => active = b,
+                    "pending" => pending = b,
+                    _ => expired = b,
+                }
+            }
+            _ => {}
+        }
+    }
+    let now = app.clock.now();
+    let mut list: Vec<(SilenceState, Silence)> = {
+        let store = app.silences.read();
+        store
+            .iter()
+            .map(|m| &m.silence)
+            .filter(|s| {
+                // A filter selects silences having an identical matcher (not label evaluation).
+                filters
+                    .iter()
+                    .all(|f| s.matcher_sets.iter().any(|set| set.iter().any(|m| m == f)))
+            })
+            .map(|s| (s.state(now), s.clone()))
+            .filter(|(st, _)| match st {
+                SilenceState::Active => active,
+                SilenceState::Pending => pending,
+                SilenceState::Expired => expired,
+            })
+            .collect()
+    };
+    // Active by end ascending, then pending by start ascending, then expired by end descending.
+    list.sort_by(|(sa, a), (sb, b)| {
+        let rank = |s: &SilenceState| match s {
+            SilenceState::Active => 0,
+            SilenceState::Pending => 1,
+            SilenceState::Expired => 2,
+        };
+        rank(sa).cmp(&rank(sb)).then_with(|| match sa {
+            SilenceState::Active => a.ends_at.cmp(&b.ends_at),
+            SilenceState::Pending => a.starts_at.cmp(&b.starts_at),
+            SilenceState::Expired => b.ends_at.cmp(&a.ends_at),
+        })
+    });
+    let out: Result<Vec<GettableSilence>, String> = list.iter().map(|(_, s)| gettable(s, now)).collect();
+    match out {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => error_string(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Decodes a `postableSilence` body into a silence, with go-openapi's required-field errors.
+fn decode(body: &[u8], app: &App) -> Result<Silence, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::validation(
+            StatusCode::BAD_REQUEST,
+            400,
+            format!("parsing silence body from \"\" failed, because {e}"),
+        )
+    })?;
+    let obj = v.as_object().ok_or_else(|| {
+        ApiError::validation(
+            StatusCode::BAD_REQUEST,
+            400,
+            "parsing silence body from \"\" failed, because the body is not a JSON object",
+        )
+    })?;
+    for field in ["comment", "createdBy", "endsAt", "matchers", "startsAt"] {
+        if obj.get(field).is_none_or(Value::is_null) {
+            return Err(ApiError::validation(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                602,
+                format!("{field} in body is required"),
+            ));
+        }
+    }
+    let text = |k: &str| -> Result<String, ApiError> {
+        obj.get(k).and_then(Value::as_str).map(String::from).ok_or_else(|| {
+            ApiError::validation(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                602,
+                format!("{k} in body must be of type string"),
+            )
+        })
+    };
+    let time = |k: &str| -> Result<jiff::Timestamp, ApiError> {
+        let s = text(k)?;
+        parse_rfc3339(&s).map_err(|e| {
+            ApiError::validation(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                602,
+                format!("{k} in body must be of type date-time: {e}"),
+            )
+        })
+    };
+    let raw_matchers = obj["matchers"].as_array().ok_or_else(|| {
+        ApiError::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            602,
+            "matchers in body must be of type array",
+        )
+    })?;
+    if raw_matchers.is_empty() {
+        return Err(ApiError::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            612,
+            "matchers in body should have at least 1 items",
+        ));
+    }
+    let mut set = Vec::new();
+    let names = app.settings.load.name_validation();
+    for (i, m) in raw_matchers.iter().enumerate() {
+        let field = |k: &str| m.get(k);
+        let (Some(Value::String(name)), Some(Value::String(value)), Some(Value::Bool(is_regex))) =
+            (field("name"), field("value"), field("isRegex"))
+        else {
+            return Err(ApiError::validation(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                602,
+                format!("matchers.{i}: name, value and isRegex are required"),
+            ));
+        };
+        let is_equal = field("isEqual").and_then(Value::as_bool).unwrap_or(true);
+        let op = match (*is_regex, is_equal) {
+            (false, true) => MatchType::Equal,
+            (false, false) => MatchType::NotEqual,
+            (true, true) => MatchType::Regexp,
+            (true, false) => MatchType::NotRegexp,
+        };
+        if !names.is_valid(name) {
+            return Err(ApiError::handler(
+                StatusCode::BAD_REQUEST,
+                format!("invalid silence: invalid label matcher {i}: invalid label name {name:?}"),
+            ));
+        }
+        let m = Matcher::new(op, name, value).map_err(|e| {
+            ApiError::handler(
+                StatusCode::BAD_REQUEST,
+                format!("invalid silence: invalid label matcher {i}: {e}"),
+            )
+        })?;
+        set.push(m);
+    }
+    let annotations = match obj.get("annotations") {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    Ok(Silence {
+        id: obj.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+        matcher_sets: vec![set],
+        starts_at: time("startsAt")?,
+        ends_at: time("endsAt")?,
+        updated_at: ZERO,
+        created_by: text("createdBy")?,
+        comment: text("comment")?,
+        annotations,
+    })
+}
+
+pub(crate) async fn post_silence(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let s = match decode(&body, &app) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let now = app.clock.now();
+    if s.starts_at >= s.ends_at {
+        return error_string(
+            StatusCode::BAD_REQUEST,
+            "Failed to create silence: start time must be before end time",
+        );
+    }
+    if s.ends_at < now {
+        return error_string(
+            StatusCode::BAD_REQUEST,
+            "Failed to create silence: end time can't be in the past",
+        );
+    }
+    let result = app.silences.write().set(s, now, || uuid::Uuid::new_v4().to_string());
+    match result {
+        Ok(id) => {
+            tracing::debug!(silence_id = %id, "silence set");
+            json_response(StatusCode::OK, &json!({"silenceID": id}))
+        }
+        Err(SilenceError::NotFound) => error_string(StatusCode::NOT_FOUND, "silence not found"),
+        Err(e) => error_string(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}

@@ -1,0 +1,126 @@
+//! State on disk (§4.7): `<storage.path>/silences` and `<storage.path>/nflog` in Alertmanager's
+//! format, written atomically every maintenance interval and at shutdown, loaded at start.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tocsin_core::snapshot::{Decoded, decode_nflog, decode_silences, encode_nflog, encode_silences};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::app::App;
+
+/// File name of the silences snapshot.
+pub const SILENCES: &str = "silences";
+/// File name of the notification log snapshot.
+pub const NFLOG: &str = "nflog";
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename, fsync
+/// of the directory.
+///
+/// # Errors
+/// Any I/O error, with the path.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Reads and decodes one snapshot. A missing file is an empty state. A damaged one is reported
+/// with its path and what was recovered, and moved aside (`<file>.corrupt-<unix seconds>`) so that
+/// the next snapshot does not overwrite the records that could not be read.
+fn read<T>(path: &Path, decode: impl Fn(&[u8]) -> Decoded<T>, now_unix: i64) -> Vec<T> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            error!(path = %path.display(), err = %e, "unable to read snapshot; starting without it");
+            return Vec::new();
+        }
+    };
+    let decoded = decode(&bytes);
+    if !decoded.errors.is_empty() {
+        let aside = PathBuf::from(format!("{}.corrupt-{now_unix}", path.display()));
+        let moved = std::fs::copy(path, &aside).is_ok();
+        error!(
+            path = %path.display(),
+            recovered = decoded.records.len(),
+            problems = %decoded.errors.join("; "),
+            kept_copy = %if moved { aside.display().to_string() } else { "none (copy failed)".into() },
+            "snapshot is damaged; loaded the records before the damage"
+        );
+    }
+    decoded.records
+}
+
+/// Loads both snapshots into the replica.
+pub fn load(app: &App, dir: &Path) {
+    let now = app.clock.now();
+    let silences = read(&dir.join(SILENCES), decode_silences, now.as_second());
+    let entries = read(&dir.join(NFLOG), decode_nflog, now.as_second());
+    info!(
+        silences = silences.len(),
+        nflog_entries = entries.len(),
+        "loaded state from disk"
+    );
+    app.silences.write().load(silences);
+    let mut log = app.nflog.lock();
+    for e in entries {
+        log.merge(e, now);
+    }
+}
+
+/// Garbage-collects and writes both snapshots.
+///
+/// # Errors
+/// The first write error.
+pub fn snapshot(app: &App, dir: &Path) -> Result<(usize, usize), String> {
+    let now = app.clock.now();
+    let silences = {
+        let mut s = app.silences.write();
+        s.gc(now);
+        encode_silences(s.iter())
+    };
+    let nflog = {
+        let mut l = app.nflog.lock();
+        l.gc(now);
+        encode_nflog(l.entries())
+    };
+    write_atomic(&dir.join(SILENCES), &silences)?;
+    write_atomic(&dir.join(NFLOG), &nflog)?;
+    Ok((silences.len(), nflog.len()))
+}
+
+/// Runs maintenance every interval until shutdown, then writes the final snapshots.
+pub async fn run_maintenance(app: Arc<App>, dir: PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let interval = app.settings.maintenance_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|v| *v) => break,
+        }
+        let (a, d) = (app.clone(), dir.clone());
+        match tokio::task::spawn_blocking(move || snapshot(&a, &d)).await {
+            Ok(Ok((s, n))) => info!(silences_bytes = s, nflog_bytes = n, "maintenance done"),
+            Ok(Err(e)) => warn!(err = %e, "maintenance failed"),
+            Err(e) => warn!(err = %e, "maintenance task failed"),
+        }
+    }
+    match snapshot(&app, &dir) {
+        Ok(_) => info!("final snapshots written"),
+        Err(e) => error!(err = %e, "final snapshot failed"),
+    }
+}
