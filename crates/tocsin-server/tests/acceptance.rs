@@ -551,3 +551,75 @@ async fn time_intervals_mute_and_activate_routes() {
     let groups = h.app.dispatcher().groups.len();
     assert_eq!(groups, 3);
 }
+
+fn silence(matchers: &str, start: f64, end: f64) -> tocsin_core::silence::Silence {
+    tocsin_core::silence::Silence {
+        matcher_sets: vec![tocsin_core::matchers::parse_matchers(matchers, Default::default()).unwrap()],
+        starts_at: at(start),
+        ends_at: at(end),
+        created_by: "admin@example.com".into(),
+        comment: "some comment".into(),
+        ..Default::default()
+    }
+}
+
+impl Harness {
+    /// Creates a silence at time `t`; returns its id.
+    async fn silence_at(&self, t: f64, s: tocsin_core::silence::Silence) -> String {
+        self.sleep_until(t).await;
+        let now = self.app.clock.now();
+        self.app.silences.write().set(s, now, || format!("sil-{t}")).unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn silencing_mutes_only_while_active() {
+    let cfg = format!(
+        "route:\n  receiver: r\n  group_by: []\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1ms\nreceivers:\n- name: r\n{WEBHOOK}"
+    );
+    let h = Harness::start(&cfg, record).await;
+    h.push(
+        1.0,
+        vec![
+            alert(&[("alertname", "test1")], 1.0, 0.0),
+            alert(&[("alertname", "test2")], 1.0, 0.0),
+        ],
+    )
+    .await;
+    h.silence_at(2.3, silence("alertname=test1", 2.5, 4.5)).await;
+    let both = ["alertname=test1 [1]", "alertname=test2 [1]"];
+    assert_eq!(
+        h.received(5.5).await,
+        vec![
+            got("r/0", 2.0, &both),
+            got("r/0", 3.0, &["alertname=test2 [1]"]),
+            got("r/0", 4.0, &["alertname=test2 [1]"]),
+            got("r/0", 5.0, &both),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_a_silence_releases_its_alerts() {
+    let cfg = format!(
+        "route:\n  receiver: r\n  group_by: []\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1ms\nreceivers:\n- name: r\n{WEBHOOK}"
+    );
+    let h = Harness::start(&cfg, record).await;
+    h.push(
+        1.0,
+        vec![
+            alert(&[("alertname", "test1")], 1.0, 0.0),
+            alert(&[("alertname", "test2")], 1.0, 0.0),
+        ],
+    )
+    .await;
+    // Created at 1.3, starting at 1.5: pending at creation, active before the first flush.
+    let id = h.silence_at(1.3, silence("alertname=~\".+\"", 1.5, 100.0)).await;
+    h.sleep_until(3.5).await;
+    let now = h.app.clock.now();
+    h.app.silences.write().expire(&id, now).unwrap();
+    assert_eq!(
+        h.received(4.5).await,
+        vec![got("r/0", 4.0, &["alertname=test1 [1]", "alertname=test2 [1]"])]
+    );
+}

@@ -2,127 +2,13 @@
 //! with Alertmanager's payload, bad input is answered precisely and loses nothing, and a broken
 //! reload keeps the running configuration. Waits are bounded polls, never fixed sleeps.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
 use serde_json::{Value, json};
 use tocsin_core::labels::{LabelSet, fingerprint};
 
-/// (path name, Authorization header, decoded body) of one webhook call.
-type Call = (String, Option<String>, Value);
-
-#[derive(Clone, Default)]
-struct Sink {
-    got: Arc<Mutex<Vec<Call>>>,
-    raw: Arc<Mutex<Vec<String>>>,
-}
-
-async fn receive(
-    State(s): State<Sink>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    h: HeaderMap,
-    body: Bytes,
-) {
-    let auth = h.get("authorization").map(|v| v.to_str().unwrap().to_string());
-    s.raw.lock().unwrap().push(String::from_utf8(body.to_vec()).unwrap());
-    s.got
-        .lock()
-        .unwrap()
-        .push((name, auth, serde_json::from_slice(&body).unwrap()));
-}
-
-async fn start_sink() -> (Sink, String) {
-    let sink = Sink::default();
-    let app = Router::new().route("/{name}", post(receive)).with_state(sink.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (sink, format!("http://{addr}"))
-}
-
-/// A running `tocsin`, killed on drop.
-struct Tocsin {
-    child: Child,
-    base: String,
-    config: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Tocsin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_tocsin(config: &str, extra: &[&str]) -> Tocsin {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("alertmanager.yml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
-        .args([
-            "--web.listen-address=127.0.0.1:0",
-            "--cluster.listen-address=",
-            "--web.external-url=http://tocsin.example:9093/",
-        ])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Find the bound port the way Alertmanager's acceptance harness does.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !line.contains("Listening on") {
-                continue;
-            }
-            // logfmt (`address=host:port`) or JSON (`"address":"host:port"`).
-            let addr = if line.starts_with('{') {
-                serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v["address"].as_str().map(String::from))
-            } else {
-                line.split("address=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                    .map(String::from)
-            };
-            let _ = tx.send(addr);
-        }
-    });
-    let Ok(Some(addr)) = rx.recv_timeout(Duration::from_secs(30)) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tocsin did not log its address");
-    };
-    Tocsin {
-        child,
-        base: format!("http://{addr}"),
-        config: path,
-        _dir: dir,
-    }
-}
-
-async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+mod common;
+use common::{start_sink, start_tocsin, wait_for};
 
 fn config(sink: &str) -> String {
     format!(

@@ -1,0 +1,150 @@
+//! Helpers shared by the real-binary suites: a webhook sink and a `tocsin` child process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::Value;
+
+/// (path name, Authorization header, decoded body) of one webhook call.
+pub type Call = (String, Option<String>, Value);
+
+#[derive(Clone, Default)]
+pub struct Sink {
+    pub got: Arc<Mutex<Vec<Call>>>,
+    pub raw: Arc<Mutex<Vec<String>>>,
+}
+
+async fn receive(
+    State(s): State<Sink>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) {
+    let auth = h.get("authorization").map(|v| v.to_str().unwrap().to_string());
+    s.raw.lock().unwrap().push(String::from_utf8(body.to_vec()).unwrap());
+    s.got
+        .lock()
+        .unwrap()
+        .push((name, auth, serde_json::from_slice(&body).unwrap()));
+}
+
+pub async fn start_sink() -> (Sink, String) {
+    let sink = Sink::default();
+    let app = Router::new().route("/{name}", post(receive)).with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (sink, format!("http://{addr}"))
+}
+
+/// A running `tocsin`, killed on drop.
+pub struct Tocsin {
+    pub child: Child,
+    pub base: String,
+    pub config: PathBuf,
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Tocsin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tocsin` with its config and storage under `dir` (kept by the caller for restarts).
+pub fn start_in(dir: &Path, config: &str, extra: &[&str]) -> Tocsin {
+    let path = dir.join("alertmanager.yml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .args([
+            "--web.listen-address=127.0.0.1:0",
+            "--cluster.listen-address=",
+            "--web.external-url=http://tocsin.example:9093/",
+        ])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Find the bound port the way Alertmanager's acceptance harness does.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !line.contains("Listening on") {
+                continue;
+            }
+            // logfmt (`address=host:port`) or JSON (`"address":"host:port"`).
+            let addr = if line.starts_with('{') {
+                serde_json::from_str::<Value>(&line)
+                    .ok()
+                    .and_then(|v| v["address"].as_str().map(String::from))
+            } else {
+                line.split("address=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .map(String::from)
+            };
+            let _ = tx.send(addr);
+        }
+    });
+    let Ok(Some(addr)) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("tocsin did not log its address");
+    };
+    Tocsin {
+        child,
+        base: format!("http://{addr}"),
+        config: path,
+        dir: None,
+    }
+}
+
+/// Starts `tocsin` in a fresh temporary directory.
+pub fn start_tocsin(config: &str, extra: &[&str]) -> Tocsin {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = start_in(dir.path(), config, extra);
+    t.dir = Some(dir);
+    t
+}
+
+impl Tocsin {
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "tocsin did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
