@@ -162,6 +162,8 @@ pub struct Silences {
     by_id: HashMap<String, MeshSilence>,
     /// Equality anchor (name, value) -> ids of silences with that `=` matcher in every set.
     index: HashMap<(String, String), HashSet<String>>,
+    /// The anchor each indexed silence was filed under.
+    anchor_of: HashMap<String, (String, String)>,
     /// Ids of silences without such an anchor; always checked.
     unindexed: HashSet<String>,
     retention: Duration,
@@ -174,13 +176,13 @@ fn plus(t: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(t)
 }
 
-/// The anchor of a silence: an `=` matcher with a non-empty value shared by all its sets.
-fn anchor(s: &Silence) -> Option<(String, String)> {
-    let first = s.matcher_sets.first()?;
+/// The candidate anchors of a silence: `=` matchers with a non-empty value shared by all sets.
+fn anchors(s: &Silence) -> impl Iterator<Item = (String, String)> + '_ {
+    let first = s.matcher_sets.first().map(Vec::as_slice).unwrap_or(&[]);
     first
         .iter()
         .filter(|m| m.op == MatchType::Equal && !m.value.is_empty())
-        .find(|m| s.matcher_sets.iter().all(|set| set.iter().any(|o| o == *m)))
+        .filter(|m| s.matcher_sets.iter().all(|set| set.iter().any(|o| o == *m)))
         .map(|m| (m.name.clone(), m.value.clone()))
 }
 
@@ -197,9 +199,13 @@ impl Silences {
 
     fn insert(&mut self, m: MeshSilence) {
         self.remove(&m.silence.id);
-        match anchor(&m.silence) {
+        // File the silence under its most selective anchor: the one whose bucket is smallest now
+        // (an `instance` matcher rather than an `alertname` shared by many silences).
+        let best = anchors(&m.silence).min_by_key(|k| self.index.get(k).map_or(0, HashSet::len));
+        match best {
             Some(k) => {
-                self.index.entry(k).or_default().insert(m.silence.id.clone());
+                self.index.entry(k.clone()).or_default().insert(m.silence.id.clone());
+                self.anchor_of.insert(m.silence.id.clone(), k);
             }
             None => {
                 self.unindexed.insert(m.silence.id.clone());
@@ -210,7 +216,7 @@ impl Silences {
 
     fn remove(&mut self, id: &str) -> Option<MeshSilence> {
         let old = self.by_id.remove(id)?;
-        match anchor(&old.silence) {
+        match self.anchor_of.remove(id) {
             Some(k) => {
                 if let Some(set) = self.index.get_mut(&k) {
                     set.remove(id);
@@ -409,6 +415,7 @@ impl Silences {
     pub fn load(&mut self, entries: Vec<MeshSilence>) {
         self.by_id.clear();
         self.index.clear();
+        self.anchor_of.clear();
         self.unindexed.clear();
         for m in entries {
             self.insert(m);
