@@ -32,7 +32,7 @@ fn app() -> Arc<App> {
 fn silence(i: usize, now: jiff::Timestamp) -> Silence {
     // Silences shaped like real ones: an alertname, usually an instance or a regex on job.
     let mut set = vec![Matcher::new(MatchType::Equal, "alertname", format!("Alert{}", i % 500)).unwrap()];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         set.push(Matcher::new(MatchType::Regexp, "job", "db|cache").unwrap());
     } else {
         set.push(Matcher::new(MatchType::Equal, "instance", format!("host-{i}")).unwrap());
