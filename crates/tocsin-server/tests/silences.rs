@@ -460,3 +460,21 @@ async fn amtool_manages_silences_and_alerts() {
     assert_eq!(comments.len(), 2, "{out}");
     assert!(comments.contains(&"one") && comments.contains(&"two"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_alert_request() {
+    // §8.3 TestFilterAlertRequest: repeated filter parameters are ANDed.
+    let t = start_tocsin(INHIBIT, &[]);
+    let c = reqwest::Client::new();
+    let url = format!("{}/api/v2/alerts", t.base);
+    let batch = json!([{"labels": {"alertname": "test1", "severity": "warning"}},
+                       {"labels": {"system": "foo", "severity": "critical"}}]);
+    assert_eq!(post(&c, url.clone(), &batch).await.0, 200);
+    let got = get(&c, format!("{url}?filter=alertname%3Dtest1&filter=severity%3Dwarning")).await;
+    assert_eq!(got.as_array().unwrap().len(), 1);
+    assert_eq!(got[0]["labels"], json!({"alertname": "test1", "severity": "warning"}));
+    assert_eq!(got[0]["status"]["state"], "active");
+    let groups = get(&c, format!("{url}/groups?filter=severity%3Dcritical")).await;
+    assert_eq!(groups.as_array().unwrap().len(), 1);
+    assert_eq!(groups[0]["alerts"][0]["labels"]["system"], "foo");
+}
