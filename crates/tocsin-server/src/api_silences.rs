@@ -102,8 +102,7 @@ pub(crate) async fn delete_silence(State(app): State<Arc<App>>, Path(id): Path<S
     if let Err(e) = check_uuid(&id) {
         return e.into_response();
     }
-    let now = app.clock.now();
-    match app.silences.write().expire(&id, now) {
+    match app.expire_silence(&id) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(SilenceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => error_string(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -305,7 +304,7 @@ pub(crate) async fn post_silence(State(app): State<Arc<App>>, body: Bytes) -> Re
             "Failed to create silence: end time can't be in the past",
         );
     }
-    let result = app.silences.write().set(s, now, || uuid::Uuid::new_v4().to_string());
+    let result = app.set_silence(s, || uuid::Uuid::new_v4().to_string());
     match result {
         Ok(id) => {
             tracing::debug!(silence_id = %id, "silence set");

@@ -11,9 +11,10 @@ use tocsin_core::alert::{Alert, PostedAlert, prepare};
 use tocsin_core::config::{Config, LoadOptions, Receiver, load};
 use tocsin_core::inhibit::Inhibitor;
 use tocsin_core::labels::hash_alert;
+use tocsin_core::nflog::Entry;
 use tocsin_core::nflog::{Nflog, ReceiverKey, needs_update};
 use tocsin_core::route::Route;
-use tocsin_core::silence::{Limits, Silences};
+use tocsin_core::silence::{Limits, MeshSilence, Silence, SilenceError, Silences};
 use tocsin_core::timeinterval::any_contains;
 use tocsin_notify::{Integration, NotifyData, send_with_retry};
 use tokio::sync::{Notify, watch};
@@ -22,6 +23,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::clock::Clock;
 use crate::dispatch::{Dispatcher, FlushJob};
+use crate::peer::{Peer, SingleNode};
 use crate::store::AlertStore;
 
 /// Builds a receiver's integrations; tests inject in-memory notifiers here.
@@ -46,6 +48,8 @@ pub struct Settings {
     pub maintenance_interval: Duration,
     /// `--silences.max-silences` and `--silences.max-silence-size-bytes`.
     pub silence_limits: Limits,
+    /// `--cluster.peer-timeout`: the wait per position before deciding to notify.
+    pub peer_timeout: Duration,
 }
 
 impl Settings {
@@ -60,6 +64,7 @@ impl Settings {
             storage_path: None,
             maintenance_interval: Duration::from_secs(15 * 60),
             silence_limits: Limits::default(),
+            peer_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct App {
     /// Silences.
     pub silences: RwLock<Silences>,
     active: RwLock<Arc<Active>>,
+    peer: RwLock<Arc<dyn Peer>>,
     inhibitor: RwLock<Inhibitor>,
     dispatcher: Mutex<Dispatcher>,
     wake: Notify,
@@ -148,6 +154,7 @@ impl App {
         );
         Ok(Arc::new(App {
             silences: RwLock::new(silences),
+            peer: RwLock::new(Arc::new(SingleNode)),
             started: clock.now(),
             clock,
             settings,
@@ -160,6 +167,64 @@ impl App {
             factory,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Joins a cluster (before the scheduler starts).
+    pub fn set_peer(&self, peer: Arc<dyn Peer>) {
+        *self.peer.write() = peer;
+    }
+
+    /// Returns the cluster peer.
+    pub fn peer(&self) -> Arc<dyn Peer> {
+        self.peer.read().clone()
+    }
+
+    /// Merges a notification log entry from a peer; returns whether it was new.
+    pub fn merge_nflog(&self, e: Entry) -> bool {
+        self.nflog.lock().merge(e, self.clock.now())
+    }
+
+    /// Merges a silence from a peer; returns whether it changed local state.
+    pub fn merge_silence(&self, m: MeshSilence) -> bool {
+        self.silences.write().merge(m, self.clock.now())
+    }
+
+    /// Creates or updates a silence and replicates it.
+    ///
+    /// # Errors
+    /// As [`Silences::set`].
+    pub fn set_silence(&self, s: Silence, new_id: impl FnOnce() -> String) -> Result<String, SilenceError> {
+        let now = self.clock.now();
+        let mut store = self.silences.write();
+        let old_id = s.id.clone();
+        let id = store.set(s, now, new_id)?;
+        // A replaced silence was expired: replicate that too.
+        let changed: Vec<MeshSilence> = [old_id, id.clone()]
+            .iter()
+            .filter_map(|i| store.iter().find(|m| &m.silence.id == i).cloned())
+            .collect();
+        drop(store);
+        let peer = self.peer();
+        for m in &changed {
+            peer.broadcast_silence(m);
+        }
+        Ok(id)
+    }
+
+    /// Expires a silence and replicates it.
+    ///
+    /// # Errors
+    /// [`SilenceError::NotFound`] for an unknown id.
+    pub fn expire_silence(&self, id: &str) -> Result<(), SilenceError> {
+        let now = self.clock.now();
+        let mut store = self.silences.write();
+        store.expire(id, now)?;
+        let m = store.iter().find(|m| m.silence.id == id).cloned();
+        drop(store);
+        if let Some(m) = m {
+            self.peer().broadcast_silence(&m);
+        }
+        Ok(())
     }
 
     /// Returns the active configuration.
@@ -304,7 +369,7 @@ impl App {
             async move {
                 let mut job = job;
                 loop {
-                    let ok = app.pipeline(&active, &job).await;
+                    let ok = app.pipeline(&active, &mut job).await;
                     let next = app
                         .dispatcher
                         .lock()

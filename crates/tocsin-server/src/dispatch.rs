@@ -165,6 +165,14 @@ impl Dispatcher {
         jobs
     }
 
+    /// Returns a fresh snapshot of a group of the given generation, if it still exists.
+    pub fn snapshot(&self, id: &GroupId, generation: u64, now: Timestamp) -> Option<(Vec<Arc<Alert>>, Vec<Alert>)> {
+        if generation != self.generation {
+            return None;
+        }
+        self.groups.get(id).map(|g| g.alerts.snapshot(now))
+    }
+
     /// Returns when the earliest timer fires.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _, _))| *at)

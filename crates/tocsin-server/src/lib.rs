@@ -12,6 +12,7 @@ pub mod clock;
 pub mod dispatch;
 pub mod flags;
 pub mod logging;
+pub mod peer;
 pub mod storage;
 pub mod store;
 
@@ -150,6 +151,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
             max_silences: flags.silences_max_silences,
             max_silence_size_bytes: flags.silences_max_silence_size_bytes,
         },
+        peer_timeout: flags.cluster_peer_timeout,
     };
     let ua = user_agent();
     let factory: NotifierFactory = Arc::new(move |r| tocsin_notify::build_integrations(r, &ua));
