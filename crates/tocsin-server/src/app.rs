@@ -385,10 +385,28 @@ impl App {
     }
 
     /// The notification pipeline of one flush (§3.3); returns whether every integration succeeded.
-    async fn pipeline(self: &Arc<Self>, active: &Arc<Active>, job: &FlushJob) -> bool {
+    /// Replicas after the first wait `position × peer_timeout` and then decide from the group's
+    /// current alerts, so an alert resolved during the wait is not notified as firing.
+    async fn pipeline(self: &Arc<Self>, active: &Arc<Active>, job: &mut FlushJob) -> bool {
         let Some(route) = active.config.route.nodes.get(job.id.0) else {
             return true;
         };
+        let peer = self.peer();
+        peer.wait_ready().await;
+        let wait = self.settings.peer_timeout * peer.position() as u32;
+        if !wait.is_zero() {
+            let mut cancel = active.cancel.subscribe();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.wait_for(|c| *c) => return false,
+            }
+            let now = self.clock.now();
+            let Some((stored, sent)) = self.dispatcher.lock().snapshot(&job.id, job.generation, now) else {
+                return true;
+            };
+            (job.stored, job.sent, job.now, job.tick) = (stored, sent, now, job.tick + wait);
+        }
+        let job = &*job;
         let now = job.now;
         let alerts: Vec<Alert> = {
             let ih = self.inhibitor.read();
