@@ -11,8 +11,7 @@ use tocsin_core::alert::{Alert, PostedAlert, prepare};
 use tocsin_core::config::{Config, LoadOptions, Receiver, load};
 use tocsin_core::inhibit::Inhibitor;
 use tocsin_core::labels::hash_alert;
-use tocsin_core::nflog::Entry;
-use tocsin_core::nflog::{Nflog, ReceiverKey, needs_update};
+use tocsin_core::nflog::{Entry, Nflog, ReceiverKey, needs_update};
 use tocsin_core::route::Route;
 use tocsin_core::silence::{Limits, MeshSilence, Silence, SilenceError, Silences};
 use tocsin_core::timeinterval::any_contains;
@@ -537,15 +536,22 @@ impl App {
         let (mut f, mut r): (Vec<u64>, Vec<u64>) = (firing.into_iter().collect(), resolved.into_iter().collect());
         f.sort_unstable();
         r.sort_unstable();
-        self.nflog.lock().log(
-            group_key,
-            &rk,
-            f,
-            r,
-            self.clock.now(),
-            route.repeat_interval * 2,
-            self.settings.retention,
-        );
+        let logged = self
+            .nflog
+            .lock()
+            .log(
+                group_key,
+                &rk,
+                f,
+                r,
+                self.clock.now(),
+                route.repeat_interval * 2,
+                self.settings.retention,
+            )
+            .cloned();
+        if let Some(e) = logged {
+            self.peer().broadcast_nflog(&e);
+        }
         true
     }
 }

@@ -1,0 +1,302 @@
+//! Several replicas in one process on tokio's paused clock, replicating through an in-memory
+//! [`Peer`] with link cuts: Alertmanager's cluster timelines (§8.4, §10.2) asserted at exact
+//! instants. Membership here is fixed by the test (the chitchat layer is not built yet); each
+//! test states the positions each side of a partition would compute.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tocsin_core::alert::PostedAlert;
+use tocsin_core::config::{Receiver, load};
+use tocsin_core::nflog::Entry;
+use tocsin_core::silence::{MeshSilence, Silence};
+use tocsin_core::time::{ZERO, is_zero};
+use tocsin_notify::{BoxFuture, Integration, Notifier, NotifyData, NotifyError};
+use tocsin_server::app::{App, NotifierFactory, Settings};
+use tocsin_server::clock::Clock;
+use tocsin_server::peer::{self, Peer};
+use tokio::time::Instant;
+
+const LATENCY: Duration = Duration::from_millis(50);
+
+fn t0() -> Timestamp {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn at(s: f64) -> Timestamp {
+    t0().checked_add(SignedDuration::from_secs_f64(s)).unwrap()
+}
+
+type Log = Arc<Mutex<Vec<(String, f64, Vec<String>)>>>;
+
+struct Recorder {
+    node: String,
+    start: Instant,
+    log: Log,
+}
+
+impl Notifier for Recorder {
+    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            let t = ((Instant::now() - self.start).as_secs_f64() * 1000.0).round() / 1000.0;
+            let alerts = d
+                .alerts
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}{}",
+                        a.labels["alertname"],
+                        if is_zero(a.ends_at) { "" } else { " resolved" }
+                    )
+                })
+                .collect();
+            self.log.lock().unwrap().push((self.node.clone(), t, alerts));
+            Ok(())
+        })
+    }
+}
+
+/// The in-memory network: who is up and which links are cut.
+#[derive(Default)]
+struct Net {
+    nodes: Mutex<Vec<Weak<App>>>,
+    cut: Mutex<HashSet<(usize, usize)>>,
+}
+
+impl Net {
+    fn deliver(&self, from: usize, f: impl Fn(&App) + Send + Sync + Clone + 'static) {
+        let nodes = self.nodes.lock().unwrap().clone();
+        for (to, app) in nodes.into_iter().enumerate() {
+            if to == from || self.cut.lock().unwrap().contains(&(from.min(to), from.max(to))) {
+                continue;
+            }
+            let f = f.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(LATENCY).await;
+                if let Some(app) = app.upgrade() {
+                    f(&app);
+                }
+            });
+        }
+    }
+}
+
+struct SimPeer {
+    idx: usize,
+    position: AtomicUsize,
+    net: Arc<Net>,
+}
+
+impl Peer for SimPeer {
+    fn position(&self) -> usize {
+        self.position.load(Ordering::SeqCst)
+    }
+    fn wait_ready(&self) -> peer::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn broadcast_nflog(&self, e: &Entry) {
+        let e = e.clone();
+        self.net.deliver(self.idx, move |app| {
+            app.merge_nflog(e.clone());
+        });
+    }
+    fn broadcast_silence(&self, m: &MeshSilence) {
+        let m = m.clone();
+        self.net.deliver(self.idx, move |app| {
+            app.merge_silence(m.clone());
+        });
+    }
+}
+
+struct Cluster {
+    apps: Vec<Arc<App>>,
+    peers: Vec<Arc<SimPeer>>,
+    net: Arc<Net>,
+    log: Log,
+    start: Instant,
+}
+
+const CONFIG: &str = "route:\n  receiver: r\n  group_by: []\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n";
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let net = Arc::new(Net::default());
+        let log = Log::default();
+        let start = Instant::now();
+        let mut apps = Vec::new();
+        let mut peers = Vec::new();
+        for i in 0..n {
+            let l = log.clone();
+            let factory: NotifierFactory = Arc::new(move |r: &Receiver| {
+                Ok(r.webhooks
+                    .iter()
+                    .enumerate()
+                    .map(|(k, w)| Integration {
+                        kind: "webhook",
+                        idx: k as u32,
+                        send_resolved: w.send_resolved,
+                        timeout: None,
+                        notifier: Arc::new(Recorder {
+                            node: format!("n{i}"),
+                            start,
+                            log: l.clone(),
+                        }),
+                    })
+                    .collect())
+            });
+            let config = load(CONFIG, std::path::Path::new("."), &Default::default()).unwrap();
+            let app = App::new(Settings::new("unused.yml"), config, factory, Clock::new(t0())).unwrap();
+            let peer = Arc::new(SimPeer {
+                idx: i,
+                position: AtomicUsize::new(i),
+                net: net.clone(),
+            });
+            app.set_peer(peer.clone());
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            std::mem::forget(tx);
+            tokio::spawn(app.clone().run_scheduler(rx));
+            net.nodes.lock().unwrap().push(Arc::downgrade(&app));
+            apps.push(app);
+            peers.push(peer);
+        }
+        Cluster {
+            apps,
+            peers,
+            net,
+            log,
+            start,
+        }
+    }
+
+    async fn until(&self, t: f64) {
+        tokio::time::sleep_until(self.start + Duration::from_secs_f64(t)).await;
+    }
+
+    /// Posts to the listed replicas at `t`, as Prometheus posts to every replica it can reach.
+    async fn push(&self, t: f64, to: &[usize], name: &str, ends: f64) {
+        self.until(t).await;
+        for &i in to {
+            let a = PostedAlert {
+                labels: [("alertname".to_string(), name.to_string())].into(),
+                starts_at: at(1.0),
+                ends_at: if ends > 0.0 { at(ends) } else { ZERO },
+                ..PostedAlert::default()
+            };
+            assert!(self.apps[i].post_alerts(vec![a]).is_empty());
+        }
+    }
+
+    fn positions(&self, p: &[usize]) {
+        for (peer, pos) in self.peers.iter().zip(p) {
+            peer.position.store(*pos, Ordering::SeqCst);
+        }
+    }
+
+    fn cut(&self, a: usize, b: usize) {
+        self.net.cut.lock().unwrap().insert((a.min(b), a.max(b)));
+    }
+
+    async fn received(&self, t: f64) -> Vec<(String, f64, Vec<String>)> {
+        self.until(t).await;
+        self.log.lock().unwrap().clone()
+    }
+}
+
+fn got(node: &str, t: f64, alerts: &[&str]) -> (String, f64, Vec<String>) {
+    (node.into(), t, alerts.iter().map(|s| s.to_string()).collect())
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_replicas_notify_once() {
+    // §8.4 TestClusterDeduplication: pushed to all at 1, exactly one notification, from the
+    // first replica at 2; the others wait 15s and 30s and find it in the log.
+    let c = Cluster::start(3);
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    assert_eq!(c.received(60.0).await, vec![got("n0", 2.0, &["test1"])]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn next_replica_sends_one_peer_timeout_later_when_the_first_is_down() {
+    // n0 is gone (receives nothing, sends nothing) but still counted at position 0, as until
+    // failure detection removes it: n1 sends at 2 + 15s, n2 sees n1's entry at 2 + 30s.
+    let c = Cluster::start(3);
+    c.push(1.0, &[1, 2], "test1", 0.0).await;
+    assert_eq!(c.received(60.0).await, vec![got("n1", 17.0, &["test1"])]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_sends_once_per_side_and_no_duplicate_after_healing() {
+    let c = Cluster::start(3);
+    // n0 is cut off from n1 and n2; each side ranks what it sees.
+    c.cut(0, 1);
+    c.cut(0, 2);
+    c.positions(&[0, 0, 1]);
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    c.until(40.0).await;
+    // Heal: links back, one membership again, and an anti-entropy exchange of the logs.
+    c.net.cut.lock().unwrap().clear();
+    c.positions(&[0, 1, 2]);
+    for (i, a) in c.apps.iter().enumerate() {
+        let entries: Vec<Entry> = a.nflog.lock().entries().cloned().collect();
+        for (j, b) in c.apps.iter().enumerate() {
+            if i != j {
+                for e in &entries {
+                    b.merge_nflog(e.clone());
+                }
+            }
+        }
+    }
+    // A new alert joins the group: only the first replica notifies, once.
+    c.push(50.5, &[0, 1, 2], "test2", 0.0).await;
+    let mut all = c.received(120.0).await;
+    all.sort_by_key(|(n, t, _)| (t.to_bits(), n.clone()));
+    assert_eq!(
+        all,
+        vec![
+            got("n0", 2.0, &["test1"]),
+            got("n1", 2.0, &["test1"]),
+            got("n0", 51.0, &["test1", "test2"])
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn alert_resolved_during_the_wait_is_not_sent_as_firing() {
+    // Upstream #2447/#4008: Alertmanager's second replica decides from the snapshot taken before
+    // its wait and re-sends "firing" for an alert that has meanwhile resolved. n0 is down; the
+    // alert resolves at 10, during n1's wait (2 → 17): nothing is sent at all, since nothing
+    // firing was ever notified.
+    let c = Cluster::start(3);
+    c.push(1.0, &[1, 2], "test1", 0.0).await;
+    c.push(10.0, &[1, 2], "test1", 10.0).await;
+    assert_eq!(c.received(80.0).await, vec![]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_created_on_one_replica_mutes_on_all() {
+    let c = Cluster::start(3);
+    c.until(0.5).await;
+    let s = Silence {
+        matcher_sets: vec![tocsin_core::matchers::parse_matchers("alertname=test1", Default::default()).unwrap()],
+        starts_at: at(0.5),
+        ends_at: at(3600.0),
+        created_by: "ops".into(),
+        comment: "maintenance".into(),
+        ..Silence::default()
+    };
+    let id = c.apps[2].set_silence(s, || "sil-1".into()).unwrap();
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    c.push(1.0, &[0, 1, 2], "other", 0.0).await;
+    assert_eq!(c.received(60.0).await, vec![got("n0", 2.0, &["other"])]);
+    for a in &c.apps {
+        assert!(a.silences.read().get(&id).is_some());
+    }
+    // Expiring it on n1 releases the alert everywhere: n0 notifies at its next tick.
+    c.apps[1].expire_silence(&id).unwrap();
+    let all = c.received(120.0).await;
+    assert_eq!(all.last().unwrap(), &got("n0", 61.0, &["other", "test1"]));
+    assert_eq!(all.len(), 2);
+}
