@@ -1,0 +1,201 @@
+//! Cluster membership for Tocsin replicas: who is alive, and each replica's position (§4.5).
+//!
+//! Built on chitchat (scuttlebutt gossip with a phi-accrual failure detector). Entry points:
+//! [`Membership::start`], [`Membership::position`], [`Membership::members`] and the pure
+//! [`position_of`]. This is the only crate that imports chitchat; it depends on no other Tocsin
+//! crate yet. Replication of the notification log and silences over gRPC is not built yet: the
+//! server's `Peer` seam is where it plugs in.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chitchat::transport::Transport;
+use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, spawn_chitchat};
+use tokio::sync::watch;
+
+/// Key holding a node's replication (gRPC) address.
+pub const GRPC_KEY: &str = "grpc";
+/// Key set once a node has settled and may count for positions.
+pub const READY_KEY: &str = "ready";
+
+/// How to join the cluster.
+#[derive(Clone, Debug)]
+pub struct MembershipConfig {
+    /// Unique name (`--cluster.peer-name`); positions sort by it.
+    pub node_id: String,
+    /// Increases on every restart (start time in ms), so a restarted node replaces its old self.
+    pub generation: u64,
+    /// Address peers gossip to (`--cluster.advertise-address`).
+    pub advertise_addr: SocketAddr,
+    /// Address to bind (`--cluster.listen-address`).
+    pub listen_addr: SocketAddr,
+    /// Seeds (`--cluster.peer`), `host:port`; names are re-resolved by chitchat.
+    pub seeds: Vec<String>,
+    /// Isolates clusters (`--cluster.label`).
+    pub cluster_label: String,
+    /// `--cluster.gossip-interval`.
+    pub gossip_interval: Duration,
+    /// Address of this node's replication service.
+    pub grpc_addr: String,
+}
+
+/// A live member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Node id.
+    pub name: String,
+    /// Gossip address.
+    pub address: SocketAddr,
+    /// Replication address, if published.
+    pub grpc_addr: Option<String>,
+    /// Whether it has settled.
+    pub ready: bool,
+}
+
+/// Returns the position of `self_id` among the ready live members, each node id counted once
+/// (several generations of a restarted node are one member), sorted by name.
+pub fn position_of(self_id: &str, live_ready_ids: impl IntoIterator<Item = String>) -> usize {
+    let mut ids: Vec<String> = live_ready_ids.into_iter().collect();
+    ids.sort();
+    ids.dedup();
+    ids.iter().take_while(|id| id.as_str() < self_id).count()
+}
+
+fn members_of(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<Member> {
+    // Keep the newest generation of each node id.
+    let mut by_name: BTreeMap<String, (u64, Member)> = BTreeMap::new();
+    for (id, state) in nodes {
+        let m = Member {
+            name: id.node_id.to_string(),
+            address: id.gossip_advertise_addr,
+            grpc_addr: state.get(GRPC_KEY).map(String::from),
+            ready: state.get(READY_KEY) == Some("true"),
+        };
+        match by_name.get(&m.name) {
+            Some((g, _)) if *g >= id.generation_id => {}
+            _ => {
+                by_name.insert(m.name.clone(), (id.generation_id, m));
+            }
+        }
+    }
+    by_name.into_values().map(|(_, m)| m).collect()
+}
+
+/// A running membership: gossip plus a position kept current by a watcher task.
+pub struct Membership {
+    handle: ChitchatHandle,
+    node_id: String,
+    position: Arc<AtomicUsize>,
+    members_rx: watch::Receiver<Vec<Member>>,
+}
+
+impl Membership {
+    /// Joins the cluster through `transport` (UDP in production, channels in tests).
+    ///
+    /// # Errors
+    /// The socket cannot be bound.
+    pub async fn start(cfg: MembershipConfig, transport: &dyn Transport) -> anyhow::Result<Self> {
+        let config = ChitchatConfig {
+            chitchat_id: ChitchatId::new(cfg.node_id.clone(), cfg.generation, cfg.advertise_addr),
+            cluster_id: if cfg.cluster_label.is_empty() {
+                "alertmanager".into()
+            } else {
+                cfg.cluster_label.clone()
+            },
+            gossip_interval: cfg.gossip_interval,
+            listen_addr: cfg.listen_addr,
+            seed_nodes: cfg.seeds.clone(),
+            failure_detector_config: FailureDetectorConfig {
+                initial_interval: cfg.gossip_interval,
+                dead_node_grace_period: Duration::from_secs(3600),
+                ..FailureDetectorConfig::default()
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V0,
+        };
+        let kvs = vec![(GRPC_KEY.to_string(), cfg.grpc_addr.clone())];
+        let handle = spawn_chitchat(config, kvs, transport).await?;
+        let mut live = handle.chitchat().lock().await.live_nodes_watcher();
+        let position = Arc::new(AtomicUsize::new(0));
+        let (members_tx, members_rx) = watch::channel(Vec::new());
+        let (pos, me) = (position.clone(), cfg.node_id.clone());
+        tokio::spawn(async move {
+            loop {
+                let members = members_of(&live.borrow_and_update());
+                let p = position_of(
+                    &me,
+                    members
+                        .iter()
+                        .filter(|m| m.ready || m.name == me)
+                        .map(|m| m.name.clone()),
+                );
+                pos.store(p, Ordering::SeqCst);
+                if members_tx.send(members).is_err() || live.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Membership {
+            handle,
+            node_id: cfg.node_id,
+            position,
+            members_rx,
+        })
+    }
+
+    /// Returns this node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Returns the current position (0 = notifies first).
+    pub fn position(&self) -> usize {
+        self.position.load(Ordering::SeqCst)
+    }
+
+    /// Returns the live members, self included, sorted by name.
+    pub fn members(&self) -> Vec<Member> {
+        self.members_rx.borrow().clone()
+    }
+
+    /// Marks this node settled: it now counts for other nodes' positions.
+    pub async fn set_ready(&self) {
+        self.handle
+            .chitchat()
+            .lock()
+            .await
+            .self_node_state()
+            .set(READY_KEY, "true");
+    }
+
+    /// Leaves the cluster.
+    ///
+    /// # Errors
+    /// The gossip task failed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.handle.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_counts_each_node_id_once_in_name_order() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(position_of("b", ids(&["c", "a", "b"])), 1);
+        assert_eq!(position_of("a", ids(&["c", "b", "a"])), 0);
+        assert_eq!(
+            position_of("c", ids(&["a", "a", "b", "c"])),
+            2,
+            "two generations of a count once"
+        );
+        assert_eq!(position_of("z", ids(&[])), 0);
+    }
+}
