@@ -3,8 +3,11 @@
 //! Built on chitchat (scuttlebutt gossip with a phi-accrual failure detector). Entry points:
 //! [`Membership::start`], [`Membership::position`], [`Membership::members`] and the pure
 //! [`position_of`]. This is the only crate that imports chitchat; it depends on no other Tocsin
-//! crate yet. Replication of the notification log and silences over gRPC is not built yet: the
-//! server's `Peer` seam is where it plugs in.
+//! crate but `tocsin-proto`. State replication ([`replication`]) is a tonic gRPC service on the
+//! cluster port: pushes of each change and streamed full syncs of opaque parts; what a part means
+//! is the caller's business ([`replication::Replicated`]).
+
+pub mod replication;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,8 +1,9 @@
 //! Protobuf types generated from `proto/`: Alertmanager-compatible notification log and silence
 //! records (`nflogpb`, `silencepb`), used for snapshots on disk.
 //!
-//! Entry points: [`nflogpb::MeshEntry`], [`silencepb::MeshSilence`]. No logic lives here, and this
-//! crate depends on nothing of Tocsin's.
+//! Entry points: [`nflogpb::MeshEntry`], [`silencepb::MeshSilence`], and with the `grpc` feature
+//! the replication service in `cluster`. No logic lives here, and this crate depends on nothing of
+//! Tocsin's.
 
 #![allow(missing_docs)]
 
@@ -14,6 +15,12 @@ pub mod nflogpb {
 /// Alertmanager's `silencepb` package.
 pub mod silencepb {
     include!(concat!(env!("OUT_DIR"), "/silencepb.rs"));
+}
+
+/// Tocsin's replication service (feature `grpc`).
+#[cfg(feature = "grpc")]
+pub mod cluster {
+    include!(concat!(env!("OUT_DIR"), "/tocsin.cluster.v1.rs"));
 }
 
 pub use prost::Message;

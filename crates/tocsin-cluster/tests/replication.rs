@@ -1,0 +1,97 @@
+//! The replication service between real sockets on 127.0.0.1: pushes merge on the receiver, a
+//! full sync streams everything, an unreachable peer fails fast without blocking.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tocsin_cluster::replication::{Replicated, Replicator, serve};
+use tocsin_proto::cluster::Part;
+
+/// A last-writer-wins map: data is "<version>:<value>".
+#[derive(Default)]
+struct Lww(Mutex<BTreeMap<String, (u64, String)>>);
+
+fn version(p: &Part) -> (u64, String) {
+    let s = String::from_utf8(p.data.clone()).unwrap();
+    let (v, val) = s.split_once(':').unwrap();
+    (v.parse().unwrap(), val.to_string())
+}
+
+impl Replicated for Lww {
+    fn full_state(&self) -> Vec<Part> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, (v, val))| Part {
+                key: k.clone(),
+                data: format!("{v}:{val}").into_bytes(),
+            })
+            .collect()
+    }
+    fn merge(&self, p: &Part) -> bool {
+        let (v, val) = version(p);
+        let mut m = self.0.lock().unwrap();
+        if m.get(&p.key).is_some_and(|(cur, _)| *cur >= v) {
+            return false;
+        }
+        m.insert(p.key.clone(), (v, val));
+        true
+    }
+}
+
+async fn node(state: Arc<Lww>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    addr
+}
+
+fn part(k: &str, v: u64, val: &str) -> Part {
+    Part {
+        key: k.into(),
+        data: format!("{v}:{val}").into_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn push_merges_and_sync_streams_everything() {
+    let (a, b) = (Arc::new(Lww::default()), Arc::new(Lww::default()));
+    let b_addr = node(b.clone()).await;
+    let r = Replicator::new("a");
+    assert_eq!(
+        r.push(&b_addr, vec![part("x", 2, "new"), part("y", 1, "y")])
+            .await
+            .unwrap(),
+        2
+    );
+    // Older and duplicate versions do not change the receiver.
+    assert_eq!(
+        r.push(&b_addr, vec![part("x", 1, "old"), part("y", 1, "y")])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(b.0.lock().unwrap()["x"], (2, "new".to_string()));
+    // 10k records stream in one sync.
+    for i in 0..10_000 {
+        b.merge(&part(&format!("k{i:05}"), 1, "v"));
+    }
+    let (received, merged) = r.sync_from(&b_addr, a.as_ref()).await.unwrap();
+    assert_eq!((received, merged), (10_002, 10_002));
+    assert_eq!(a.0.lock().unwrap().len(), 10_002);
+}
+
+#[tokio::test]
+async fn unreachable_peer_fails_fast() {
+    // A port nothing listens on.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap().to_string();
+    drop(l);
+    let r = Replicator::new("a");
+    let start = Instant::now();
+    let err = r.push(&dead, vec![part("x", 1, "v")]).await.unwrap_err();
+    assert!(err.starts_with(&format!("push to {dead}")), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+}
