@@ -151,6 +151,19 @@ impl Membership {
         })
     }
 
+    /// Joins over UDP on `cfg.listen_addr`.
+    ///
+    /// # Errors
+    /// The socket cannot be bound.
+    pub async fn start_udp(cfg: MembershipConfig) -> anyhow::Result<Self> {
+        Self::start(cfg, &chitchat::transport::UdpTransport).await
+    }
+
+    /// Returns a receiver that sees every membership change.
+    pub fn watch(&self) -> watch::Receiver<Vec<Member>> {
+        self.members_rx.clone()
+    }
+
     /// Returns this node's id.
     pub fn node_id(&self) -> &str {
         &self.node_id

@@ -42,7 +42,7 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         .route("/api/v2/{*rest}", any(api_not_found))
         .route("/api/v1/{*rest}", any(v1_gone))
         .route("/-/healthy", get(ok_text).head(ok_text))
-        .route("/-/ready", get(ok_text).head(ok_text))
+        .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app);
@@ -73,6 +73,14 @@ pub(crate) fn error_object(status: StatusCode, code: u32, msg: impl Into<String>
 
 async fn ok_text() -> &'static str {
     "OK"
+}
+
+/// 503 until a clustered replica has settled (first state sync or settle timeout).
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    match app.cluster() {
+        Some(c) if !c.is_ready() => (StatusCode::SERVICE_UNAVAILABLE, "settling").into_response(),
+        _ => (StatusCode::OK, "OK").into_response(),
+    }
 }
 
 async fn v1_gone() -> Response {
@@ -396,11 +404,23 @@ async fn get_receivers(State(app): State<Arc<App>>) -> Response {
     json_response(StatusCode::OK, &list)
 }
 
+fn cluster_status(app: &App) -> Value {
+    let Some(c) = app.cluster() else {
+        return json!({"peers": [], "status": "disabled"});
+    };
+    let peers: Vec<Value> = c
+        .members()
+        .iter()
+        .map(|m| json!({"name": m.name, "address": m.address.to_string()}))
+        .collect();
+    json!({"name": c.name(), "status": if c.is_ready() { "ready" } else { "settling" }, "peers": peers})
+}
+
 async fn get_status(State(app): State<Arc<App>>) -> Response {
     let active = app.active();
     let original = serde_saphyr::to_string(&active.config.raw).unwrap_or_else(|_| String::new());
     let body = json!({
-        "cluster": {"peers": [], "status": "disabled"},
+        "cluster": cluster_status(&app),
         "config": {"original": original},
         "uptime": format_millis(app.started),
         "versionInfo": {

@@ -92,6 +92,7 @@ pub struct App {
     pub silences: RwLock<Silences>,
     active: RwLock<Arc<Active>>,
     peer: RwLock<Arc<dyn Peer>>,
+    cluster: RwLock<Option<Arc<crate::cluster::ClusterPeer>>>,
     inhibitor: RwLock<Inhibitor>,
     dispatcher: Mutex<Dispatcher>,
     wake: Notify,
@@ -154,6 +155,7 @@ impl App {
         Ok(Arc::new(App {
             silences: RwLock::new(silences),
             peer: RwLock::new(Arc::new(SingleNode)),
+            cluster: RwLock::new(None),
             started: clock.now(),
             clock,
             settings,
@@ -171,6 +173,17 @@ impl App {
     /// Joins a cluster (before the scheduler starts).
     pub fn set_peer(&self, peer: Arc<dyn Peer>) {
         *self.peer.write() = peer;
+    }
+
+    /// Joins a real cluster: its peer drives the pipeline and the status API shows its members.
+    pub fn set_cluster(&self, peer: Arc<crate::cluster::ClusterPeer>) {
+        *self.peer.write() = peer.clone();
+        *self.cluster.write() = Some(peer);
+    }
+
+    /// Returns the cluster membership, when clustering is enabled.
+    pub fn cluster(&self) -> Option<Arc<crate::cluster::ClusterPeer>> {
+        self.cluster.read().clone()
     }
 
     /// Returns the cluster peer.

@@ -9,6 +9,7 @@ pub mod api;
 mod api_silences;
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod dispatch;
 pub mod flags;
 pub mod logging;
@@ -123,12 +124,6 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     storage::write_atomic(&PathBuf::from(&flags.storage_path).join(".write-check"), b"")
         .map_err(|e| anyhow::anyhow!("--storage.path {:?} is not writable: {e}", flags.storage_path))?;
     let _ = std::fs::remove_file(PathBuf::from(&flags.storage_path).join(".write-check"));
-    if !flags.cluster_listen_address.is_empty() {
-        warn!(
-            address = %flags.cluster_listen_address,
-            "clustering is not implemented yet; running as a single replica (use --cluster.listen-address= to silence this)"
-        );
-    }
     if !flags.web_config_file.is_empty() || !flags.cluster_tls_config.is_empty() {
         warn!("--web.config.file and --cluster.tls-config are not supported yet and are ignored");
     }
@@ -158,6 +153,11 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let app = App::new(settings, config, factory, clock::Clock::system()).map_err(anyhow::Error::msg)?;
     storage::load(&app, &storage);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if !flags.cluster_listen_address.is_empty() {
+        let opts = cluster_options(&flags)?;
+        let peer = cluster::join(&app, opts, shutdown_rx.clone()).await?;
+        app.set_cluster(peer);
+    }
     let scheduler = tokio::spawn(app.clone().run_scheduler(shutdown_rx.clone()));
     let maintenance = tokio::spawn(storage::run_maintenance(app.clone(), storage, shutdown_rx.clone()));
     spawn_sighup(app.clone());
@@ -180,6 +180,40 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let _ = maintenance.await;
     info!("stopped");
     Ok(())
+}
+
+/// A default peer name that sorts by start time, like Alertmanager's ULIDs.
+fn default_peer_name() -> String {
+    let ms = jiff::Timestamp::now().as_millisecond();
+    let nanos = jiff::Timestamp::now().subsec_nanosecond();
+    format!("{ms:012x}{:08x}", (std::process::id() as u64 ^ nanos as u64) as u32)
+}
+
+fn cluster_options(flags: &Flags) -> anyhow::Result<cluster::JoinOptions> {
+    let advertise = if flags.cluster_advertise_address.is_empty() {
+        None
+    } else {
+        Some(flags.cluster_advertise_address.parse().with_context(|| {
+            format!(
+                "invalid --cluster.advertise-address {:?}",
+                flags.cluster_advertise_address
+            )
+        })?)
+    };
+    Ok(cluster::JoinOptions {
+        name: if flags.cluster_peer_name.is_empty() {
+            default_peer_name()
+        } else {
+            flags.cluster_peer_name.clone()
+        },
+        listen: listen_addr(&flags.cluster_listen_address)?,
+        advertise,
+        peers: flags.cluster_peer.clone(),
+        label: flags.cluster_label.clone(),
+        gossip_interval: flags.cluster_gossip_interval,
+        pushpull_interval: flags.cluster_pushpull_interval,
+        settle_timeout: flags.cluster_settle_timeout,
+    })
 }
 
 fn spawn_sighup(app: Arc<App>) {

@@ -1,0 +1,257 @@
+//! Wires a replica into its cluster (§4): chitchat membership, gRPC replication of the nflog and
+//! silences, settling, and the [`Peer`] the pipeline consults.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tocsin_cluster::replication::{Replicated, Replicator, serve};
+use tocsin_cluster::{Member, Membership, MembershipConfig};
+use tocsin_core::nflog::Entry;
+use tocsin_core::silence::MeshSilence;
+use tocsin_core::snapshot::{entry_from_pb, entry_to_pb, silence_from_pb, silence_to_pb};
+use tocsin_proto::Message;
+use tocsin_proto::cluster::Part;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::app::App;
+use crate::peer::{BoxFuture, Peer};
+
+const NFLOG_KEY: &str = "nfl";
+const SILENCES_KEY: &str = "sil";
+
+/// The replica's state as replicated parts.
+struct AppState(Weak<App>);
+
+impl Replicated for AppState {
+    fn full_state(&self) -> Vec<Part> {
+        let Some(app) = self.0.upgrade() else { return vec![] };
+        let mut parts: Vec<Part> = app
+            .nflog
+            .lock()
+            .entries()
+            .map(|e| Part {
+                key: NFLOG_KEY.into(),
+                data: entry_to_pb(e).encode_to_vec(),
+            })
+            .collect();
+        parts.extend(app.silences.read().iter().map(|m| Part {
+            key: SILENCES_KEY.into(),
+            data: silence_to_pb(m).encode_to_vec(),
+        }));
+        parts
+    }
+
+    fn merge(&self, part: &Part) -> bool {
+        let Some(app) = self.0.upgrade() else { return false };
+        match part.key.as_str() {
+            NFLOG_KEY => match tocsin_proto::nflogpb::MeshEntry::decode(part.data.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|m| entry_from_pb(&m))
+            {
+                Ok(e) => app.merge_nflog(e),
+                Err(e) => {
+                    warn!(err = %e, "dropping an undecodable nflog part");
+                    false
+                }
+            },
+            SILENCES_KEY => match tocsin_proto::silencepb::MeshSilence::decode(part.data.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|m| silence_from_pb(&m))
+            {
+                Ok(m) => app.merge_silence(m),
+                Err(e) => {
+                    warn!(err = %e, "dropping an undecodable silence part");
+                    false
+                }
+            },
+            other => {
+                debug!(key = other, "ignoring a part of unknown state");
+                false
+            }
+        }
+    }
+}
+
+/// A replica's membership in a cluster.
+pub struct ClusterPeer {
+    membership: Membership,
+    replicator: Arc<Replicator>,
+    ready_rx: watch::Receiver<bool>,
+}
+
+impl ClusterPeer {
+    /// Returns the live members, self included, sorted by name.
+    pub fn members(&self) -> Vec<Member> {
+        self.membership.members()
+    }
+
+    /// Returns this node's name.
+    pub fn name(&self) -> &str {
+        self.membership.node_id()
+    }
+
+    /// Returns whether the replica has settled.
+    pub fn is_ready(&self) -> bool {
+        *self.ready_rx.borrow()
+    }
+
+    fn push_all(&self, part: Part) {
+        let me = self.membership.node_id().to_string();
+        for m in self.membership.members() {
+            let (Some(addr), false) = (m.grpc_addr.clone(), m.name == me) else {
+                continue;
+            };
+            let (r, p) = (self.replicator.clone(), part.clone());
+            tokio::spawn(async move {
+                if let Err(e) = r.push(&addr, vec![p]).await {
+                    debug!(peer = %m.name, err = %e, "push failed; anti-entropy will catch up");
+                }
+            });
+        }
+    }
+}
+
+impl Peer for ClusterPeer {
+    fn position(&self) -> usize {
+        self.membership.position()
+    }
+
+    fn wait_ready(&self) -> BoxFuture<'_, ()> {
+        let mut rx = self.ready_rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|r| *r).await;
+        })
+    }
+
+    fn broadcast_nflog(&self, e: &Entry) {
+        self.push_all(Part {
+            key: NFLOG_KEY.into(),
+            data: entry_to_pb(e).encode_to_vec(),
+        });
+    }
+
+    fn broadcast_silence(&self, m: &MeshSilence) {
+        self.push_all(Part {
+            key: SILENCES_KEY.into(),
+            data: silence_to_pb(m).encode_to_vec(),
+        });
+    }
+}
+
+/// How to join.
+pub struct JoinOptions {
+    /// Node name.
+    pub name: String,
+    /// Bind address (UDP gossip and TCP replication share the port).
+    pub listen: SocketAddr,
+    /// Advertised address.
+    pub advertise: Option<SocketAddr>,
+    /// Seeds.
+    pub peers: Vec<String>,
+    /// `--cluster.label`.
+    pub label: String,
+    /// `--cluster.gossip-interval`.
+    pub gossip_interval: Duration,
+    /// `--cluster.pushpull-interval`.
+    pub pushpull_interval: Duration,
+    /// `--cluster.settle-timeout`.
+    pub settle_timeout: Duration,
+}
+
+/// Joins the cluster: binds the replication port, starts gossip, settles and keeps syncing.
+///
+/// # Errors
+/// The ports cannot be bound or the advertise address cannot be determined.
+pub async fn join(
+    app: &Arc<App>,
+    opts: JoinOptions,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Arc<ClusterPeer>> {
+    let tcp = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("unable to listen on cluster address {}: {e}", opts.listen))?;
+    let bound = tcp.local_addr()?;
+    let advertise = match opts.advertise {
+        Some(a) => a,
+        None if !bound.ip().is_unspecified() => bound,
+        // Alone, nobody needs to reach us: loopback is honest.
+        None if opts.peers.is_empty() => SocketAddr::from(([127, 0, 0, 1], bound.port())),
+        None => {
+            anyhow::bail!("--cluster.advertise-address is required when --cluster.listen-address binds all interfaces")
+        }
+    };
+    let generation = jiff::Timestamp::now().as_millisecond() as u64;
+    let membership = Membership::start_udp(MembershipConfig {
+        node_id: opts.name.clone(),
+        generation,
+        advertise_addr: advertise,
+        listen_addr: bound,
+        seeds: opts.peers.clone(),
+        cluster_label: opts.label.clone(),
+        gossip_interval: opts.gossip_interval,
+        grpc_addr: advertise.to_string(),
+    })
+    .await?;
+    let state: Arc<dyn Replicated> = Arc::new(AppState(Arc::downgrade(app)));
+    let mut stop = shutdown.clone();
+    tokio::spawn(serve(tcp, state.clone(), async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
+    let replicator = Arc::new(Replicator::new(opts.name.clone()));
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let peer = Arc::new(ClusterPeer {
+        membership,
+        replicator: replicator.clone(),
+        ready_rx,
+    });
+    info!(name = %opts.name, address = %advertise, peers = ?opts.peers, "joined cluster");
+
+    // Settle: ready after a full sync from any seed, or when the settle timeout passes.
+    let (p, st, seeds) = (peer.clone(), state.clone(), opts.peers.clone());
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + opts.settle_timeout;
+        let mut synced = seeds.is_empty();
+        while !synced && tokio::time::Instant::now() < deadline {
+            for s in &seeds {
+                if let Ok((n, m)) = p.replicator.sync_from(s, st.as_ref()).await {
+                    info!(peer = %s, received = n, merged = m, "initial state sync done");
+                    synced = true;
+                    break;
+                }
+            }
+            if !synced {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        if !synced {
+            warn!("gossip not settled but continuing anyway");
+        }
+        p.membership.set_ready().await;
+        let _ = ready_tx.send(true);
+    });
+
+    // Anti-entropy: pull every peer's full state each pushpull interval.
+    let (p, st, mut stop) = (peer.clone(), state, shutdown);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(opts.pushpull_interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let me = p.name().to_string();
+            for m in p.members() {
+                let (Some(addr), false) = (m.grpc_addr.clone(), m.name == me) else {
+                    continue;
+                };
+                match p.replicator.sync_from(&addr, st.as_ref()).await {
+                    Ok((_, merged)) if merged > 0 => info!(peer = %m.name, merged, "anti-entropy merged state"),
+                    Ok(_) => {}
+                    Err(e) => debug!(peer = %m.name, err = %e, "anti-entropy sync failed"),
+                }
+            }
+        }
+    });
+    Ok(peer)
+}
