@@ -137,7 +137,13 @@ impl Membership {
                         .filter(|m| m.ready || m.name == me)
                         .map(|m| m.name.clone()),
                 );
-                pos.store(p, Ordering::SeqCst);
+                if pos.swap(p, Ordering::SeqCst) != p {
+                    let view: Vec<String> = members
+                        .iter()
+                        .map(|m| format!("{}{}", m.name, if m.ready { "" } else { "(settling)" }))
+                        .collect();
+                    tracing::info!(position = p, members = ?view, "cluster position changed");
+                }
                 if members_tx.send(members).is_err() || live.changed().await.is_err() {
                     return;
                 }

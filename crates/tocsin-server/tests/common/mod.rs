@@ -70,9 +70,13 @@ pub fn start_in(dir: &Path, config: &str, extra: &[&str]) -> Tocsin {
         .arg(format!("--storage.path={}", dir.join("data").display()))
         .args([
             "--web.listen-address=127.0.0.1:0",
-            "--cluster.listen-address=",
             "--web.external-url=http://tocsin.example:9093/",
         ])
+        .args(if extra.iter().any(|a| a.starts_with("--cluster.listen-address")) {
+            vec![]
+        } else {
+            vec!["--cluster.listen-address="]
+        })
         .args(extra)
         .stderr(Stdio::piped())
         .spawn()
@@ -121,6 +125,12 @@ pub fn start_tocsin(config: &str, extra: &[&str]) -> Tocsin {
 }
 
 impl Tocsin {
+    /// Kills the process at once (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

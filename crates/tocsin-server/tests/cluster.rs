@@ -1,0 +1,211 @@
+//! Three real `tocsin` replicas on 127.0.0.1 (gossip over UDP, replication over gRPC) with a
+//! webhook sink: one notification per group, silences visible everywhere, the next replica
+//! taking over after kill -9, and a restart keeping its state.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+mod common;
+use common::{Tocsin, start_in, start_sink, wait_for};
+
+const PEER_TIMEOUT: &str = "--cluster.peer-timeout=2s";
+
+/// Each replica posts to its own path so the sink knows who sent.
+fn config(sink: &str, name: &str) -> String {
+    format!(
+        "route:\n  receiver: s\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n- name: s\n  webhook_configs:\n  - url: {sink}/{name}\n"
+    )
+}
+
+async fn status(c: &reqwest::Client, t: &Tocsin) -> Value {
+    c.get(format!("{}/api/v2/status", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn start(dir: &std::path::Path, sink: &str, name: &str, seed: Option<&str>) -> Tocsin {
+    let cfg = config(sink, name);
+    let mut args = vec![
+        "--cluster.listen-address=127.0.0.1:0".to_string(),
+        format!("--cluster.peer-name={name}"),
+        PEER_TIMEOUT.to_string(),
+        "--cluster.settle-timeout=5s".to_string(),
+        "--cluster.pushpull-interval=2s".to_string(),
+    ];
+    if let Some(s) = seed {
+        args.push(format!("--cluster.peer={s}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    start_in(dir, &cfg, &args)
+}
+
+async fn wait_members(c: &reqwest::Client, nodes: &[&Tocsin], n: usize) {
+    for t in nodes {
+        let mut ok = false;
+        for _ in 0..200 {
+            let s = status(c, t).await;
+            if s["cluster"]["status"] == "ready" && s["cluster"]["peers"].as_array().map(Vec::len) == Some(n) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            ok,
+            "{} did not see {n} ready members: {}",
+            t.base,
+            status(c, t).await["cluster"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_notify_once_and_survive_a_kill() {
+    let (sink, url) = start_sink().await;
+    let cfg = url.clone();
+    let c = reqwest::Client::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut r1 = start(dirs[0].path(), &cfg, "r1", None);
+    let seed = status(&c, &r1).await["cluster"]["peers"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r2 = start(dirs[1].path(), &cfg, "r2", Some(&seed));
+    let r3 = start(dirs[2].path(), &cfg, "r3", Some(&seed));
+    wait_members(&c, &[&r1, &r2, &r3], 3).await;
+    let s = status(&c, &r2).await;
+    assert_eq!(s["cluster"]["name"], "r2");
+    let names: Vec<&str> = s["cluster"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["r1", "r2", "r3"]);
+
+    // 50 groups posted to every replica, as Prometheus does: exactly 50 notifications.
+    let batch: Vec<Value> = (0..50)
+        .map(|i| json!({"labels": {"alertname": format!("G{i:02}")}}))
+        .collect();
+    for t in [&r1, &r2, &r3] {
+        let r = c
+            .post(format!("{}/api/v2/alerts", t.base))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    wait_for("50 notifications", || {
+        (sink.got.lock().unwrap().len() >= 50).then_some(())
+    })
+    .await;
+    // Give the other replicas their 2s and 4s waits and then some.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut per_group: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, _, v) in sink.got.lock().unwrap().iter() {
+        *per_group
+            .entry(v["groupLabels"]["alertname"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_group.len(), 50);
+    assert!(per_group.values().all(|n| *n == 1), "duplicates: {per_group:?}");
+
+    // A silence created on r3 is listed on r1.
+    let sil = json!({"matchers": [{"name": "alertname", "value": "Muted", "isRegex": false}],
+        "startsAt": jiff::Timestamp::now().to_string(),
+        "endsAt": jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(1)).unwrap().to_string(),
+        "createdBy": "ops", "comment": "maintenance"});
+    let r: Value = c
+        .post(format!("{}/api/v2/silences", r3.base))
+        .json(&sil)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["silenceID"].as_str().unwrap().to_string();
+    let r1_base = r1.base.clone();
+    let client = c.clone();
+    let mut seen = false;
+    for _ in 0..50 {
+        let list: Value = client
+            .get(format!("{r1_base}/api/v2/silences"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if list.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "silence {id} not replicated to r1");
+
+    // kill -9 the first replica: once the others have noticed (about a second of failure
+    // detection) they re-rank, and one of them notifies, once. Inside the detection window
+    // their views can differ and both may send: duplicates, never silence (fail-open).
+    r1.kill();
+    wait_members(&c, &[&r2, &r3], 2).await;
+    let before = sink.got.lock().unwrap().len();
+    let fresh = json!([{"labels": {"alertname": "AfterKill"}}]);
+    for t in [&r2, &r3] {
+        c.post(format!("{}/api/v2/alerts", t.base))
+            .json(&fresh)
+            .send()
+            .await
+            .unwrap();
+    }
+    wait_for("the notification after the kill", || {
+        (sink.got.lock().unwrap().len() > before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after: Vec<(String, String)> = sink.got.lock().unwrap()[before..]
+        .iter()
+        .map(|(n, _, v)| (n.clone(), v["groupLabels"]["alertname"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(after.len(), 1, "{after:?}");
+
+    // r1 comes back on its storage: it has the silence, and the groups it already notified are
+    // not notified again when Prometheus re-sends them.
+    let r1b = start(
+        dirs[0].path(),
+        &cfg,
+        "r1",
+        Some(
+            &status(&c, &r2).await["cluster"]["peers"][0]["address"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ),
+    );
+    wait_members(&c, &[&r1b, &r2, &r3], 3).await;
+    let list: Value = c
+        .get(format!("{}/api/v2/silences", r1b.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()));
+    let count = sink.got.lock().unwrap().len();
+    c.post(format!("{}/api/v2/alerts", r1b.base))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(sink.got.lock().unwrap().len(), count, "no duplicate after the restart");
+}
