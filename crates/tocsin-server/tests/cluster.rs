@@ -179,17 +179,11 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
 
     // r1 comes back on its storage: it has the silence, and the groups it already notified are
     // not notified again when Prometheus re-sends them.
-    let r1b = start(
-        dirs[0].path(),
-        &cfg,
-        "r1",
-        Some(
-            &status(&c, &r2).await["cluster"]["peers"][0]["address"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        ),
-    );
+    let seed2 = status(&c, &r2).await["cluster"]["peers"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r1b = start(dirs[0].path(), &cfg, "r1", Some(&seed2));
     wait_members(&c, &[&r1b, &r2, &r3], 3).await;
     let list: Value = c
         .get(format!("{}/api/v2/silences", r1b.base))
