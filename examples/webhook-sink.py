@@ -21,4 +21,9 @@ class Sink(BaseHTTPRequestHandler):
         pass
 
 
-HTTPServer(("127.0.0.1", PORT), Sink).serve_forever()
+class Server(HTTPServer):
+    # Python's default backlog of 5 drops connections when many groups notify at once.
+    request_queue_size = 1024
+
+
+Server(("127.0.0.1", PORT), Sink).serve_forever()
