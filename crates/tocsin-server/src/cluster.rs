@@ -45,33 +45,24 @@ impl Replicated for AppState {
 
     fn merge(&self, part: &Part) -> bool {
         let Some(app) = self.0.upgrade() else { return false };
-        match part.key.as_str() {
-            NFLOG_KEY => match tocsin_proto::nflogpb::MeshEntry::decode(part.data.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|m| entry_from_pb(&m))
-            {
-                Ok(e) => app.merge_nflog(e),
-                Err(e) => {
-                    warn!(err = %e, "dropping an undecodable nflog part");
-                    false
-                }
-            },
-            SILENCES_KEY => match tocsin_proto::silencepb::MeshSilence::decode(part.data.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|m| silence_from_pb(&m))
-            {
-                Ok(m) => app.merge_silence(m),
-                Err(e) => {
-                    warn!(err = %e, "dropping an undecodable silence part");
-                    false
-                }
-            },
+        let merged = match part.key.as_str() {
+            NFLOG_KEY => decode(&part.data, entry_from_pb).map(|e| app.merge_nflog(e)),
+            SILENCES_KEY => decode(&part.data, silence_from_pb).map(|m| app.merge_silence(m)),
             other => {
                 debug!(key = other, "ignoring a part of unknown state");
-                false
+                return false;
             }
-        }
+        };
+        merged.unwrap_or_else(|e| {
+            warn!(key = %part.key, err = %e, "dropping an undecodable part");
+            false
+        })
     }
+}
+
+/// Decodes one protobuf record and converts it to the domain type.
+fn decode<M: Message + Default, T>(data: &[u8], convert: impl Fn(&M) -> Result<T, String>) -> Result<T, String> {
+    M::decode(data).map_err(|e| e.to_string()).and_then(|m| convert(&m))
 }
 
 /// A replica's membership in a cluster.
