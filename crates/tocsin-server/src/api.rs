@@ -44,6 +44,7 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         .route("/-/healthy", get(ok_text).head(ok_text))
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app);
     if prefix == "/" {
@@ -73,6 +74,63 @@ pub(crate) fn error_object(status: StatusCode, code: u32, msg: impl Into<String>
 
 async fn ok_text() -> &'static str {
     "OK"
+}
+
+/// Renders /metrics; state gauges are computed at scrape time.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    use crate::metrics::StateLabel;
+    let now = app.clock.now();
+    let (mut active, mut suppressed) = (0i64, 0i64);
+    {
+        let ih = app.inhibitor();
+        let sil = app.silences.read();
+        for a in app.store.list() {
+            if a.resolved_at(now) {
+                continue;
+            }
+            if ih.inhibited_by(&a.labels, now).is_some() || !sil.silenced_by(&a.labels, now).is_empty() {
+                suppressed += 1;
+            } else {
+                active += 1;
+            }
+        }
+        let mut by_state = std::collections::HashMap::new();
+        for m in sil.iter() {
+            *by_state.entry(m.silence.state(now).as_str()).or_insert(0i64) += 1;
+        }
+        for s in ["active", "pending", "expired"] {
+            app.metrics
+                .silences
+                .get_or_create(&StateLabel { state: s.into() })
+                .set(*by_state.get(s).unwrap_or(&0));
+        }
+    }
+    app.metrics
+        .alerts
+        .get_or_create(&StateLabel { state: "active".into() })
+        .set(active);
+    app.metrics
+        .alerts
+        .get_or_create(&StateLabel {
+            state: "suppressed".into(),
+        })
+        .set(suppressed);
+    match app.cluster() {
+        Some(c) => {
+            app.metrics.cluster_enabled.set(1);
+            app.metrics.cluster_members.set(c.members().len() as i64);
+            app.metrics.peer_position.set(app.peer().position() as i64);
+        }
+        None => {
+            app.metrics.cluster_enabled.set(0);
+        }
+    }
+    let mut r = app.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
 }
 
 /// 503 until a clustered replica has settled (first state sync or settle timeout).

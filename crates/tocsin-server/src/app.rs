@@ -90,6 +90,8 @@ pub struct App {
     pub nflog: Mutex<Nflog>,
     /// Silences.
     pub silences: RwLock<Silences>,
+    /// Exported metrics.
+    pub metrics: crate::metrics::Metrics,
     active: RwLock<Arc<Active>>,
     peer: RwLock<Arc<dyn Peer>>,
     cluster: RwLock<Option<Arc<crate::cluster::ClusterPeer>>>,
@@ -152,7 +154,14 @@ impl App {
             settings.silence_limits,
             settings.load.name_validation(),
         );
+        let metrics = crate::metrics::Metrics::new();
+        metrics.reload_ok.set(1);
+        metrics.reload_ts.set(clock.now().as_second() as f64);
+        metrics
+            .config_hash
+            .set(crate::metrics::config_hash(&active.config.original));
         Ok(Arc::new(App {
+            metrics,
             silences: RwLock::new(silences),
             peer: RwLock::new(Arc::new(SingleNode)),
             cluster: RwLock::new(None),
@@ -264,8 +273,22 @@ impl App {
         let mut stored = Vec::with_capacity(batch.len());
         for (index, p) in batch.into_iter().enumerate() {
             match prepare(p, now, resolve_timeout, names) {
-                Ok(a) => stored.push(self.store.put(a, now)),
-                Err(message) => rejected.push(Rejected { index, message }),
+                Ok(a) => {
+                    let status = if a.resolved_at(now) { "resolved" } else { "firing" };
+                    let l = crate::metrics::ReceivedLabels {
+                        status: status.into(),
+                        version: "v2".into(),
+                    };
+                    self.metrics.alerts_received.get_or_create(&l).inc();
+                    stored.push(self.store.put(a, now));
+                }
+                Err(message) => {
+                    self.metrics
+                        .alerts_invalid
+                        .get_or_create(&crate::metrics::VersionLabel { version: "v2".into() })
+                        .inc();
+                    rejected.push(Rejected { index, message });
+                }
             }
         }
         self.route_alerts(&active, &stored, now);
@@ -297,7 +320,13 @@ impl App {
     /// Returns why the new file was rejected.
     pub async fn reload(self: &Arc<Self>) -> Result<(), String> {
         let _guard = self.reload_lock.lock().await;
-        let config = read_config(&self.settings.config_path, &self.settings.load)?;
+        let config = match read_config(&self.settings.config_path, &self.settings.load) {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.reload_ok.set(0);
+                return Err(e);
+            }
+        };
         for w in &config.warnings {
             warn!(warning = %w, "configuration warning");
         }
@@ -327,6 +356,11 @@ impl App {
         };
         let _ = old.cancel.send(true);
         self.wake.notify_one();
+        self.metrics.reload_ok.set(1);
+        self.metrics.reload_ts.set(self.clock.now().as_second() as f64);
+        self.metrics
+            .config_hash
+            .set(crate::metrics::config_hash(&active.config.original));
         info!("completed loading of configuration file");
         Ok(())
     }
@@ -428,9 +462,27 @@ impl App {
                 .cloned()
                 .collect()
         };
-        if alerts.is_empty() || self.muted_by_time(active, route, now).is_some() {
+        self.count_suppressed("inhibition", job.sent.len() - alerts.len());
+        if alerts.is_empty() {
             return true;
         }
+        if self.muted_by_time(active, route, now).is_some() {
+            let hit = |n: &String| {
+                active
+                    .config
+                    .time_intervals
+                    .get(n)
+                    .is_some_and(|i| any_contains(i, now))
+            };
+            let reason = if !route.active_time_intervals.is_empty() && !route.active_time_intervals.iter().any(hit) {
+                "active_time_interval"
+            } else {
+                "mute_time_interval"
+            };
+            self.count_suppressed(reason, alerts.len());
+            return true;
+        }
+        let before = alerts.len();
         let alerts: Vec<Alert> = {
             let sil = self.silences.read();
             alerts
@@ -438,6 +490,7 @@ impl App {
                 .filter(|a| sil.silenced_by(&a.labels, now).is_empty())
                 .collect()
         };
+        self.count_suppressed("silence", before - alerts.len());
         if alerts.is_empty() {
             return true;
         }
@@ -462,6 +515,13 @@ impl App {
             ok &= r.unwrap_or(false);
         }
         ok
+    }
+
+    fn count_suppressed(&self, reason: &str, n: usize) {
+        if n > 0 {
+            let l = crate::metrics::ReasonLabel { reason: reason.into() };
+            self.metrics.suppressed.get_or_create(&l).inc_by(n as u64);
+        }
     }
 
     /// Returns the names of the time intervals muting a route at `now`, if it is muted.
@@ -512,6 +572,10 @@ impl App {
             debug!(integration = integ.kind, "notification deduplicated");
             return true;
         };
+        let il = crate::metrics::IntegrationLabel {
+            integration: integ.kind.to_string(),
+        };
+        self.metrics.notifications.get_or_create(&il).inc();
         let to_send: Vec<Alert> = if integ.send_resolved {
             alerts.to_vec()
         } else {
@@ -529,13 +593,22 @@ impl App {
             let deadline = job.tick + route.group_interval.max(Duration::from_secs(10));
             let cancel = active.cancel.subscribe();
             let kind = integ.kind;
+            let m = &self.metrics;
             let result = send_with_retry(integ, &data, deadline, &cancel, |a| {
+                m.requests.get_or_create(&il).inc();
+                m.latency.get_or_create(&il).observe(a.duration.as_secs_f64());
                 if let Some(e) = &a.error {
+                    m.requests_failed.get_or_create(&il).inc();
                     debug!(integration = kind, attempt = a.number, err = %e, "notify attempt failed");
                 }
             })
             .await;
             if let Err(e) = result {
+                let fl = crate::metrics::FailedLabels {
+                    integration: integ.kind.into(),
+                    reason: e.reason.as_str().into(),
+                };
+                self.metrics.notifications_failed.get_or_create(&fl).inc();
                 warn!(integration = integ.kind, reason = e.reason.as_str(), err = %e, "notify failed");
                 return false;
             }

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod dispatch;
 pub mod flags;
 pub mod logging;
+pub mod metrics;
 pub mod peer;
 pub mod storage;
 pub mod store;

@@ -344,3 +344,79 @@ async fn route_prefix_and_json_logs() {
         405
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_notifications_and_failures_with_alertmanager_names() {
+    let (sink, url) = start_sink().await;
+    // The second webhook's path does not exist on the sink: 404, a client error, not retried.
+    let cfg = format!(
+        "route:\n  receiver: r\n  group_wait: 1s\nreceivers:\n- name: r\n  webhook_configs:\n  - url: {url}/ok\n  - url: {url}/no/such/path\n"
+    );
+    let t = start_tocsin(&cfg, &[]);
+    let c = reqwest::Client::new();
+    let body = json!([{"labels": {"alertname": "M"}}, {"labels": {}}]);
+    assert_eq!(
+        c.post(format!("{}/api/v2/alerts", t.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    wait_for("the notification", || {
+        (!sink.got.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let scrape = || async {
+        let r = c.get(format!("{}/metrics", t.base)).send().await.unwrap();
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        r.text().await.unwrap()
+    };
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape().await;
+        if text.contains("alertmanager_notifications_failed_total{") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let has = |line: &str| text.lines().any(|l| l == line);
+    for line in [
+        r#"alertmanager_notifications_total{integration="webhook"} 2"#,
+        r#"alertmanager_notifications_failed_total{integration="webhook",reason="clientError"} 1"#,
+        r#"alertmanager_notification_requests_total{integration="webhook"} 2"#,
+        r#"alertmanager_notification_requests_failed_total{integration="webhook"} 1"#,
+        r#"alertmanager_notifications_total{integration="email"} 0"#,
+        r#"alertmanager_alerts_received_total{status="firing",version="v2"} 1"#,
+        r#"alertmanager_alerts_invalid_total{version="v2"} 1"#,
+        r#"alertmanager_alerts{state="active"} 1"#,
+        r#"alertmanager_config_last_reload_successful 1"#,
+        r#"alertmanager_cluster_enabled 0"#,
+        "# EOF",
+    ] {
+        assert!(has(line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("alertmanager_build_info{version=\""), "{text}");
+    assert!(
+        text.contains("alertmanager_notification_latency_seconds_bucket{le=\"1.0\",integration=\"webhook\"}"),
+        "{text}"
+    );
+    // A broken reload flips the reload gauge.
+    std::fs::write(&t.config, "route: {}\n").unwrap();
+    assert_eq!(
+        c.post(format!("{}/-/reload", t.base)).send().await.unwrap().status(),
+        500
+    );
+    assert!(
+        scrape()
+            .await
+            .lines()
+            .any(|l| l == "alertmanager_config_last_reload_successful 0")
+    );
+}

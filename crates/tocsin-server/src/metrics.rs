@@ -1,0 +1,280 @@
+//! `/metrics`: Alertmanager's metric names and labels (§7) so existing dashboards keep working.
+//! Labels are bounded: integration type, failure reason, alert state, status, version.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Integration types pre-initialised at 0, in Alertmanager's order.
+pub const INTEGRATIONS: [&str; 18] = [
+    "webhook",
+    "email",
+    "pagerduty",
+    "opsgenie",
+    "wechat",
+    "slack",
+    "victorops",
+    "pushover",
+    "sns",
+    "telegram",
+    "discord",
+    "webex",
+    "msteams",
+    "msteamsv2",
+    "jira",
+    "incidentio",
+    "rocketchat",
+    "mattermost",
+];
+
+/// `integration`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntegrationLabel {
+    /// Integration type.
+    pub integration: String,
+}
+
+/// `integration`, `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailedLabels {
+    /// Integration type.
+    pub integration: String,
+    /// Failure reason (`serverError`, `clientError`, …).
+    pub reason: String,
+}
+
+/// `reason` of a suppression.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `silence`, `inhibition`, `mute_time_interval`, `active_time_interval`.
+    pub reason: String,
+}
+
+/// `state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// State name.
+    pub state: String,
+}
+
+/// `status`, `version` of received alerts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceivedLabels {
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// API version (`v2`).
+    pub version: String,
+}
+
+/// `version`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    /// API version (`v2`).
+    pub version: String,
+}
+
+/// `alertmanager_build_info` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// Tocsin version.
+    pub version: String,
+    /// Always empty (no VCS stamping yet).
+    pub revision: String,
+    /// Always empty.
+    pub branch: String,
+    /// The Rust toolchain family.
+    pub goversion: String,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    /// The registry served at /metrics.
+    pub registry: Registry,
+    /// `alertmanager_alerts_received_total{status,version}`.
+    pub alerts_received: Family<ReceivedLabels, Counter>,
+    /// `alertmanager_alerts_invalid_total{version}`.
+    pub alerts_invalid: Family<VersionLabel, Counter>,
+    /// `alertmanager_notifications_total{integration}`.
+    pub notifications: Family<IntegrationLabel, Counter>,
+    /// `alertmanager_notifications_failed_total{integration,reason}`.
+    pub notifications_failed: Family<FailedLabels, Counter>,
+    /// `alertmanager_notification_requests_total{integration}`.
+    pub requests: Family<IntegrationLabel, Counter>,
+    /// `alertmanager_notification_requests_failed_total{integration}`.
+    pub requests_failed: Family<IntegrationLabel, Counter>,
+    /// `alertmanager_notification_latency_seconds{integration}`.
+    pub latency: Family<IntegrationLabel, Histogram>,
+    /// `alertmanager_notifications_suppressed_total{reason}`.
+    pub suppressed: Family<ReasonLabel, Counter>,
+    /// `alertmanager_alerts{state}` (set at scrape time).
+    pub alerts: Family<StateLabel, Gauge>,
+    /// `alertmanager_silences{state}` (set at scrape time).
+    pub silences: Family<StateLabel, Gauge>,
+    /// `alertmanager_config_last_reload_successful`.
+    pub reload_ok: Gauge,
+    /// `alertmanager_config_last_reload_success_timestamp_seconds`.
+    pub reload_ts: Gauge<f64, AtomicU64>,
+    /// `alertmanager_config_hash`.
+    pub config_hash: Gauge<f64, AtomicU64>,
+    /// `alertmanager_peer_position`.
+    pub peer_position: Gauge,
+    /// `alertmanager_cluster_members`.
+    pub cluster_members: Gauge,
+    /// `alertmanager_cluster_enabled`.
+    pub cluster_enabled: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric; integration series start at 0 as in Alertmanager.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("alertmanager");
+        let m = Metrics {
+            alerts_received: Family::default(),
+            alerts_invalid: Family::default(),
+            notifications: Family::default(),
+            notifications_failed: Family::default(),
+            requests: Family::default(),
+            requests_failed: Family::default(),
+            latency: Family::new_with_constructor(|| Histogram::new([1.0, 5.0, 10.0, 15.0, 20.0])),
+            suppressed: Family::default(),
+            alerts: Family::default(),
+            silences: Family::default(),
+            reload_ok: Gauge::default(),
+            reload_ts: Gauge::default(),
+            config_hash: Gauge::default(),
+            peer_position: Gauge::default(),
+            cluster_members: Gauge::default(),
+            cluster_enabled: Gauge::default(),
+            registry: Registry::default(),
+        };
+        // Counters are registered without `_total`; the encoder appends it.
+        r.register(
+            "alerts_received",
+            "The total number of received alerts.",
+            m.alerts_received.clone(),
+        );
+        r.register(
+            "alerts_invalid",
+            "The total number of received alerts that were invalid.",
+            m.alerts_invalid.clone(),
+        );
+        r.register(
+            "notifications",
+            "The total number of attempted notifications.",
+            m.notifications.clone(),
+        );
+        r.register(
+            "notifications_failed",
+            "The total number of failed notifications.",
+            m.notifications_failed.clone(),
+        );
+        r.register(
+            "notification_requests",
+            "The total number of attempted notification requests.",
+            m.requests.clone(),
+        );
+        r.register(
+            "notification_requests_failed",
+            "The total number of failed notification requests.",
+            m.requests_failed.clone(),
+        );
+        r.register(
+            "notification_latency_seconds",
+            "The latency of notifications in seconds.",
+            m.latency.clone(),
+        );
+        r.register(
+            "notifications_suppressed",
+            "The total number of notifications suppressed for being silenced, inhibited, outside of active time intervals or within muted time intervals.",
+            m.suppressed.clone(),
+        );
+        r.register("alerts", "How many alerts by state.", m.alerts.clone());
+        r.register("silences", "How many silences by state.", m.silences.clone());
+        r.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+            m.reload_ok.clone(),
+        );
+        r.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload.",
+            m.reload_ts.clone(),
+        );
+        r.register(
+            "config_hash",
+            "Hash of the currently loaded alertmanager configuration.",
+            m.config_hash.clone(),
+        );
+        r.register(
+            "peer_position",
+            "Position the Alertmanager instance believes it's in.",
+            m.peer_position.clone(),
+        );
+        r.register(
+            "cluster_members",
+            "Number indicating current number of members in cluster.",
+            m.cluster_members.clone(),
+        );
+        r.register(
+            "cluster_enabled",
+            "Indicates whether the clustering is enabled or not.",
+            m.cluster_enabled.clone(),
+        );
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+                revision: String::new(),
+                branch: String::new(),
+                goversion: "rust".into(),
+            })
+            .set(1);
+        r.register(
+            "build_info",
+            "A metric with a constant '1' value labeled by version, revision, branch, and goversion.",
+            build,
+        );
+        for i in INTEGRATIONS {
+            let l = IntegrationLabel { integration: i.into() };
+            let _ = m.notifications.get_or_create(&l);
+            let _ = m.requests.get_or_create(&l);
+            let _ = m.requests_failed.get_or_create(&l);
+            let _ = m.latency.get_or_create(&l);
+        }
+        for s in ["active", "suppressed", "unprocessed"] {
+            let _ = m.alerts.get_or_create(&StateLabel { state: s.into() });
+        }
+        for s in ["active", "pending", "expired"] {
+            let _ = m.silences.get_or_create(&StateLabel { state: s.into() });
+        }
+        Metrics { registry: r, ..m }
+    }
+
+    /// Renders the exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// A 48-bit hash of the config file as a float. Alertmanager takes the first 48 bits of an MD5;
+/// we use a fixed-key SipHash (no crypto dependency for a change detector): the value differs
+/// from Alertmanager's but changes exactly when the file does.
+pub fn config_hash(text: &str) -> f64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(text.as_bytes());
+    (h.finish() >> 16) as f64
+}
