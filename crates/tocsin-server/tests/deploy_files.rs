@@ -1,0 +1,65 @@
+//! Every flag written in deploy/ and examples/ is one the binary accepts, and every example
+//! Alertmanager config passes the config check.
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use tocsin_core::config::{LoadOptions, load};
+use tocsin_server::flags::Flags;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root().join(dir)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_flag_in_deploy_and_examples_exists() {
+    let known: Vec<String> = Flags::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(String::from))
+        .collect();
+    let mut checked = 0;
+    for f in files("deploy").into_iter().chain(files("examples")) {
+        if f.ends_with("prometheus/prometheus.yml") || f.ends_with("prometheus/rules.yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, _) in text.match_indices("--") {
+            let rest = &text[i + 2..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+                .collect();
+            // Only Tocsin flags have a dot (`web.listen-address`); skip `--release`, `--no-install-recommends`, ….
+            if !name.contains('.') {
+                continue;
+            }
+            assert!(known.contains(&name), "{}: unknown flag --{name}", f.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} flags found");
+}
+
+#[test]
+fn example_configs_pass_the_config_check() {
+    for f in ["examples/tocsin.yml"] {
+        let p = root().join(f);
+        let text = std::fs::read_to_string(&p).unwrap();
+        if let Err(e) = load(&text, p.parent().unwrap(), &LoadOptions::default()) {
+            panic!("{f}: {e}");
+        }
+    }
+}
