@@ -203,3 +203,87 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(sink.got.lock().unwrap().len(), count, "no duplicate after the restart");
 }
+
+/// A child process killed on drop.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
+    if std::process::Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: prometheus not found (Debian package prometheus; .ci/run installs it)");
+        return;
+    }
+    let (sink, url) = start_sink().await;
+    let c = reqwest::Client::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let r1 = start(dirs[0].path(), &url, "r1", None);
+    let seed = status(&c, &r1).await["cluster"]["peers"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r2 = start(dirs[1].path(), &url, "r2", Some(&seed));
+    let r3 = start(dirs[2].path(), &url, "r3", Some(&seed));
+    wait_members(&c, &[&r1, &r2, &r3], 3).await;
+
+    // Prometheus with an always-firing rule, alerting to every replica (the repository's example
+    // rule file, with a 1s evaluation interval).
+    let prom = tempfile::tempdir().unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/prometheus/rules.yml");
+    let targets: Vec<String> = [&r1, &r2, &r3]
+        .iter()
+        .map(|t| format!("'{}'", t.base.trim_start_matches("http://")))
+        .collect();
+    let cfg = format!(
+        "global:\n  evaluation_interval: 1s\nalerting:\n  alertmanagers:\n  - static_configs:\n    - targets: [{}]\nrule_files: ['{}']\n",
+        targets.join(", "),
+        rules.display()
+    );
+    std::fs::write(prom.path().join("prometheus.yml"), cfg).unwrap();
+    let _prometheus = Guard(
+        std::process::Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                prom.path().join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", prom.path().join("data").display()))
+            .arg("--web.listen-address=127.0.0.1:0")
+            // The first send can race alertmanager discovery and be dropped; re-send each second.
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the AlwaysFiring notification", || {
+        (!sink.got.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    // Every replica received the alert (Prometheus re-sends it each evaluation)...
+    for t in [&r1, &r2, &r3] {
+        let alerts: Value = c
+            .get(format!("{}/api/v2/alerts", t.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(alerts[0]["labels"]["alertname"], "AlwaysFiring", "{}", t.base);
+    }
+    // ...and after both peer timeouts have passed, there was still exactly one notification.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let got = sink.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{:?}", got.iter().map(|(n, _, _)| n).collect::<Vec<_>>());
+    assert_eq!(got[0].2["commonLabels"]["severity"], "page");
+}
