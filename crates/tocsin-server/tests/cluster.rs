@@ -65,20 +65,27 @@ async fn wait_members(c: &reqwest::Client, nodes: &[&Tocsin], n: usize) {
     }
 }
 
+/// Starts r1, then r2 and r3 seeded with r1's cluster address, and waits until all three see
+/// three ready members.
+async fn start_three(c: &reqwest::Client, sink: &str) -> (Vec<tempfile::TempDir>, [Tocsin; 3]) {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let r1 = start(dirs[0].path(), sink, "r1", None);
+    let seed = status(c, &r1).await["cluster"]["peers"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r2 = start(dirs[1].path(), sink, "r2", Some(&seed));
+    let r3 = start(dirs[2].path(), sink, "r3", Some(&seed));
+    wait_members(c, &[&r1, &r2, &r3], 3).await;
+    (dirs, [r1, r2, r3])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_notify_once_and_survive_a_kill() {
     let (sink, url) = start_sink().await;
     let cfg = url.clone();
     let c = reqwest::Client::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut r1 = start(dirs[0].path(), &cfg, "r1", None);
-    let seed = status(&c, &r1).await["cluster"]["peers"][0]["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r2 = start(dirs[1].path(), &cfg, "r2", Some(&seed));
-    let r3 = start(dirs[2].path(), &cfg, "r3", Some(&seed));
-    wait_members(&c, &[&r1, &r2, &r3], 3).await;
+    let (dirs, [mut r1, r2, r3]) = start_three(&c, &cfg).await;
     let s = status(&c, &r2).await;
     assert_eq!(s["cluster"]["name"], "r2");
     let names: Vec<&str> = s["cluster"]["peers"]
@@ -226,15 +233,7 @@ async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
     }
     let (sink, url) = start_sink().await;
     let c = reqwest::Client::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let r1 = start(dirs[0].path(), &url, "r1", None);
-    let seed = status(&c, &r1).await["cluster"]["peers"][0]["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r2 = start(dirs[1].path(), &url, "r2", Some(&seed));
-    let r3 = start(dirs[2].path(), &url, "r3", Some(&seed));
-    wait_members(&c, &[&r1, &r2, &r3], 3).await;
+    let (_dirs, [r1, r2, r3]) = start_three(&c, &url).await;
 
     // Prometheus with an always-firing rule, alerting to every replica (the repository's example
     // rule file, with a 1s evaluation interval).
