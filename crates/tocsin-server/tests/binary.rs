@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tocsin_core::labels::{LabelSet, fingerprint};
 
 mod common;
-use common::{start_sink, start_tocsin, wait_for};
+use common::{get_json, start_sink, start_tocsin, wait_for};
 
 fn config(sink: &str) -> String {
     format!(
@@ -171,14 +171,7 @@ async fn bad_input_is_answered_and_loses_nothing() {
          alert 4: labels in body is required"
     );
     // The valid alerts of the batch were stored.
-    let alerts: Vec<Value> = client
-        .get(format!("{}/api/v2/alerts", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Vec<Value> = get_json(&client, format!("{}/api/v2/alerts", t.base)).await;
     let mut names: Vec<&str> = alerts
         .iter()
         .map(|a| a["labels"]["alertname"].as_str().unwrap())
@@ -202,14 +195,11 @@ async fn bad_input_is_answered_and_loses_nothing() {
         (400, "\"bad matcher format: foo\"".to_string())
     );
     // Filter that matches.
-    let r: Vec<Value> = client
-        .get(format!("{}/api/v2/alerts?filter=alertname%3D%22good2%22", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Vec<Value> = get_json(
+        &client,
+        format!("{}/api/v2/alerts?filter=alertname%3D%22good2%22", t.base),
+    )
+    .await;
     assert_eq!(r.len(), 1);
     // v1 is gone, unknown v2 paths are 404.
     assert_eq!(
@@ -243,14 +233,7 @@ async fn broken_reload_keeps_serving_the_old_config() {
     let text = r.text().await.unwrap();
     assert!(text.starts_with("failed to reload config: "), "{text}");
     assert!(text.contains("bogus"), "{text}");
-    let status: Value = client
-        .get(format!("{}/api/v2/status", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&client, format!("{}/api/v2/status", t.base)).await;
     assert!(status["config"]["original"].as_str().unwrap().contains("team.x"));
     assert_eq!(status["cluster"], json!({"peers": [], "status": "disabled"}));
     let r = client
@@ -271,14 +254,7 @@ async fn broken_reload_keeps_serving_the_old_config() {
     std::fs::write(&t.config, "route:\n  receiver: other\nreceivers:\n- name: other\n").unwrap();
     let r = client.post(format!("{}/-/reload", t.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let recv: Value = client
-        .get(format!("{}/api/v2/receivers", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recv: Value = get_json(&client, format!("{}/api/v2/receivers", t.base)).await;
     assert_eq!(recv, json!([{"name": "other"}]));
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Tocsin, start_in, start_sink, wait_for};
+use common::{Tocsin, get_json, start_in, start_sink, wait_for};
 
 const PEER_TIMEOUT: &str = "--cluster.peer-timeout=2s";
 
@@ -20,13 +20,7 @@ fn config(sink: &str, name: &str) -> String {
 }
 
 async fn status(c: &reqwest::Client, t: &Tocsin) -> Value {
-    c.get(format!("{}/api/v2/status", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(c, format!("{}/api/v2/status", t.base)).await
 }
 
 fn start(dir: &std::path::Path, sink: &str, name: &str, seed: Option<&str>) -> Tocsin {
@@ -143,14 +137,7 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
     let client = c.clone();
     let mut seen = false;
     for _ in 0..50 {
-        let list: Value = client
-            .get(format!("{r1_base}/api/v2/silences"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(&client, format!("{r1_base}/api/v2/silences")).await;
         if list.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()) {
             seen = true;
             break;
@@ -192,14 +179,7 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
         .to_string();
     let r1b = start(dirs[0].path(), &cfg, "r1", Some(&seed2));
     wait_members(&c, &[&r1b, &r2, &r3], 3).await;
-    let list: Value = c
-        .get(format!("{}/api/v2/silences", r1b.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&c, format!("{}/api/v2/silences", r1b.base)).await;
     assert!(list.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()));
     let count = sink.got.lock().unwrap().len();
     c.post(format!("{}/api/v2/alerts", r1b.base))
@@ -270,14 +250,7 @@ async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
     .await;
     // Every replica received the alert (Prometheus re-sends it each evaluation)...
     for t in [&r1, &r2, &r3] {
-        let alerts: Value = c
-            .get(format!("{}/api/v2/alerts", t.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let alerts: Value = get_json(&c, format!("{}/api/v2/alerts", t.base)).await;
         assert_eq!(alerts[0]["labels"]["alertname"], "AlwaysFiring", "{}", t.base);
     }
     // ...and after both peer timeouts have passed, there was still exactly one notification.

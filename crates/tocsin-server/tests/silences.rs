@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tocsin_core::labels::{LabelSet, fingerprint, hash_alert};
 
 mod common;
-use common::{start_in, start_sink, start_tocsin, wait_for};
+use common::{get_json, start_in, start_sink, start_tocsin, wait_for};
 
 fn in_hours(h: i64) -> String {
     let t = jiff::Timestamp::now()
@@ -23,7 +23,7 @@ fn silence_body(matchers: Value) -> Value {
 }
 
 async fn get(c: &reqwest::Client, url: String) -> Value {
-    c.get(url).send().await.unwrap().json().await.unwrap()
+    get_json(c, url).await
 }
 
 async fn post(c: &reqwest::Client, url: String, body: &Value) -> (u16, String) {

@@ -158,3 +158,8 @@ pub async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// GETs a URL and decodes its JSON body.
+pub async fn get_json<T: serde::de::DeserializeOwned>(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> T {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
