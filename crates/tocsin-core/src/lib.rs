@@ -4,13 +4,15 @@
 //! compatible regexes from [`regex_go`]), Prometheus durations ([`duration`]), the configuration
 //! file ([`config::load`]), the routing tree ([`route`]), alert ingestion and merge ([`alert`]),
 //! aggregation-group contents ([`group`]), inhibition ([`inhibit`]), time intervals
-//! ([`timeinterval`]), the notification log with the dedup decision ([`nflog`]), silences
+//! ([`timeinterval`]), the notification log with the dedup decision ([`nflog`]), in-flight send claims
+//! ([`claim`]), silences
 //! ([`silence`]) and the Alertmanager-compatible snapshot codec ([`snapshot`]).
 //!
 //! This crate must not touch sockets, files, the wall clock or an async runtime: time enters as a
 //! `now` argument and files are named, never read. `tocsin-server` and `tocsin-notify` do the I/O.
 
 pub mod alert;
+pub mod claim;
 pub mod config;
 pub mod duration;
 pub mod group;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use parking_lot::{Mutex, RwLock};
 use tocsin_core::alert::{Alert, PostedAlert, prepare};
+use tocsin_core::claim::{Claim, Claims};
 use tocsin_core::config::{Config, LoadOptions, Receiver, load};
 use tocsin_core::inhibit::Inhibitor;
 use tocsin_core::labels::hash_alert;
@@ -24,6 +25,9 @@ use crate::clock::Clock;
 use crate::dispatch::{Dispatcher, FlushJob};
 use crate::peer::{Peer, SingleNode};
 use crate::store::AlertStore;
+
+/// How often a replica waiting on a peer's claim re-checks that the claimant is still a member.
+const CLAIM_RECHECK: Duration = Duration::from_secs(1);
 
 /// Builds a receiver's integrations; tests inject in-memory notifiers here.
 pub type NotifierFactory = Arc<dyn Fn(&Receiver) -> Result<Vec<Integration>, String> + Send + Sync>;
@@ -90,6 +94,10 @@ pub struct App {
     pub nflog: Mutex<Nflog>,
     /// Silences.
     pub silences: RwLock<Silences>,
+    /// In-flight sends of every replica.
+    pub claims: Mutex<Claims>,
+    /// Bumped when a peer's log entry or claim arrives, to wake replicas waiting on a claim.
+    replicated: watch::Sender<u64>,
     /// Exported metrics.
     pub metrics: crate::metrics::Metrics,
     active: RwLock<Arc<Active>>,
@@ -163,6 +171,8 @@ impl App {
         Ok(Arc::new(App {
             metrics,
             silences: RwLock::new(silences),
+            claims: Mutex::new(Claims::default()),
+            replicated: watch::channel(0).0,
             peer: RwLock::new(Arc::new(SingleNode)),
             cluster: RwLock::new(None),
             started: clock.now(),
@@ -202,7 +212,20 @@ impl App {
 
     /// Merges a notification log entry from a peer; returns whether it was new.
     pub fn merge_nflog(&self, e: Entry) -> bool {
-        self.nflog.lock().merge(e, self.clock.now())
+        let new = self.nflog.lock().merge(e, self.clock.now());
+        if new {
+            self.replicated.send_modify(|v| *v += 1);
+        }
+        new
+    }
+
+    /// Merges an in-flight claim from a peer; returns whether it changed local state.
+    pub fn merge_claim(&self, c: Claim) -> bool {
+        let new = self.claims.lock().merge(c, self.clock.now());
+        if new {
+            self.replicated.send_modify(|v| *v += 1);
+        }
+        new
     }
 
     /// Merges a silence from a peer; returns whether it changed local state.
@@ -382,6 +405,7 @@ impl App {
             if Instant::now() >= gc_at {
                 let n = self.store.gc(self.clock.now());
                 self.inhibitor.write().gc(self.clock.now());
+                self.claims.lock().gc(self.clock.now());
                 debug!(deleted = n, "garbage-collected resolved alerts");
                 gc_at = Instant::now() + self.settings.alerts_gc_interval;
             }
@@ -560,17 +584,40 @@ impl App {
             idx: integ.idx,
         };
         let group_key = &job.id.1;
-        let entry = self.nflog.lock().query(group_key, &rk).cloned();
-        let Some(reason) = needs_update(
-            entry.as_ref(),
-            &firing,
-            &resolved,
-            integ.send_resolved,
-            route.repeat_interval,
-            now,
-        ) else {
-            debug!(integration = integ.kind, "notification deduplicated");
-            return true;
+        let peer = self.peer();
+        let mut replicated = self.replicated.subscribe();
+        let mut cancel = active.cancel.subscribe();
+        // Decide, and while a live peer is mid-send for this integration, wait for its outcome:
+        // its log entry (then decide again), its release or its deadline (then send).
+        let reason = loop {
+            replicated.borrow_and_update();
+            let entry = self.nflog.lock().query(group_key, &rk).cloned();
+            let Some(reason) = needs_update(
+                entry.as_ref(),
+                &firing,
+                &resolved,
+                integ.send_resolved,
+                route.repeat_interval,
+                now,
+            ) else {
+                debug!(integration = integ.kind, "notification deduplicated");
+                return true;
+            };
+            let wall = self.clock.now();
+            let until = self
+                .claims
+                .lock()
+                .blocking(group_key, &rk, peer.name(), entry.as_ref(), wall, |n| peer.is_live(n))
+                .map(|c| (c.sender.clone(), c.deadline.duration_since(wall)));
+            let Some((claimant, left)) = until else { break reason };
+            debug!(integration = integ.kind, %claimant, "waiting for a peer's in-flight notification");
+            // Re-check at least every second: the claimant may leave the cluster.
+            let nap = Duration::try_from(left).unwrap_or_default().min(CLAIM_RECHECK);
+            tokio::select! {
+                _ = tokio::time::sleep(nap) => {}
+                _ = replicated.changed() => {}
+                _ = cancel.wait_for(|c| *c) => return false,
+            }
         };
         let il = crate::metrics::IntegrationLabel {
             integration: integ.kind.to_string(),
@@ -591,7 +638,18 @@ impl App {
                 alerts: to_send,
             };
             let deadline = job.tick + route.group_interval.max(Duration::from_secs(10));
-            let cancel = active.cancel.subscribe();
+            let mut claim = Claim {
+                group_key: group_key.clone(),
+                receiver: rk.clone(),
+                sender: peer.name().to_string(),
+                created: self.clock.now(),
+                deadline: self.clock.at(deadline),
+                released: false,
+            };
+            if !claim.sender.is_empty() {
+                self.claims.lock().merge(claim.clone(), claim.created);
+                peer.broadcast_claim(&claim);
+            }
             let kind = integ.kind;
             let m = &self.metrics;
             let result = send_with_retry(integ, &data, deadline, &cancel, |a| {
@@ -604,6 +662,12 @@ impl App {
             })
             .await;
             if let Err(e) = result {
+                // Peers waiting on this send may go ahead at once.
+                if !claim.sender.is_empty() {
+                    claim.released = true;
+                    self.claims.lock().merge(claim.clone(), self.clock.now());
+                    peer.broadcast_claim(&claim);
+                }
                 let fl = crate::metrics::FailedLabels {
                     integration: integ.kind.into(),
                     reason: e.reason.as_str().into(),
@@ -636,7 +700,7 @@ impl App {
             )
             .cloned();
         if let Some(e) = logged {
-            self.peer().broadcast_nflog(&e);
+            peer.broadcast_nflog(&e);
         }
         true
     }

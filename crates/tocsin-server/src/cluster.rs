@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tocsin_cluster::replication::{Replicated, Replicator, serve};
 use tocsin_cluster::{Member, Membership, MembershipConfig};
-use tocsin_core::nflog::Entry;
+use tocsin_core::claim::Claim;
+use tocsin_core::nflog::{Entry, ReceiverKey};
 use tocsin_core::silence::MeshSilence;
 use tocsin_core::snapshot::{entry_from_pb, entry_to_pb, silence_from_pb, silence_to_pb};
 use tocsin_proto::Message;
-use tocsin_proto::cluster::Part;
+use tocsin_proto::cluster::{Claim as ClaimPb, Part};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -20,6 +21,36 @@ use crate::peer::{BoxFuture, Peer};
 
 const NFLOG_KEY: &str = "nfl";
 const SILENCES_KEY: &str = "sil";
+const CLAIMS_KEY: &str = "clm";
+
+fn claim_to_pb(c: &Claim) -> ClaimPb {
+    ClaimPb {
+        group_key: c.group_key.clone(),
+        group_name: c.receiver.group_name.clone(),
+        integration: c.receiver.integration.clone(),
+        idx: c.receiver.idx,
+        sender: c.sender.clone(),
+        created_ms: c.created.as_millisecond(),
+        deadline_ms: c.deadline.as_millisecond(),
+        released: c.released,
+    }
+}
+
+fn claim_from_pb(p: &ClaimPb) -> Result<Claim, String> {
+    let ts = |ms| jiff::Timestamp::from_millisecond(ms).map_err(|e| format!("claim time: {e}"));
+    Ok(Claim {
+        group_key: p.group_key.clone(),
+        receiver: ReceiverKey {
+            group_name: p.group_name.clone(),
+            integration: p.integration.clone(),
+            idx: p.idx,
+        },
+        sender: p.sender.clone(),
+        created: ts(p.created_ms)?,
+        deadline: ts(p.deadline_ms)?,
+        released: p.released,
+    })
+}
 
 /// The replica's state as replicated parts.
 struct AppState(Weak<App>);
@@ -40,6 +71,10 @@ impl Replicated for AppState {
             key: SILENCES_KEY.into(),
             data: silence_to_pb(m).encode_to_vec(),
         }));
+        parts.extend(app.claims.lock().iter().map(|c| Part {
+            key: CLAIMS_KEY.into(),
+            data: claim_to_pb(c).encode_to_vec(),
+        }));
         parts
     }
 
@@ -48,6 +83,7 @@ impl Replicated for AppState {
         let merged = match part.key.as_str() {
             NFLOG_KEY => decode(&part.data, entry_from_pb).map(|e| app.merge_nflog(e)),
             SILENCES_KEY => decode(&part.data, silence_from_pb).map(|m| app.merge_silence(m)),
+            CLAIMS_KEY => decode(&part.data, claim_from_pb).map(|c| app.merge_claim(c)),
             other => {
                 debug!(key = other, "ignoring a part of unknown state");
                 return false;
@@ -114,6 +150,21 @@ impl Peer for ClusterPeer {
         Box::pin(async move {
             let _ = rx.wait_for(|r| *r).await;
         })
+    }
+
+    fn name(&self) -> &str {
+        self.membership.node_id()
+    }
+
+    fn is_live(&self, name: &str) -> bool {
+        self.membership.members().iter().any(|m| m.name == name)
+    }
+
+    fn broadcast_claim(&self, c: &Claim) {
+        self.push_all(Part {
+            key: CLAIMS_KEY.into(),
+            data: claim_to_pb(c).encode_to_vec(),
+        });
     }
 
     fn broadcast_nflog(&self, e: &Entry) {

@@ -1,11 +1,12 @@
 //! The seam between a replica and its cluster (§4.5): position, readiness and replication.
 //!
-//! `tocsin-cluster` (chitchat membership + gRPC replication) will implement [`Peer`]; until then a
-//! replica runs as [`SingleNode`], and tests use in-memory implementations.
+//! `crate::cluster::ClusterPeer` (chitchat membership + gRPC replication) implements [`Peer`]; a
+//! replica without `--cluster.*` runs as [`SingleNode`], and tests use in-memory implementations.
 
 use std::future::Future;
 use std::pin::Pin;
 
+use tocsin_core::claim::Claim;
 use tocsin_core::nflog::Entry;
 use tocsin_core::silence::MeshSilence;
 
@@ -18,6 +19,12 @@ pub trait Peer: Send + Sync {
     fn position(&self) -> usize;
     /// Resolves once the replica has settled (first full sync, or the settle timeout).
     fn wait_ready(&self) -> BoxFuture<'_, ()>;
+    /// This replica's node name (empty when alone).
+    fn name(&self) -> &str;
+    /// Whether a node is a live member of the cluster.
+    fn is_live(&self, name: &str) -> bool;
+    /// Replicates an in-flight claim made or released locally.
+    fn broadcast_claim(&self, claim: &Claim);
     /// Replicates a notification log entry written locally.
     fn broadcast_nflog(&self, entry: &Entry);
     /// Replicates a silence created, updated or expired locally.
@@ -35,6 +42,13 @@ impl Peer for SingleNode {
     fn wait_ready(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    fn name(&self) -> &str {
+        ""
+    }
+    fn is_live(&self, _: &str) -> bool {
+        false
+    }
+    fn broadcast_claim(&self, _: &Claim) {}
     fn broadcast_nflog(&self, _: &Entry) {}
     fn broadcast_silence(&self, _: &MeshSilence) {}
 }

@@ -1,7 +1,7 @@
 //! Several replicas in one process on tokio's paused clock, replicating through an in-memory
 //! [`Peer`] with link cuts: Alertmanager's cluster timelines (§8.4, §10.2) asserted at exact
-//! instants. Membership here is fixed by the test (the chitchat layer is not built yet); each
-//! test states the positions each side of a partition would compute.
+//! instants. Membership here is fixed by the test (chitchat's own timing is covered in
+//! tocsin-cluster's tests); each test states the positions each side of a partition would compute.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use tocsin_core::alert::PostedAlert;
+use tocsin_core::claim::Claim;
 use tocsin_core::config::{Receiver, load};
 use tocsin_core::nflog::Entry;
 use tocsin_core::silence::{MeshSilence, Silence};
 use tocsin_core::time::{ZERO, is_zero};
-use tocsin_notify::{BoxFuture, Integration, Notifier, NotifyData, NotifyError};
+use tocsin_notify::{BoxFuture, FailureReason, Integration, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
 use tocsin_server::peer::{self, Peer};
@@ -32,10 +33,18 @@ fn at(s: f64) -> Timestamp {
 
 type Log = Arc<Mutex<Vec<(String, f64, Vec<String>)>>>;
 
+/// How a node's receiver behaves: how long a send takes, and whether it then fails.
+#[derive(Clone, Copy, Default)]
+struct Receiving {
+    takes: Duration,
+    fails: bool,
+}
+
 struct Recorder {
     node: String,
     start: Instant,
     log: Log,
+    receiving: Receiving,
 }
 
 impl Notifier for Recorder {
@@ -54,6 +63,10 @@ impl Notifier for Recorder {
                 })
                 .collect();
             self.log.lock().unwrap().push((self.node.clone(), t, alerts));
+            tokio::time::sleep(self.receiving.takes).await;
+            if self.receiving.fails {
+                return Err(NotifyError::fatal(FailureReason::ClientError, "400 Bad Request"));
+            }
             Ok(())
         })
     }
@@ -64,13 +77,20 @@ impl Notifier for Recorder {
 struct Net {
     nodes: Mutex<Vec<Weak<App>>>,
     cut: Mutex<HashSet<(usize, usize)>>,
+    /// Crashed nodes: nothing reaches them or leaves them, and members no longer list them.
+    down: Mutex<HashSet<usize>>,
 }
 
 impl Net {
     fn deliver(&self, from: usize, f: impl Fn(&App) + Send + Sync + Clone + 'static) {
         let nodes = self.nodes.lock().unwrap().clone();
+        let down = self.down.lock().unwrap().clone();
         for (to, app) in nodes.into_iter().enumerate() {
-            if to == from || self.cut.lock().unwrap().contains(&(from.min(to), from.max(to))) {
+            if to == from
+                || down.contains(&from)
+                || down.contains(&to)
+                || self.cut.lock().unwrap().contains(&(from.min(to), from.max(to)))
+            {
                 continue;
             }
             let f = f.clone();
@@ -86,6 +106,7 @@ impl Net {
 
 struct SimPeer {
     idx: usize,
+    name: String,
     position: AtomicUsize,
     net: Arc<Net>,
 }
@@ -96,6 +117,19 @@ impl Peer for SimPeer {
     }
     fn wait_ready(&self) -> peer::BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn is_live(&self, name: &str) -> bool {
+        let down = self.net.down.lock().unwrap();
+        (0..self.net.nodes.lock().unwrap().len()).any(|i| format!("n{i}") == name && !down.contains(&i))
+    }
+    fn broadcast_claim(&self, c: &Claim) {
+        let c = c.clone();
+        self.net.deliver(self.idx, move |app| {
+            app.merge_claim(c.clone());
+        });
     }
     fn broadcast_nflog(&self, e: &Entry) {
         let e = e.clone();
@@ -123,6 +157,10 @@ const CONFIG: &str = "route:\n  receiver: r\n  group_by: []\n  group_wait: 1s\n 
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Self::start_with(n, CONFIG, |_| Receiving::default())
+    }
+
+    fn start_with(n: usize, config: &str, receiving: impl Fn(usize) -> Receiving) -> Cluster {
         let net = Arc::new(Net::default());
         let log = Log::default();
         let start = Instant::now();
@@ -130,6 +168,7 @@ impl Cluster {
         let mut peers = Vec::new();
         for i in 0..n {
             let l = log.clone();
+            let rcv = receiving(i);
             let factory: NotifierFactory = Arc::new(move |r: &Receiver| {
                 Ok(r.webhooks
                     .iter()
@@ -143,14 +182,16 @@ impl Cluster {
                             node: format!("n{i}"),
                             start,
                             log: l.clone(),
+                            receiving: rcv,
                         }),
                     })
                     .collect())
             });
-            let config = load(CONFIG, std::path::Path::new("."), &Default::default()).unwrap();
+            let config = load(config, std::path::Path::new("."), &Default::default()).unwrap();
             let app = App::new(Settings::new("unused.yml"), config, factory, Clock::new(t0())).unwrap();
             let peer = Arc::new(SimPeer {
                 idx: i,
+                name: format!("n{i}"),
                 position: AtomicUsize::new(i),
                 net: net.clone(),
             });
@@ -299,4 +340,52 @@ async fn silence_created_on_one_replica_mutes_on_all() {
     let all = c.received(120.0).await;
     assert_eq!(all.last().unwrap(), &got("n0", 61.0, &["other", "test1"]));
     assert_eq!(all.len(), 2);
+}
+
+/// As [`CONFIG`], with a group interval long enough for a slow send to finish within it.
+const SLOW_CONFIG: &str = "route:\n  receiver: r\n  group_by: []\n  group_wait: 1s\n  group_interval: 1m\n  repeat_interval: 1h\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n";
+
+fn slow(fails: bool) -> impl Fn(usize) -> Receiving {
+    move |_| Receiving {
+        takes: Duration::from_secs(20),
+        fails,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn receiver_slower_than_the_peer_timeout_is_notified_once() {
+    // n0 starts sending at 2 and its receiver answers at 22. Alertmanager's n1 finds no log
+    // entry at 17 and sends again; here n1 sees n0's claim, waits, and finds the entry at 22.
+    let c = Cluster::start_with(3, SLOW_CONFIG, slow(false));
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    assert_eq!(c.received(120.0).await, vec![got("n0", 2.0, &["test1"])]);
+    for a in &c.apps {
+        assert_eq!(a.nflog.lock().len(), 1, "every replica holds n0's entry");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn claimant_that_crashes_mid_send_does_not_block_delivery() {
+    // n0 crashes at 5 while its slow send is in flight: its claim dies with its membership, and
+    // n1 sends at its usual time, 2 + 15s (n0's receiver may or may not have got it: fail-open).
+    let c = Cluster::start_with(3, SLOW_CONFIG, slow(false));
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    c.until(5.0).await;
+    c.net.down.lock().unwrap().insert(0);
+    c.positions(&[0, 0, 1]);
+    let all = c.received(120.0).await;
+    assert_eq!(all, vec![got("n0", 2.0, &["test1"]), got("n1", 17.0, &["test1"])]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_send_releases_the_claim_at_once() {
+    // n0's receiver rejects the notification at 22; n1, waiting on n0's claim since 17, sends as
+    // soon as the release arrives (22 + 50 ms of network), not at the claim's deadline (62).
+    let c = Cluster::start_with(2, SLOW_CONFIG, |i| Receiving {
+        takes: Duration::from_secs(20),
+        fails: i == 0,
+    });
+    c.push(1.0, &[0, 1], "test1", 0.0).await;
+    let all = c.received(30.0).await;
+    assert_eq!(all, vec![got("n0", 2.0, &["test1"]), got("n1", 22.05, &["test1"])]);
 }
