@@ -6,6 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use tocsin_proto::cluster::replication_client::ReplicationClient;
 use tocsin_proto::cluster::replication_server::{Replication, ReplicationServer};
 use tocsin_proto::cluster::{Part, PushRequest, PushResponse, SyncRequest};
@@ -21,13 +25,54 @@ pub trait Replicated: Send + Sync + 'static {
     fn merge(&self, part: &Part) -> bool;
 }
 
+/// `msg_type`: `update` for pushes, `full_state` for syncs (Alertmanager's values).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MsgType {
+    /// Message type.
+    pub msg_type: String,
+}
+
+/// Replication traffic, counted as Alertmanager's `alertmanager_cluster_messages_*` (records,
+/// not packets) and `*_size_total` (encoded bytes). Clones share the counters.
+#[derive(Clone, Debug, Default)]
+pub struct Traffic {
+    /// Records sent.
+    pub sent: Family<MsgType, Counter>,
+    /// Bytes of records sent.
+    pub sent_bytes: Family<MsgType, Counter>,
+    /// Records received.
+    pub received: Family<MsgType, Counter>,
+    /// Bytes of records received.
+    pub received_bytes: Family<MsgType, Counter>,
+}
+
+const UPDATE: &str = "update";
+const FULL_STATE: &str = "full_state";
+
+impl Traffic {
+    fn count(msgs: &Family<MsgType, Counter>, bytes: &Family<MsgType, Counter>, kind: &str, parts: &[Part]) {
+        let l = MsgType { msg_type: kind.into() };
+        msgs.get_or_create(&l).inc_by(parts.len() as u64);
+        let size: usize = parts.iter().map(|p| p.key.len() + p.data.len()).sum();
+        bytes.get_or_create(&l).inc_by(size as u64);
+    }
+    fn sent(&self, kind: &str, parts: &[Part]) {
+        Self::count(&self.sent, &self.sent_bytes, kind, parts);
+    }
+    fn received(&self, kind: &str, parts: &[Part]) {
+        Self::count(&self.received, &self.received_bytes, kind, parts);
+    }
+}
+
 struct Service {
     state: Arc<dyn Replicated>,
+    traffic: Traffic,
 }
 
 #[tonic::async_trait]
 impl Replication for Service {
     async fn push(&self, req: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        self.traffic.received(UPDATE, &req.get_ref().parts);
         let merged = req.get_ref().parts.iter().filter(|p| self.state.merge(p)).count();
         Ok(Response::new(PushResponse { merged: merged as u32 }))
     }
@@ -35,22 +80,26 @@ impl Replication for Service {
     type SyncStream = tokio_stream::Iter<std::vec::IntoIter<Result<Part, Status>>>;
 
     async fn sync(&self, _: Request<SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
-        let parts: Vec<Result<Part, Status>> = self.state.full_state().into_iter().map(Ok).collect();
+        let parts = self.state.full_state();
+        self.traffic.sent(FULL_STATE, &parts);
+        let parts: Vec<Result<Part, Status>> = parts.into_iter().map(Ok).collect();
         Ok(Response::new(tokio_stream::iter(parts)))
     }
 }
 
-/// Serves the replication service on `listener` until `shutdown` resolves.
+/// Serves the replication service on `listener` until `shutdown` resolves, counting what it
+/// receives and streams in `traffic`.
 ///
 /// # Errors
 /// The server failed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<dyn Replicated>,
+    traffic: Traffic,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(ReplicationServer::new(Service { state }))
+        .add_service(ReplicationServer::new(Service { state, traffic }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }
@@ -60,10 +109,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Per-request timeout for pushes.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Clients to peers, created lazily and reused.
+/// Clients to peers, created lazily and reused; remembers which peers the last call failed on.
 pub struct Replicator {
     node_id: String,
     clients: Mutex<HashMap<String, ReplicationClient<Channel>>>,
+    failed: Mutex<HashMap<String, String>>,
+    traffic: Traffic,
 }
 
 impl Replicator {
@@ -72,7 +123,40 @@ impl Replicator {
         Replicator {
             node_id: node_id.into(),
             clients: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            traffic: Traffic::default(),
         }
+    }
+
+    /// Counts into `traffic` (counters registered by the caller) instead of private ones.
+    #[must_use]
+    pub fn with_traffic(mut self, traffic: Traffic) -> Self {
+        self.traffic = traffic;
+        self
+    }
+
+    /// Returns the traffic counters (pass a clone to [`serve`] to count both directions).
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// Returns the peers whose last push or sync failed, by address, with the error.
+    pub fn failed(&self) -> HashMap<String, String> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the outcome of a call to a peer: a failure marks it, a success clears it.
+    fn outcome<T>(&self, addr: &str, r: Result<T, String>) -> Result<T, String> {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        match &r {
+            Ok(_) => {
+                failed.remove(addr);
+            }
+            Err(e) => {
+                failed.insert(addr.to_string(), e.clone());
+            }
+        }
+        r
     }
 
     fn client(&self, addr: &str) -> Result<ReplicationClient<Channel>, String> {
@@ -95,14 +179,16 @@ impl Replicator {
     /// The peer is unreachable or failed.
     pub async fn push(&self, addr: &str, parts: Vec<Part>) -> Result<u32, String> {
         let mut c = self.client(addr)?;
+        self.traffic.sent(UPDATE, &parts);
         let r = c
             .push(PushRequest {
                 from: self.node_id.clone(),
                 parts,
             })
             .await
-            .map_err(|e| format!("push to {addr}: {}", e.message()))?;
-        Ok(r.get_ref().merged)
+            .map(|r| r.get_ref().merged)
+            .map_err(|e| format!("push to {addr}: {}", e.message()));
+        self.outcome(addr, r)
     }
 
     /// Streams a peer's full state into `state`; returns (records received, records merged).
@@ -110,6 +196,11 @@ impl Replicator {
     /// # Errors
     /// The peer is unreachable or the stream broke (records merged before the break stay).
     pub async fn sync_from(&self, addr: &str, state: &dyn Replicated) -> Result<(usize, usize), String> {
+        let r = self.stream_from(addr, state).await;
+        self.outcome(addr, r)
+    }
+
+    async fn stream_from(&self, addr: &str, state: &dyn Replicated) -> Result<(usize, usize), String> {
         let mut c = self.client(addr)?;
         let mut stream = c
             .sync(SyncRequest {
@@ -125,6 +216,7 @@ impl Replicator {
             .map_err(|e| format!("sync from {addr}: {}", e.message()))?
         {
             received += 1;
+            self.traffic.received(FULL_STATE, std::slice::from_ref(&part));
             if state.merge(&part) {
                 merged += 1;
             }

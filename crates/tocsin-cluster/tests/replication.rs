@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tocsin_cluster::replication::{Replicated, Replicator, serve};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tocsin_cluster::replication::{MsgType, Replicated, Replicator, Traffic, serve};
 use tocsin_proto::cluster::Part;
 
 /// A last-writer-wins map: data is "<version>:<value>".
@@ -44,7 +46,7 @@ impl Replicated for Lww {
 async fn node(state: Arc<Lww>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(serve(listener, state, std::future::pending()));
+    tokio::spawn(serve(listener, state, Traffic::default(), std::future::pending()));
     addr
 }
 
@@ -81,6 +83,14 @@ async fn push_merges_and_sync_streams_everything() {
     let (received, merged) = r.sync_from(&b_addr, a.as_ref()).await.unwrap();
     assert_eq!((received, merged), (10_002, 10_002));
     assert_eq!(a.0.lock().unwrap().len(), 10_002);
+    // Records are counted as Alertmanager counts gossip messages, by type.
+    let count = |f: &Family<MsgType, Counter>, t: &str| f.get_or_create(&MsgType { msg_type: t.into() }).get();
+    let t = r.traffic();
+    assert_eq!(count(&t.sent, "update"), 4);
+    assert_eq!(count(&t.received, "full_state"), 10_002);
+    // "k00000" + "1:v" is 9 bytes; x and y add 1 + 5 and 1 + 3.
+    assert_eq!(count(&t.received_bytes, "full_state"), 10_000 * 9 + 6 + 4);
+    assert!(r.failed().is_empty());
 }
 
 #[tokio::test]
@@ -94,4 +104,19 @@ async fn unreachable_peer_fails_fast() {
     let err = r.push(&dead, vec![part("x", 1, "v")]).await.unwrap_err();
     assert!(err.starts_with(&format!("push to {dead}")), "{err}");
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    assert_eq!(r.failed().get(&dead), Some(&err), "the peer is marked failed");
+    // It comes back: the next successful call clears the mark.
+    let l = tokio::net::TcpListener::bind(&dead).await.unwrap();
+    tokio::spawn(serve(
+        l,
+        Arc::new(Lww::default()),
+        Traffic::default(),
+        std::future::pending(),
+    ));
+    let until = Instant::now() + Duration::from_secs(10);
+    while r.push(&dead, vec![part("x", 1, "v")]).await.is_err() {
+        assert!(Instant::now() < until, "peer never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(r.failed().is_empty());
 }

@@ -119,6 +119,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         Some(c) => {
             app.metrics.cluster_enabled.set(1);
             app.metrics.cluster_members.set(c.members().len() as i64);
+            app.metrics.cluster_failed_peers.set(c.failed_peers().len() as i64);
             app.metrics.peer_position.set(app.peer().position() as i64);
         }
         None => {
@@ -471,7 +472,18 @@ fn cluster_status(app: &App) -> Value {
         .iter()
         .map(|m| json!({"name": m.name, "address": m.address.to_string()}))
         .collect();
-    json!({"name": c.name(), "status": if c.is_ready() { "ready" } else { "settling" }, "peers": peers})
+    // An addition to Alertmanager's shape: peers gossip reports alive but replication cannot reach.
+    let failed: Vec<Value> = c
+        .failed_peers()
+        .iter()
+        .map(|(m, err)| json!({"name": m.name, "address": m.address.to_string(), "error": err}))
+        .collect();
+    json!({
+        "name": c.name(),
+        "status": if c.is_ready() { "ready" } else { "settling" },
+        "peers": peers,
+        "failedPeers": failed,
+    })
 }
 
 async fn get_status(State(app): State<Arc<App>>) -> Response {

@@ -119,6 +119,19 @@ impl ClusterPeer {
         self.membership.node_id()
     }
 
+    /// Returns the live members (other than self) whose last replication call failed, with the
+    /// error: a peer that gossip still reports alive but that cannot be reached over TCP.
+    pub fn failed_peers(&self) -> Vec<(Member, String)> {
+        let failed = self.replicator.failed();
+        self.members()
+            .into_iter()
+            .filter_map(|m| {
+                let err = failed.get(m.grpc_addr.as_deref()?)?.clone();
+                Some((m, err))
+            })
+            .collect()
+    }
+
     /// Returns whether the replica has settled.
     pub fn is_ready(&self) -> bool {
         *self.ready_rx.borrow()
@@ -237,11 +250,12 @@ pub async fn join(
     })
     .await?;
     let state: Arc<dyn Replicated> = Arc::new(AppState(Arc::downgrade(app)));
+    let traffic = app.metrics.cluster_traffic.clone();
+    let replicator = Arc::new(Replicator::new(opts.name.clone()).with_traffic(traffic.clone()));
     let mut stop = shutdown.clone();
-    tokio::spawn(serve(tcp, state.clone(), async move {
+    tokio::spawn(serve(tcp, state.clone(), traffic, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
-    let replicator = Arc::new(Replicator::new(opts.name.clone()));
     let (ready_tx, ready_rx) = watch::channel(false);
     let peer = Arc::new(ClusterPeer {
         membership,

@@ -127,6 +127,10 @@ pub struct Metrics {
     pub cluster_members: Gauge,
     /// `alertmanager_cluster_enabled`.
     pub cluster_enabled: Gauge,
+    /// `alertmanager_cluster_failed_peers`: members whose gossip or replication is failing.
+    pub cluster_failed_peers: Gauge,
+    /// `alertmanager_cluster_messages_{sent,received}_total` and `..._size_total`.
+    pub cluster_traffic: tocsin_cluster::replication::Traffic,
 }
 
 impl Default for Metrics {
@@ -156,6 +160,8 @@ impl Metrics {
             peer_position: Gauge::default(),
             cluster_members: Gauge::default(),
             cluster_enabled: Gauge::default(),
+            cluster_failed_peers: Gauge::default(),
+            cluster_traffic: Default::default(),
             registry: Registry::default(),
         };
         // Counters are registered without `_total`; the encoder appends it.
@@ -230,6 +236,32 @@ impl Metrics {
             "cluster_enabled",
             "Indicates whether the clustering is enabled or not.",
             m.cluster_enabled.clone(),
+        );
+        r.register(
+            "cluster_failed_peers",
+            "Number indicating the current number of failed peers in the cluster.",
+            m.cluster_failed_peers.clone(),
+        );
+        let t = &m.cluster_traffic;
+        r.register(
+            "cluster_messages_sent",
+            "Total number of cluster messages sent.",
+            t.sent.clone(),
+        );
+        r.register(
+            "cluster_messages_sent_size",
+            "Total size of cluster messages sent.",
+            t.sent_bytes.clone(),
+        );
+        r.register(
+            "cluster_messages_received",
+            "Total number of cluster messages received.",
+            t.received.clone(),
+        );
+        r.register(
+            "cluster_messages_received_size",
+            "Total size of cluster messages received.",
+            t.received_bytes.clone(),
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build

@@ -259,3 +259,153 @@ async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
     assert_eq!(got.len(), 1, "{:?}", got.iter().map(|(n, _, _)| n).collect::<Vec<_>>());
     assert_eq!(got[0].2["commonLabels"]["severity"], "page");
 }
+
+fn silence_body(name: &str) -> Value {
+    let now = jiff::Timestamp::now();
+    json!({"matchers": [{"name": "alertname", "value": name, "isRegex": false}],
+        "startsAt": now.to_string(),
+        "endsAt": now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap().to_string(),
+        "createdBy": "ops", "comment": "maintenance"})
+}
+
+async fn silence_count(c: &reqwest::Client, t: &Tocsin) -> usize {
+    let list: Value = get_json(c, format!("{}/api/v2/silences", t.base)).await;
+    list.as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_restarted_with_an_empty_disk_catches_up_before_it_is_ready() {
+    let (_sink, url) = start_sink().await;
+    let c = reqwest::Client::new();
+    let (_dirs, [r1, r2, mut r3]) = start_three(&c, &url).await;
+    // Enough state that a sync takes a moment: 2,000 silences created on r1.
+    for i in 0..2000 {
+        let r = c
+            .post(format!("{}/api/v2/silences", r1.base))
+            .json(&silence_body(&format!("S{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    r3.kill();
+    wait_members(&c, &[&r1, &r2], 2).await;
+    // r3 comes back on a new, empty disk: the first time it answers ready, it has everything.
+    let empty = tempfile::tempdir().unwrap();
+    let seed = status(&c, &r1).await["cluster"]["peers"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r3b = start(empty.path(), &url, "r3", Some(&seed));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut not_ready = 0;
+    loop {
+        let r = c.get(format!("{}/-/ready", r3b.base)).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        not_ready += 1;
+        assert!(std::time::Instant::now() < deadline, "r3 never became ready");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        silence_count(&c, &r3b).await,
+        2000,
+        "ready before catching up ({not_ready} 503s seen)"
+    );
+}
+
+/// An iptables rule on the loopback interface, removed on drop (also when the test fails).
+struct Firewall(Vec<String>);
+
+impl Firewall {
+    /// Drops TCP to `port` on lo: UDP gossip still flows, replication cannot connect.
+    fn block_tcp(port: u16) -> Option<Firewall> {
+        let spec: Vec<String> = format!("INPUT -i lo -p tcp --dport {port} -m comment --comment tocsin-test -j DROP")
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let ok = std::process::Command::new("iptables")
+            .arg("-I")
+            .args(&spec)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Firewall(spec))
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("iptables").arg("-D").args(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_unreachable_over_tcp_is_reported_failed_until_it_heals() {
+    let (_sink, url) = start_sink().await;
+    let c = reqwest::Client::new();
+    let (_dirs, [r1, _r2, r3]) = start_three(&c, &url).await;
+    let s3 = status(&c, &r3).await;
+    let addr = s3["cluster"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "r3")
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let Some(fw) = Firewall::block_tcp(port) else {
+        println!("skipped: needs root and iptables (.ci/run installs iptables; CI runs as root)");
+        return;
+    };
+    // A change on r1 cannot reach r3: r1 reports r3 failed, while gossip still lists it.
+    let r = c
+        .post(format!("{}/api/v2/silences", r1.base))
+        .json(&silence_body("Blocked"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(&c, &r1).await;
+        let failed = s["cluster"]["failedPeers"].as_array().unwrap().clone();
+        if !failed.is_empty() {
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert_eq!(failed[0]["name"], "r3");
+            assert_eq!(failed[0]["address"], addr.as_str());
+            assert!(failed[0]["error"].as_str().unwrap().contains(&addr), "{failed:?}");
+            assert_eq!(s["cluster"]["peers"].as_array().unwrap().len(), 3);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "r3 never reported failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = c
+        .get(format!("{}/metrics", r1.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nalertmanager_cluster_failed_peers 1\n"), "{metrics}");
+    assert!(metrics.contains("alertmanager_cluster_messages_sent_total{msg_type=\"update\"}"));
+    // Healed: anti-entropy reaches r3 again, the mark clears and the silence arrives.
+    drop(fw);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !status(&c, &r1).await["cluster"]["failedPeers"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "r3 stayed failed after healing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while silence_count(&c, &r3).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the silence never reached r3");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
