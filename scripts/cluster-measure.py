@@ -2,7 +2,7 @@
 """Measures a 3-replica cluster on 127.0.0.1, bounded in count and time:
   1. 1,000 groups posted to all replicas at once -> notifications received (ideal: 1,000);
   2. 10,000 silences created on replica 0 -> seconds until all are listed on replicas 1 and 2.
-Usage: scripts/cluster-measure.py <tocsin or alertmanager binary> [--alertmanager]
+Usage: scripts/cluster-measure.py <tocsin or alertmanager binary> [--alertmanager] [--slow-sink]
 Stops every process it started. Prints one line per figure."""
 import json, os, subprocess, sys, tempfile, threading, time, urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +22,9 @@ class Sink(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 
 class Server(ThreadingHTTPServer):
-    # The default backlog of 5 drops connections when 1,000 groups are sent at once.
-    request_queue_size = 4096
+    # The default backlog of 5 drops connections when 1,000 groups are sent at once; with
+    # --slow-sink it is kept, which makes sends straggle past the peer timeout (slow receiver).
+    request_queue_size = 5 if "--slow-sink" in sys.argv else 4096
     daemon_threads = True
 
 sink = Server(("127.0.0.1", 0), Sink)
@@ -70,7 +71,8 @@ try:
     posted = time.time()
     for i in range(3):
         post(f"http://127.0.0.1:{19593 + i}/api/v2/alerts", alerts)
-    time.sleep(45)  # group_wait + 2 x 15s peer_timeout + margin
+    # group_wait + 2 x 15s peer_timeout + margin; a slow sink needs longer for the retries.
+    time.sleep(120 if "--slow-sink" in sys.argv else 45)
     print(f"groups={GROUPS} notifications={len(received)} extra={len(received) - len(set(received))}")
     by = {}
     for t, path in arrivals:

@@ -23,6 +23,8 @@ use tokio::sync::watch;
 pub const GRPC_KEY: &str = "grpc";
 /// Key set once a node has settled and may count for positions.
 pub const READY_KEY: &str = "ready";
+/// Key holding a digest of a node's replicated state; peers sync when theirs differs.
+pub const DIGEST_KEY: &str = "digest";
 
 /// How to join the cluster.
 #[derive(Clone, Debug)]
@@ -56,6 +58,8 @@ pub struct Member {
     pub grpc_addr: Option<String>,
     /// Whether it has settled.
     pub ready: bool,
+    /// Its published state digest, if any.
+    pub digest: Option<String>,
 }
 
 /// Returns the position of `self_id` among the ready live members, each node id counted once
@@ -76,6 +80,7 @@ fn members_of(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<Member> {
             address: id.gossip_advertise_addr,
             grpc_addr: state.get(GRPC_KEY).map(String::from),
             ready: state.get(READY_KEY) == Some("true"),
+            digest: state.get(DIGEST_KEY).map(String::from),
         };
         match by_name.get(&m.name) {
             Some((g, _)) if *g >= id.generation_id => {}
@@ -187,12 +192,16 @@ impl Membership {
 
     /// Marks this node settled: it now counts for other nodes' positions.
     pub async fn set_ready(&self) {
-        self.handle
-            .chitchat()
-            .lock()
-            .await
-            .self_node_state()
-            .set(READY_KEY, "true");
+        self.set(READY_KEY, "true").await;
+    }
+
+    /// Publishes the digest of this node's replicated state.
+    pub async fn set_digest(&self, digest: &str) {
+        self.set(DIGEST_KEY, digest).await;
+    }
+
+    async fn set(&self, key: &str, value: &str) {
+        self.handle.chitchat().lock().await.self_node_state().set(key, value);
     }
 
     /// Leaves the cluster.

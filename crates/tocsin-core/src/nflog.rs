@@ -45,6 +45,15 @@ pub fn state_key(group_key: &str, r: &ReceiverKey) -> String {
     format!("{group_key}:{}/{}/{}", r.group_name, r.integration, r.idx)
 }
 
+/// One record's share of a state digest: a hash of its identity and version. Summing the shares
+/// gives a digest that ignores order, so replicas with equal state have equal digests.
+pub fn record_digest(id: &str, version: Timestamp) -> u64 {
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    h.update(id.as_bytes());
+    h.update(&version.as_nanosecond().to_le_bytes());
+    h.digest()
+}
+
 /// The in-memory log: latest entry per state key.
 #[derive(Clone, Debug, Default)]
 pub struct Nflog {
@@ -119,6 +128,14 @@ impl Nflog {
     /// Returns the number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Digest of the entries not expired at `now` (the ones a peer would still accept).
+    pub fn digest(&self, now: Timestamp) -> u64 {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.expires_at > now)
+            .fold(0, |d, (k, e)| d.wrapping_add(record_digest(k, e.timestamp)))
     }
 
     /// Returns whether the log is empty.

@@ -259,6 +259,14 @@ impl Silences {
         self.by_id.values()
     }
 
+    /// Digest of the silences not expired at `now` (the ones a peer would still accept); see
+    /// [`crate::nflog::record_digest`].
+    pub fn digest(&self, now: Timestamp) -> u64 {
+        self.by_id.values().filter(|m| m.expires_at > now).fold(0, |d, m| {
+            d.wrapping_add(crate::nflog::record_digest(&m.silence.id, m.silence.updated_at))
+        })
+    }
+
     /// Creates or updates a silence (§6.4) and returns its id (a new one unless updated in place).
     /// `new_id` is called only when a new silence is created.
     ///

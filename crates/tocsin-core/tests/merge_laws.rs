@@ -54,24 +54,31 @@ fn silence() -> impl Strategy<Value = MeshSilence> {
     })
 }
 
-fn nflog_state(entries: &[Entry], now: Timestamp) -> BTreeMap<String, (Timestamp, Vec<u64>)> {
+/// The merged state and its digest: equal states must have equal digests.
+type State<V> = (BTreeMap<String, V>, u64);
+
+fn nflog_state(entries: &[Entry], now: Timestamp) -> State<(Timestamp, Vec<u64>)> {
     let mut log = Nflog::default();
     for e in entries {
         log.merge(e.clone(), now);
     }
-    log.entries()
+    let map = log
+        .entries()
         .map(|e| (e.state_key(), (e.timestamp, e.firing_alerts.clone())))
-        .collect()
+        .collect();
+    (map, log.digest(now))
 }
 
-fn silence_state(entries: &[MeshSilence], now: Timestamp) -> BTreeMap<String, (Timestamp, String)> {
+fn silence_state(entries: &[MeshSilence], now: Timestamp) -> State<(Timestamp, String)> {
     let mut s = Silences::new(Duration::from_secs(500), Limits::default(), NameValidation::Utf8);
     for m in entries {
         s.merge(m.clone(), now);
     }
-    s.iter()
+    let map = s
+        .iter()
         .map(|m| (m.silence.id.clone(), (m.silence.updated_at, m.silence.comment.clone())))
-        .collect()
+        .collect();
+    (map, s.digest(now))
 }
 
 /// Entries with equal keys and timestamps but different content would make "newest wins"
@@ -120,6 +127,15 @@ proptest! {
         v.rotate_left((seed as usize) % n);
         v.reverse();
         prop_assert_eq!(silence_state(&v, now), forward);
+    }
+
+    #[test]
+    fn digests_differ_when_states_differ(a in prop::collection::vec(entry(), 0..8), b in prop::collection::vec(entry(), 0..8)) {
+        let now = t(0);
+        let (sa, sb) = (nflog_state(&a, now), nflog_state(&b, now));
+        // Versions, not contents, are digested: equal keys and timestamps count as equal.
+        let versions = |s: &State<(Timestamp, Vec<u64>)>| s.0.iter().map(|(k, v)| (k.clone(), v.0)).collect::<Vec<_>>();
+        prop_assert_eq!(versions(&sa) == versions(&sb), sa.1 == sb.1);
     }
 
     #[test]

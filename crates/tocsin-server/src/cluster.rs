@@ -1,6 +1,7 @@
 //! Wires a replica into its cluster (§4): chitchat membership, gRPC replication of the nflog and
 //! silences, settling, and the [`Peer`] the pipeline consults.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -80,9 +81,18 @@ impl Replicated for AppState {
 
     fn merge(&self, part: &Part) -> bool {
         let Some(app) = self.0.upgrade() else { return false };
+        let m = &app.metrics;
+        let count = |c: &prometheus_client::metrics::counter::Counter, changed: bool| {
+            if changed {
+                c.inc();
+            }
+            changed
+        };
         let merged = match part.key.as_str() {
-            NFLOG_KEY => decode(&part.data, entry_from_pb).map(|e| app.merge_nflog(e)),
-            SILENCES_KEY => decode(&part.data, silence_from_pb).map(|m| app.merge_silence(m)),
+            NFLOG_KEY => decode(&part.data, entry_from_pb).map(|e| count(&m.nflog_gossip, app.merge_nflog(e))),
+            SILENCES_KEY => {
+                decode(&part.data, silence_from_pb).map(|s| count(&m.silences_gossip, app.merge_silence(s)))
+            }
             CLAIMS_KEY => decode(&part.data, claim_from_pb).map(|c| app.merge_claim(c)),
             other => {
                 debug!(key = other, "ignoring a part of unknown state");
@@ -93,6 +103,71 @@ impl Replicated for AppState {
             warn!(key = %part.key, err = %e, "dropping an undecodable part");
             false
         })
+    }
+}
+
+/// How long a peer's published digest must differ from ours before we sync from it: pushes
+/// normally close the gap within milliseconds, and digests travel by gossip.
+const DIGEST_PATIENCE: Duration = Duration::from_secs(3);
+/// The least time between two digest-triggered syncs from one peer.
+const DIGEST_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The digest of everything replicated (claims excepted: they are short-lived by design).
+fn state_digest(app: &App) -> String {
+    let now = app.clock.now();
+    let d = app
+        .nflog
+        .lock()
+        .digest(now)
+        .wrapping_add(app.silences.read().digest(now));
+    format!("{d:016x}")
+}
+
+/// Publishes our digest every second and syncs from a peer whose digest has differed from ours
+/// for [`DIGEST_PATIENCE`]: a lost push is repaired in seconds, not at the next pushpull.
+async fn exchange_digests(
+    p: Arc<ClusterPeer>,
+    app: Weak<App>,
+    state: Arc<dyn Replicated>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut published, mut differing, mut synced) = (String::new(), HashMap::new(), HashMap::new());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Some(ours) = app.upgrade().map(|a| state_digest(&a)) else {
+            return;
+        };
+        if ours != published {
+            p.membership.set_digest(&ours).await;
+            published = ours.clone();
+        }
+        if !p.is_ready() {
+            continue;
+        }
+        let now = tokio::time::Instant::now();
+        for m in p.members() {
+            let (Some(addr), Some(theirs)) = (m.grpc_addr.as_deref(), m.digest.as_deref()) else {
+                continue;
+            };
+            if m.name == p.name() || theirs == ours {
+                differing.remove(&m.name);
+                continue;
+            }
+            let since = *differing.entry(m.name.clone()).or_insert(now);
+            let recent = synced.get(&m.name).is_some_and(|t| now - *t < DIGEST_BACKOFF);
+            if now - since < DIGEST_PATIENCE || recent {
+                continue;
+            }
+            synced.insert(m.name.clone(), now);
+            differing.remove(&m.name);
+            match p.replicator.sync_from(addr, state.as_ref()).await {
+                Ok((_, merged)) => info!(peer = %m.name, merged, "state digests differed; synced"),
+                Err(e) => debug!(peer = %m.name, err = %e, "digest-triggered sync failed"),
+            }
+        }
     }
 }
 
@@ -287,6 +362,13 @@ pub async fn join(
         p.membership.set_ready().await;
         let _ = ready_tx.send(true);
     });
+
+    tokio::spawn(exchange_digests(
+        peer.clone(),
+        Arc::downgrade(app),
+        state.clone(),
+        shutdown.clone(),
+    ));
 
     // Anti-entropy: pull every peer's full state each pushpull interval.
     let (p, st, mut stop) = (peer.clone(), state, shutdown);

@@ -127,6 +127,10 @@ pub struct Metrics {
     pub cluster_members: Gauge,
     /// `alertmanager_cluster_enabled`.
     pub cluster_enabled: Gauge,
+    /// `alertmanager_nflog_gossip_messages_propagated_total`: log entries from peers that changed ours.
+    pub nflog_gossip: Counter,
+    /// `alertmanager_silences_gossip_messages_propagated_total`: silences from peers that changed ours.
+    pub silences_gossip: Counter,
     /// `alertmanager_cluster_failed_peers`: members whose gossip or replication is failing.
     pub cluster_failed_peers: Gauge,
     /// `alertmanager_cluster_messages_{sent,received}_total` and `..._size_total`.
@@ -161,6 +165,8 @@ impl Metrics {
             cluster_members: Gauge::default(),
             cluster_enabled: Gauge::default(),
             cluster_failed_peers: Gauge::default(),
+            nflog_gossip: Counter::default(),
+            silences_gossip: Counter::default(),
             cluster_traffic: Default::default(),
             registry: Registry::default(),
         };
@@ -241,6 +247,18 @@ impl Metrics {
             "cluster_failed_peers",
             "Number indicating the current number of failed peers in the cluster.",
             m.cluster_failed_peers.clone(),
+        );
+        // Alertmanager counts re-gossiped messages; we push to every member directly and never
+        // re-broadcast, so these count the received records that changed local state.
+        r.register(
+            "nflog_gossip_messages_propagated",
+            "Number of received notification log entries that changed local state.",
+            m.nflog_gossip.clone(),
+        );
+        r.register(
+            "silences_gossip_messages_propagated",
+            "Number of received silences that changed local state.",
+            m.silences_gossip.clone(),
         );
         let t = &m.cluster_traffic;
         r.register(

@@ -24,13 +24,17 @@ async fn status(c: &reqwest::Client, t: &Tocsin) -> Value {
 }
 
 fn start(dir: &std::path::Path, sink: &str, name: &str, seed: Option<&str>) -> Tocsin {
+    start_with(dir, sink, name, seed, "2s")
+}
+
+fn start_with(dir: &std::path::Path, sink: &str, name: &str, seed: Option<&str>, pushpull: &str) -> Tocsin {
     let cfg = config(sink, name);
     let mut args = vec![
         "--cluster.listen-address=127.0.0.1:0".to_string(),
         format!("--cluster.peer-name={name}"),
         PEER_TIMEOUT.to_string(),
         "--cluster.settle-timeout=5s".to_string(),
-        "--cluster.pushpull-interval=2s".to_string(),
+        format!("--cluster.pushpull-interval={pushpull}"),
     ];
     if let Some(s) = seed {
         args.push(format!("--cluster.peer={s}"));
@@ -62,14 +66,18 @@ async fn wait_members(c: &reqwest::Client, nodes: &[&Tocsin], n: usize) {
 /// Starts r1, then r2 and r3 seeded with r1's cluster address, and waits until all three see
 /// three ready members.
 async fn start_three(c: &reqwest::Client, sink: &str) -> (Vec<tempfile::TempDir>, [Tocsin; 3]) {
+    start_three_with(c, sink, "2s").await
+}
+
+async fn start_three_with(c: &reqwest::Client, sink: &str, pushpull: &str) -> (Vec<tempfile::TempDir>, [Tocsin; 3]) {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let r1 = start(dirs[0].path(), sink, "r1", None);
+    let r1 = start_with(dirs[0].path(), sink, "r1", None, pushpull);
     let seed = status(c, &r1).await["cluster"]["peers"][0]["address"]
         .as_str()
         .unwrap()
         .to_string();
-    let r2 = start(dirs[1].path(), sink, "r2", Some(&seed));
-    let r3 = start(dirs[2].path(), sink, "r3", Some(&seed));
+    let r2 = start_with(dirs[1].path(), sink, "r2", Some(&seed), pushpull);
+    let r3 = start_with(dirs[2].path(), sink, "r3", Some(&seed), pushpull);
     wait_members(c, &[&r1, &r2, &r3], 3).await;
     (dirs, [r1, r2, r3])
 }
@@ -344,7 +352,8 @@ impl Drop for Firewall {
 async fn peer_unreachable_over_tcp_is_reported_failed_until_it_heals() {
     let (_sink, url) = start_sink().await;
     let c = reqwest::Client::new();
-    let (_dirs, [r1, _r2, r3]) = start_three(&c, &url).await;
+    // No periodic full sync within the test: only the published digests can repair the loss.
+    let (_dirs, [r1, r2, r3]) = start_three_with(&c, &url, "1h").await;
     let s3 = status(&c, &r3).await;
     let addr = s3["cluster"]["peers"]
         .as_array()
@@ -393,7 +402,20 @@ async fn peer_unreachable_over_tcp_is_reported_failed_until_it_heals() {
         .unwrap();
     assert!(metrics.contains("\nalertmanager_cluster_failed_peers 1\n"), "{metrics}");
     assert!(metrics.contains("alertmanager_cluster_messages_sent_total{msg_type=\"update\"}"));
-    // Healed: anti-entropy reaches r3 again, the mark clears and the silence arrives.
+    let r2_metrics = c
+        .get(format!("{}/metrics", r2.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        r2_metrics.contains("\nalertmanager_silences_gossip_messages_propagated_total 1\n"),
+        "r2 got the silence: {r2_metrics}"
+    );
+    // Healed: the digests differ, so r1 and r3 sync from each other within seconds: the mark
+    // clears and the silence arrives.
     drop(fw);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !status(&c, &r1).await["cluster"]["failedPeers"]
