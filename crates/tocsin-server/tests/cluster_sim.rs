@@ -389,3 +389,34 @@ async fn failed_send_releases_the_claim_at_once() {
     let all = c.received(30.0).await;
     assert_eq!(all, vec![got("n0", 2.0, &["test1"]), got("n1", 22.05, &["test1"])]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn cluster_notifies_exactly_what_a_single_instance_does() {
+    // §8.4 TestClusterVSInstance: alerts test1-<t> pushed at t = 0, 2, 4, 6, 8 to every member of
+    // a one-replica and a three-replica cluster; each is notified within [t, t + 5] and both
+    // receivers get the same alerts, the cluster no duplicates.
+    let by_name = CONFIG.replace("group_by: []", "group_by: [alertname]");
+    let single = Cluster::start_with(1, &by_name, |_| Receiving::default());
+    let three = Cluster::start_with(3, &by_name, |_| Receiving::default());
+    for t in [0.0, 2.0, 4.0, 6.0, 8.0] {
+        let name = format!("test1-{t}");
+        single.push(t, &[0], &name, 0.0).await;
+        three.push(t, &[0, 1, 2], &name, 0.0).await;
+    }
+    let mut seen = Vec::new();
+    for c in [&single, &three] {
+        let mut alerts = Vec::new();
+        for (node, at, names) in c.received(60.0).await {
+            assert_eq!(node, "n0", "the first replica sends every group");
+            for n in names {
+                let pushed: f64 = n.trim_start_matches("test1-").parse().unwrap();
+                assert!((pushed..=pushed + 5.0).contains(&at), "{n} notified at {at}");
+                alerts.push(n);
+            }
+        }
+        alerts.sort();
+        seen.push(alerts);
+    }
+    assert_eq!(seen[0].len(), 5);
+    assert_eq!(seen[0], seen[1]);
+}
