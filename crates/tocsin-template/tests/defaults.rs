@@ -1,0 +1,95 @@
+//! Golden renders of the default templates for a group with one firing and one resolved alert.
+//! `TOCSIN_UPDATE_GOLDEN=1 cargo test -p tocsin-template --test defaults` rewrites the files;
+//! review the diff before committing.
+
+use std::collections::BTreeMap;
+
+use tocsin_template::data::{Alert, Data};
+use tocsin_template::{Options, Template};
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn data() -> Data {
+    let alert = |instance: &str, status: &str, ends: Option<&str>| Alert {
+        status: status.into(),
+        labels: labels(&[
+            ("alertname", "DiskFull"),
+            ("instance", instance),
+            ("job", "node"),
+            ("team", "storage"),
+        ]),
+        annotations: labels(&[("summary", &format!("disk on {instance} is > 95% <full>"))]),
+        starts_at: Some("2026-03-05T13:50:00Z".parse().unwrap()),
+        ends_at: ends.map(|e| e.parse().unwrap()),
+        generator_url: format!("http://prometheus:9090/graph?g0.expr=disk%7Binstance%3D%22{instance}%22%7D"),
+        fingerprint: "0123456789abcdef".into(),
+    };
+    Data {
+        receiver: "storage\\-team".into(),
+        status: "firing".into(),
+        alerts: vec![
+            alert("db-1", "firing", None),
+            alert("db-2", "resolved", Some("2026-03-05T13:59:00Z")),
+        ],
+        group_labels: labels(&[("alertname", "DiskFull")]),
+        common_labels: labels(&[("alertname", "DiskFull"), ("job", "node"), ("team", "storage")]),
+        common_annotations: BTreeMap::new(),
+        external_url: "http://tocsin.example:9093".into(),
+        notification_reason: "first notification".into(),
+    }
+}
+
+fn check(name: &str, html: bool, file: &str) {
+    let t = Template::with_defaults();
+    let opts = Options {
+        html,
+        now: "2026-03-05T14:00:00Z".parse().unwrap(),
+    };
+    let got = t.execute(name, &data().to_value(), &opts).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata")
+        .join(file);
+    if std::env::var_os("TOCSIN_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(got, want, "{name} differs from {}", path.display());
+}
+
+#[test]
+fn subject_has_alertmanagers_format() {
+    let t = Template::with_defaults();
+    let opts = Options {
+        html: false,
+        now: "2026-03-05T14:00:00Z".parse().unwrap(),
+    };
+    let mut d = data();
+    let s = |d: &Data| t.execute("email.default.subject", &d.to_value(), &opts).unwrap();
+    assert_eq!(s(&d), "[FIRING:1] DiskFull (node storage)");
+    d.status = "resolved".into();
+    d.common_labels = d.group_labels.clone();
+    assert_eq!(s(&d), "[RESOLVED] DiskFull");
+}
+
+#[test]
+fn email_html() {
+    check("email.default.html", true, "email.default.html.golden");
+}
+
+#[test]
+fn text_alert_list() {
+    check("email.default.text", false, "email.default.text.golden");
+}
+
+#[test]
+fn alertmanager_url() {
+    let t = Template::with_defaults();
+    let opts = Options {
+        html: false,
+        now: "2026-03-05T14:00:00Z".parse().unwrap(),
+    };
+    let got = t.execute("__alertmanagerURL", &data().to_value(), &opts).unwrap();
+    assert_eq!(got, "http://tocsin.example:9093/#/alerts?receiver=storage%5C-team");
+}
