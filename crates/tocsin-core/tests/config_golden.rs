@@ -80,3 +80,36 @@ fn loaded_values_are_inherited_and_resolved() {
     assert!(!hooks[2].http.enable_http2);
     assert_eq!(hooks[2].http.proxy_url, None);
 }
+
+#[test]
+fn email_defaults_come_from_global_and_alertmanager() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/config/good");
+    let text = std::fs::read_to_string(dir.join("email.yml")).unwrap();
+    let c = load(&text, Path::new("/etc/tocsin"), &LoadOptions::default()).unwrap();
+    let e = &c.receivers["ops"].emails;
+    assert_eq!((e[0].host.as_str(), e[0].port), ("mail.example", 587));
+    assert_eq!(e[0].from, "tocsin@example.org");
+    assert_eq!(e[0].hello, "localhost");
+    assert!(e[0].require_tls && !e[0].implicit_tls && !e[0].send_resolved);
+    assert_eq!(e[0].auth_username.as_deref(), Some("tocsin"));
+    assert_eq!(
+        e[0].auth_password,
+        Some(tocsin_core::config::SecretSource::File(
+            "/etc/tocsin/secrets/smtp".into()
+        ))
+    );
+    // Header names are canonicalised; Subject, To and From default as in Alertmanager.
+    let h: Vec<(&str, &str)> = e[0].headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        h,
+        [
+            ("From", "tocsin@example.org"),
+            ("Reply-To", "noc@example.org"),
+            ("Subject", "{{ .Status | toUpper }}: {{ .CommonLabels.alertname }}"),
+            ("To", "ops@example.org, {{ .CommonLabels.team }}@example.org"),
+        ]
+    );
+    assert_eq!(e[0].html, r#"{{ template "email.default.html" . }}"#);
+    assert_eq!(e[1].headers["Subject"], r#"{{ template "email.default.subject" . }}"#);
+    assert!(e[1].implicit_tls && !e[1].require_tls && e[1].send_resolved && e[1].tls.insecure_skip_verify);
+}

@@ -2,11 +2,13 @@
 //!
 //! Entry points: [`Notifier`] (one integration instance), [`build_integrations`] (a receiver's
 //! integrations from validated config), [`send_with_retry`] (Alertmanager's RetryStage) and
-//! [`webhook::payload`] (the version 4 webhook body, a pure function).
+//! [`webhook::payload`] (the version 4 webhook body, a pure function) and [`email::Email`] (SMTP
+//! with bodies rendered by `tocsin-template`).
 //!
 //! Depends on `tocsin-core` for the domain types; must not depend on the server, the cluster or
 //! on any global state. It performs network and file I/O (secrets in `*_file`) at send time.
 
+pub mod email;
 pub mod http;
 pub mod retry;
 pub mod webhook;
@@ -129,11 +131,21 @@ impl std::fmt::Debug for Integration {
     }
 }
 
+/// What every integration of one configuration shares.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    /// The default templates plus the config's `templates:` files.
+    pub templates: Arc<tocsin_template::Template>,
+    /// Counts notifications sent with a fallback body because a template failed.
+    pub template_errors: prometheus_client::metrics::counter::Counter,
+}
+
 /// Builds the integrations of a receiver, in Alertmanager's registration order.
 ///
 /// # Errors
-/// Returns a message when an HTTP client cannot be built (unreadable CA file, bad certificate).
-pub fn build_integrations(receiver: &Receiver, user_agent: &str) -> Result<Vec<Integration>, String> {
+/// Returns a message when an HTTP client cannot be built (unreadable CA file, bad certificate)
+/// or a template field does not parse.
+pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared) -> Result<Vec<Integration>, String> {
     let mut out = Vec::new();
     for (i, w) in receiver.webhooks.iter().enumerate() {
         let n = webhook::Webhook::new(w.clone(), user_agent)
@@ -143,6 +155,16 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str) -> Result<Vec<I
             idx: i as u32,
             send_resolved: w.send_resolved,
             timeout: w.timeout,
+            notifier: Arc::new(n),
+        });
+    }
+    for (i, e) in receiver.emails.iter().enumerate() {
+        let n = email::Email::new(e.clone(), shared).map_err(|e| format!("receiver {:?} {e}", receiver.name))?;
+        out.push(Integration {
+            kind: "email",
+            idx: i as u32,
+            send_resolved: e.send_resolved,
+            timeout: None,
             notifier: Arc::new(n),
         });
     }

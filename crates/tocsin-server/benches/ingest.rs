@@ -57,7 +57,7 @@ fn body(n: usize, tag: usize) -> Vec<u8> {
 
 fn app() -> Arc<App> {
     let config = load(CONFIG, std::path::Path::new("."), &LoadOptions::default()).unwrap();
-    let factory: NotifierFactory = Arc::new(|_| Ok(vec![]));
+    let factory: NotifierFactory = Arc::new(|_, _| Ok(vec![]));
     let settings = Settings {
         external_url: "http://bench".into(),
         ..Settings::new("unused.yml")

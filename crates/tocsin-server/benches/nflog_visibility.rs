@@ -32,7 +32,7 @@ fn free_port() -> u16 {
 fn app() -> Arc<App> {
     let cfg = "route:\n  receiver: r\nreceivers:\n- name: r\n";
     let config = load(cfg, std::path::Path::new("."), &LoadOptions::default()).unwrap();
-    let factory: NotifierFactory = Arc::new(|_| Ok(vec![]));
+    let factory: NotifierFactory = Arc::new(|_, _| Ok(vec![]));
     App::new(Settings::new("unused.yml"), config, factory, Clock::system()).unwrap()
 }
 

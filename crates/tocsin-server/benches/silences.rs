@@ -19,7 +19,7 @@ const N: usize = 10_000;
 fn app() -> Arc<App> {
     let cfg = "route:\n  receiver: r\n  group_by: [alertname]\n  routes:\n  - matchers: [team=db]\n    receiver: r\nreceivers:\n- name: r\n";
     let config = load(cfg, std::path::Path::new("."), &LoadOptions::default()).unwrap();
-    let factory: NotifierFactory = Arc::new(|_| Ok(vec![]));
+    let factory: NotifierFactory = Arc::new(|_, _| Ok(vec![]));
     App::new(
         Settings::new("unused.yml"),
         config,

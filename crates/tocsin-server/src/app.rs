@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use parking_lot::{Mutex, RwLock};
+use prometheus_client::metrics::counter::Counter;
 use tocsin_core::alert::{Alert, PostedAlert, prepare};
 use tocsin_core::claim::{Claim, Claims};
 use tocsin_core::config::{Config, LoadOptions, Receiver, load};
@@ -16,7 +17,7 @@ use tocsin_core::nflog::{Entry, Nflog, ReceiverKey, needs_update};
 use tocsin_core::route::Route;
 use tocsin_core::silence::{Limits, MeshSilence, Silence, SilenceError, Silences};
 use tocsin_core::timeinterval::any_contains;
-use tocsin_notify::{Integration, NotifyData, send_with_retry};
+use tocsin_notify::{Integration, NotifyData, Shared, send_with_retry};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -30,7 +31,7 @@ use crate::store::AlertStore;
 const CLAIM_RECHECK: Duration = Duration::from_secs(1);
 
 /// Builds a receiver's integrations; tests inject in-memory notifiers here.
-pub type NotifierFactory = Arc<dyn Fn(&Receiver) -> Result<Vec<Integration>, String> + Send + Sync>;
+pub type NotifierFactory = Arc<dyn Fn(&Receiver, &Shared) -> Result<Vec<Integration>, String> + Send + Sync>;
 
 /// Settings from flags that do not change on reload.
 #[derive(Clone, Debug)]
@@ -121,10 +122,40 @@ pub struct Rejected {
     pub message: String,
 }
 
-fn build_active(config: Config, factory: &NotifierFactory) -> Result<Active, String> {
+/// Parses the default templates and then every file matched by the config's `templates:` globs,
+/// in name order per glob (later definitions win, as in Alertmanager).
+///
+/// # Errors
+/// A bad glob, an unreadable file or a template that does not parse.
+pub fn load_templates(globs: &[PathBuf]) -> Result<tocsin_template::Template, String> {
+    let mut t = tocsin_template::Template::with_defaults();
+    for g in globs {
+        let pattern = g.to_string_lossy();
+        let mut files: Vec<PathBuf> = glob::glob(&pattern)
+            .map_err(|e| format!("invalid template glob {pattern:?}: {e}"))?
+            .filter_map(Result::ok)
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("read template {}: {e}", f.display()))?;
+            let name = f
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            t.parse(&name, &text)
+                .map_err(|e| format!("failed to parse template {}: {e}", f.display()))?;
+        }
+    }
+    Ok(t)
+}
+
+fn build_active(config: Config, factory: &NotifierFactory, template_errors: &Counter) -> Result<Active, String> {
+    let shared = Shared {
+        templates: Arc::new(load_templates(&config.templates)?),
+        template_errors: template_errors.clone(),
+    };
     let mut integrations = HashMap::new();
     for r in config.active_receivers() {
-        integrations.insert(r.name.clone(), factory(r)?);
+        integrations.insert(r.name.clone(), factory(r, &shared)?);
     }
     let (cancel, _) = watch::channel(false);
     Ok(Active {
@@ -156,13 +187,13 @@ impl App {
         clock: Clock,
     ) -> Result<Arc<Self>, String> {
         let inhibitor = Inhibitor::new(config.inhibit_rules.clone());
-        let active = build_active(config, &factory)?;
+        let metrics = crate::metrics::Metrics::new();
+        let active = build_active(config, &factory, &metrics.template_errors)?;
         let silences = Silences::new(
             settings.retention,
             settings.silence_limits,
             settings.load.name_validation(),
         );
-        let metrics = crate::metrics::Metrics::new();
         metrics.reload_ok.set(1);
         metrics.reload_ts.set(clock.now().as_second() as f64);
         metrics
@@ -353,7 +384,11 @@ impl App {
         for w in &config.warnings {
             warn!(warning = %w, "configuration warning");
         }
-        self.apply(config)
+        let applied = self.apply(config);
+        if applied.is_err() {
+            self.metrics.reload_ok.set(0);
+        }
+        applied
     }
 
     /// Swaps in a validated configuration: in-flight notifications are cancelled, groups are
@@ -363,7 +398,7 @@ impl App {
     /// Returns a message when an integration cannot be built (the old configuration stays).
     pub fn apply(self: &Arc<Self>, config: Config) -> Result<(), String> {
         let mut inhibitor = Inhibitor::new(config.inhibit_rules.clone());
-        let active = Arc::new(build_active(config, &self.factory)?);
+        let active = Arc::new(build_active(config, &self.factory, &self.metrics.template_errors)?);
         let alerts = self.store.list();
         for a in &alerts {
             inhibitor.observe(a);

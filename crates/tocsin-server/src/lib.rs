@@ -150,7 +150,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         peer_timeout: flags.cluster_peer_timeout,
     };
     let ua = user_agent();
-    let factory: NotifierFactory = Arc::new(move |r| tocsin_notify::build_integrations(r, &ua));
+    let factory: NotifierFactory = Arc::new(move |r, shared| tocsin_notify::build_integrations(r, &ua, shared));
     let app = App::new(settings, config, factory, clock::Clock::system()).map_err(anyhow::Error::msg)?;
     storage::load(&app, &storage);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -127,6 +127,9 @@ pub struct Metrics {
     pub cluster_members: Gauge,
     /// `alertmanager_cluster_enabled`.
     pub cluster_enabled: Gauge,
+    /// `alertmanager_notification_template_errors_total` (Tocsin's): notifications sent with a
+    /// fallback body because a template failed.
+    pub template_errors: Counter,
     /// `alertmanager_nflog_gossip_messages_propagated_total`: log entries from peers that changed ours.
     pub nflog_gossip: Counter,
     /// `alertmanager_silences_gossip_messages_propagated_total`: silences from peers that changed ours.
@@ -166,6 +169,7 @@ impl Metrics {
             cluster_enabled: Gauge::default(),
             cluster_failed_peers: Gauge::default(),
             nflog_gossip: Counter::default(),
+            template_errors: Counter::default(),
             silences_gossip: Counter::default(),
             cluster_traffic: Default::default(),
             registry: Registry::default(),
@@ -247,6 +251,11 @@ impl Metrics {
             "cluster_failed_peers",
             "Number indicating the current number of failed peers in the cluster.",
             m.cluster_failed_peers.clone(),
+        );
+        r.register(
+            "notification_template_errors",
+            "Notifications sent with a fallback body because a template failed to render (Tocsin).",
+            m.template_errors.clone(),
         );
         // Alertmanager counts re-gossiped messages; we push to every member directly and never
         // re-broadcast, so these count the received records that changed local state.

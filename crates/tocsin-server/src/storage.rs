@@ -140,7 +140,7 @@ mod tests {
             &LoadOptions::default(),
         )
         .unwrap();
-        let factory: NotifierFactory = Arc::new(|_| Ok(vec![]));
+        let factory: NotifierFactory = Arc::new(|_, _| Ok(vec![]));
         App::new(
             Settings::new("x.yml"),
             cfg,

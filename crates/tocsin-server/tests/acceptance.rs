@@ -115,7 +115,7 @@ impl Harness {
         let collector = Arc::new(Collector::default());
         let start = Instant::now();
         let c = collector.clone();
-        let factory: NotifierFactory = Arc::new(move |r: &Receiver| {
+        let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
             Ok(r.webhooks
                 .iter()
                 .enumerate()

@@ -169,7 +169,7 @@ impl Cluster {
         for i in 0..n {
             let l = log.clone();
             let rcv = receiving(i);
-            let factory: NotifierFactory = Arc::new(move |r: &Receiver| {
+            let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
                 Ok(r.webhooks
                     .iter()
                     .enumerate()

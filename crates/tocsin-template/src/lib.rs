@@ -84,6 +84,15 @@ impl Template {
         exec::execute(&self.trees, name, data, opts)
     }
 
+    /// Checks that an inline template parses (config fields are checked at load).
+    ///
+    /// # Errors
+    /// As [`Template::parse`].
+    pub fn check(&self, src: &str) -> Result<(), ParseError> {
+        let trees = parse::parse("__inline", src)?;
+        check_functions("__inline", &trees)
+    }
+
     /// Parses and executes an inline template (a config field such as `subject` or `html`) that
     /// may call every template of the set.
     ///

@@ -139,6 +139,41 @@ pub struct WebhookConfig {
     pub timeout: Option<Duration>,
 }
 
+/// An email integration (§2.5); every string but `smarthost` and `hello` is a template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailConfig {
+    /// Send resolved notifications (default false).
+    pub send_resolved: bool,
+    /// Recipients, comma-separated (templated).
+    pub to: String,
+    /// Sender (templated).
+    pub from: String,
+    /// Name sent in EHLO.
+    pub hello: String,
+    /// SMTP server host.
+    pub host: String,
+    /// SMTP server port.
+    pub port: u16,
+    /// Username for AUTH PLAIN/LOGIN.
+    pub auth_username: Option<String>,
+    /// Password, inline or from a file.
+    pub auth_password: Option<SecretSource>,
+    /// Authorization identity for PLAIN.
+    pub auth_identity: Option<String>,
+    /// Headers by canonical name, with `Subject`, `To` and `From` filled in (templated).
+    pub headers: BTreeMap<String, String>,
+    /// HTML body template (empty: none).
+    pub html: String,
+    /// Text body template (empty: none).
+    pub text: String,
+    /// Refuse to send unless the server offers STARTTLS (default true).
+    pub require_tls: bool,
+    /// TLS from the first byte (default: when the port is 465).
+    pub implicit_tls: bool,
+    /// TLS settings.
+    pub tls: TlsConfig,
+}
+
 /// A receiver and its integrations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receiver {
@@ -146,6 +181,8 @@ pub struct Receiver {
     pub name: String,
     /// Webhook integrations in order.
     pub webhooks: Vec<WebhookConfig>,
+    /// Email integrations in order.
+    pub emails: Vec<EmailConfig>,
 }
 
 /// A validated configuration.
@@ -223,6 +260,108 @@ fn secret(
         (None, Some(f)) => Ok(Some(SecretSource::File(resolve(base, f)))),
         (None, None) => Ok(None),
     }
+}
+
+/// Go's `textproto.CanonicalMIMEHeaderKey`: `content-type` → `Content-Type`.
+fn canonical_header(k: &str) -> String {
+    let mut out = String::with_capacity(k.len());
+    let mut upper = true;
+    for c in k.chars() {
+        out.extend(if upper {
+            c.to_uppercase().collect::<Vec<_>>()
+        } else {
+            c.to_lowercase().collect()
+        });
+        upper = c == '-';
+    }
+    out
+}
+
+fn email_config(e: &raw::RawEmailConfig, g: &raw::RawGlobal, base: &Path) -> Result<EmailConfig, ConfigError> {
+    let to = e.to.clone().unwrap_or_default();
+    if to.is_empty() {
+        return err("missing to address in email config");
+    }
+    let smarthost = e
+        .smarthost
+        .clone()
+        .or_else(|| g.smtp_smarthost.clone())
+        .unwrap_or_default();
+    if smarthost.is_empty() {
+        return err("no global SMTP smarthost set");
+    }
+    let (host, port) = smarthost
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']'), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| ConfigError(format!("address {smarthost}: missing port in address")))?;
+    let from = e.from.clone().or_else(|| g.smtp_from.clone()).unwrap_or_default();
+    if from.is_empty() {
+        return err("no global SMTP from set");
+    }
+    if e.auth_secret.is_some()
+        || e.auth_secret_file.is_some()
+        || g.smtp_auth_secret.is_some()
+        || g.smtp_auth_secret_file.is_some()
+    {
+        return err("auth_secret (CRAM-MD5) is not supported by Tocsin: use auth_password (PLAIN or LOGIN)");
+    }
+    if e.threading.is_some() {
+        return err("threading in email_configs is not supported by Tocsin yet");
+    }
+    let password = match secret(&e.auth_password, &e.auth_password_file, base, "auth_password")? {
+        Some(p) => Some(p),
+        None => secret(
+            &g.smtp_auth_password,
+            &g.smtp_auth_password_file,
+            base,
+            "smtp_auth_password",
+        )?,
+    };
+    let mut headers = BTreeMap::new();
+    for (k, v) in e.headers.iter().flatten() {
+        if headers.insert(canonical_header(k), v.clone()).is_some() {
+            return err(format!(
+                "duplicate header {} in email config",
+                go_quote(&canonical_header(k))
+            ));
+        }
+    }
+    headers
+        .entry("Subject".into())
+        .or_insert_with(|| r#"{{ template "email.default.subject" . }}"#.into());
+    headers.entry("To".into()).or_insert_with(|| to.clone());
+    headers.entry("From".into()).or_insert_with(|| from.clone());
+    let tls = match &e.tls_config {
+        Some(_) => tls_config(&e.tls_config, base)?,
+        None => tls_config(&g.smtp_tls_config, base)?,
+    };
+    Ok(EmailConfig {
+        send_resolved: e.send_resolved.unwrap_or(false),
+        to,
+        from,
+        hello: e
+            .hello
+            .clone()
+            .or_else(|| g.smtp_hello.clone())
+            .unwrap_or_else(|| "localhost".into()),
+        host: host.to_string(),
+        port,
+        auth_username: e.auth_username.clone().or_else(|| g.smtp_auth_username.clone()),
+        auth_password: password,
+        auth_identity: e.auth_identity.clone().or_else(|| g.smtp_auth_identity.clone()),
+        headers,
+        html: e
+            .html
+            .clone()
+            .unwrap_or_else(|| r#"{{ template "email.default.html" . }}"#.into()),
+        text: e.text.clone().unwrap_or_default(),
+        require_tls: e.require_tls.or(g.smtp_require_tls).unwrap_or(true),
+        implicit_tls: e
+            .force_implicit_tls
+            .or(g.smtp_force_implicit_tls)
+            .unwrap_or(port == 465),
+        tls,
+    })
 }
 
 fn tls_config(raw: &Option<RawTlsConfig>, base: &Path) -> Result<TlsConfig, ConfigError> {
@@ -507,11 +646,18 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 timeout: w.timeout.map(|d| d.0).filter(|d| !d.is_zero()),
             });
         }
+        let emails = r
+            .email_configs
+            .iter()
+            .flatten()
+            .map(|e| email_config(e, &global, base))
+            .collect::<Result<Vec<_>, _>>()?;
         receivers.insert(
             r.name.clone(),
             Receiver {
                 name: r.name.clone(),
                 webhooks,
+                emails,
             },
         );
     }

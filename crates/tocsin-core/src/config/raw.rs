@@ -599,8 +599,7 @@ impl RawReceiver {
             v.as_ref().is_some_and(|v| !v.is_empty())
         }
         let mut out = Vec::new();
-        let checks: [(&'static str, bool); 17] = [
-            ("email_configs", has(&self.email_configs)),
+        let checks: [(&'static str, bool); 16] = [
             ("pagerduty_configs", has(&self.pagerduty_configs)),
             ("opsgenie_configs", has(&self.opsgenie_configs)),
             ("wechat_configs", has(&self.wechat_configs)),

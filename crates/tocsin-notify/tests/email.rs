@@ -1,0 +1,359 @@
+//! The email integration against a real SMTP server (aiosmtpd, started per test from
+//! `tests/support/smtp_server.py`): plain, STARTTLS with a private CA, implicit TLS, AUTH PLAIN
+//! and LOGIN, `require_tls` against a server without STARTTLS, and the fallback message sent when
+//! a template fails. The received MIME message is decoded by Python's email package.
+//! Skipped, with the reason printed, where python3-aiosmtpd is not installed.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+use serde_json::Value;
+use tocsin_core::alert::Alert;
+use tocsin_core::config::{EmailConfig, LoadOptions, load};
+use tocsin_core::nflog::NotifyReason;
+use tocsin_notify::email::Email;
+use tocsin_notify::{Notifier, NotifyData, Shared};
+use tocsin_template::Template;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+struct Smtp {
+    child: Child,
+    port: u16,
+    out: tempfile::TempDir,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn have_aiosmtpd() -> bool {
+    let ok = Command::new(PYTHON)
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("skipped: {PYTHON} cannot import aiosmtpd (Debian package python3-aiosmtpd; .ci/run installs it)");
+    }
+    ok
+}
+
+fn smtp(args: &[&str]) -> Smtp {
+    let out = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+    let mut child = Command::new(PYTHON)
+        .arg(script)
+        .arg(out.path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(p) = line.strip_prefix("LISTENING ") {
+                let _ = tx.send(p.parse::<u16>().unwrap());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("smtp server did not start");
+    Smtp { child, port, out }
+}
+
+impl Smtp {
+    /// Waits (bounded) for the n-th message and returns it.
+    fn message(&self, n: usize) -> Value {
+        let path = self.out.path().join(format!("{n}.json"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(Instant::now() < deadline, "message {n} never arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+}
+
+/// A private CA and a certificate for localhost/127.0.0.1, as PEM files in a temporary dir.
+fn pki() -> tempfile::TempDir {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    dir
+}
+
+/// Loads an `email_configs` item the way the server does, from YAML.
+fn config(port: u16, item: &str) -> EmailConfig {
+    let item: String = item.lines().map(|l| format!("    {l}\n")).collect();
+    let yaml = format!(
+        "route:\n  receiver: ops\nreceivers:\n- name: ops\n  email_configs:\n  - smarthost: 127.0.0.1:{port}\n    from: Tocsin <tocsin@example.org>\n{item}"
+    );
+    let c = load(&yaml, Path::new("/"), &LoadOptions::default()).unwrap();
+    c.receivers["ops"].emails[0].clone()
+}
+
+fn shared() -> Shared {
+    Shared {
+        templates: Arc::new(Template::with_defaults()),
+        template_errors: Default::default(),
+    }
+}
+
+fn alert(instance: &str, resolved: bool) -> Alert {
+    let mut a = Alert {
+        labels: [
+            ("alertname", "DiskFull"),
+            ("instance", instance),
+            ("job", "node"),
+            ("team", "storage"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        starts_at: "2026-03-05T13:50:00Z".parse().unwrap(),
+        generator_url: "http://prometheus:9090/graph".into(),
+        ..Alert::default()
+    };
+    a.annotations.insert("summary".into(), format!("{instance} is <full>"));
+    if resolved {
+        a.ends_at = "2026-03-05T13:59:00Z".parse().unwrap();
+    }
+    a.fingerprint = tocsin_core::labels::fingerprint(&a.labels);
+    a
+}
+
+fn data() -> NotifyData {
+    NotifyData {
+        receiver: "ops".into(),
+        group_key: "{}:{alertname=\"DiskFull\"}".into(),
+        group_labels: [("alertname".to_string(), "DiskFull".to_string())].into(),
+        reason: NotifyReason::FirstNotification,
+        external_url: "http://tocsin.example:9093".into(),
+        alerts: vec![alert("db-1", false), alert("db-2", true)],
+    }
+}
+
+async fn send(cfg: EmailConfig, shared: &Shared) -> Result<(), String> {
+    let e = Email::new(cfg, shared).unwrap();
+    let sent = tokio::time::timeout(Duration::from_secs(20), e.notify(&data())).await;
+    sent.expect("the SMTP conversation did not finish within 20 s")
+        .map_err(|e| e.message)
+}
+
+#[tokio::test]
+async fn plain_message_carries_subject_headers_text_and_html() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let s = smtp(&[]);
+    let cfg = config(
+        s.port,
+        "to: 'a@example.org, b@example.org'\nrequire_tls: false\nhello: tocsin.test\nheaders:\n  reply-to: noc@example.org\n  X-Team: '{{ .CommonLabels.team }}'\ntext: '{{ template \"__text_alert_list\" . }}'",
+    );
+    send(cfg, &shared()).await.unwrap();
+    let m = s.message(1);
+    assert_eq!(m["mail_from"], "tocsin@example.org");
+    assert_eq!(m["rcpt_tos"], serde_json::json!(["a@example.org", "b@example.org"]));
+    assert_eq!(m["tls"], false);
+    let h = &m["headers"];
+    assert_eq!(h["Subject"], "[FIRING:1] DiskFull (node storage)");
+    assert_eq!(h["From"], "Tocsin <tocsin@example.org>");
+    assert_eq!(h["To"], "a@example.org, b@example.org");
+    assert_eq!(h["Reply-To"], "noc@example.org");
+    assert_eq!(h["X-Team"], "storage");
+    assert!(h["Date"].is_string() && h["Message-ID"].is_string(), "{h}");
+    assert!(
+        h["Content-Type"].as_str().unwrap().starts_with("multipart/alternative"),
+        "{h}"
+    );
+    let text = m["text"].as_str().unwrap();
+    assert!(
+        text.contains(" - instance = db-1\n") && text.contains("Source: http://prometheus:9090/graph"),
+        "{text}"
+    );
+    let html = m["html"].as_str().unwrap();
+    assert!(
+        html.contains("<title>[FIRING:1] DiskFull (node storage)</title>"),
+        "{html}"
+    );
+    assert!(html.contains("[1] Firing") && html.contains("[1] Resolved"), "{html}");
+    assert!(html.contains("db-1 is &lt;full&gt;"), "values are HTML-escaped: {html}");
+    assert!(
+        html.contains("http://tocsin.example:9093/#/alerts?receiver=ops"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn starttls_with_a_private_ca_and_auth_plain() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let pki = pki();
+    let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
+    let s = smtp(&[
+        "--starttls",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        "--auth",
+        "tocsin:s3cret",
+    ]);
+    let ca = pki.path().join("ca.pem");
+    let cfg = config(
+        s.port,
+        &format!(
+            "to: ops@example.org\nauth_username: tocsin\nauth_password: s3cret\ntls_config:\n  ca_file: {}\n  server_name: localhost",
+            ca.display()
+        ),
+    );
+    send(cfg, &shared()).await.unwrap();
+    let m = s.message(1);
+    assert_eq!(m["tls"], true, "require_tls (the default) upgraded with STARTTLS");
+    assert_eq!(m["auth"], "tocsin");
+    assert_eq!(m["mechanism"], "PLAIN");
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let (ours, other) = (pki(), pki());
+    let (cert, key) = (ours.path().join("server.pem"), ours.path().join("server.key"));
+    let s = smtp(&["--starttls", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let cfg = config(
+        s.port,
+        &format!(
+            "to: ops@example.org\ntls_config:\n  ca_file: {}\n  server_name: localhost",
+            other.path().join("ca.pem").display()
+        ),
+    );
+    let err = send(cfg, &shared()).await.unwrap_err();
+    assert!(
+        err.starts_with(&format!("send email via 127.0.0.1:{}", s.port)),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(!s.out.path().join("1.json").exists());
+}
+
+#[tokio::test]
+async fn auth_login_when_the_server_offers_no_plain() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let pki = pki();
+    let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
+    let s = smtp(&[
+        "--starttls",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        "--auth",
+        "u:p",
+        "--no-plain",
+    ]);
+    let cfg = config(
+        s.port,
+        &format!(
+            "to: ops@example.org\nauth_username: u\nauth_password: p\ntls_config:\n  ca_file: {}\n  server_name: localhost",
+            pki.path().join("ca.pem").display()
+        ),
+    );
+    send(cfg, &shared()).await.unwrap();
+    assert_eq!(s.message(1)["mechanism"], "LOGIN");
+}
+
+#[tokio::test]
+async fn implicit_tls() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let pki = pki();
+    let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
+    let s = smtp(&["--implicit-tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let cfg = config(
+        s.port,
+        &format!(
+            "to: ops@example.org\nforce_implicit_tls: true\ntls_config:\n  ca_file: {}\n  server_name: localhost",
+            pki.path().join("ca.pem").display()
+        ),
+    );
+    send(cfg, &shared()).await.unwrap();
+    assert_eq!(s.message(1)["tls"], true);
+}
+
+#[tokio::test]
+async fn require_tls_against_a_server_without_starttls_is_a_clear_error() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let s = smtp(&[]);
+    let err = send(config(s.port, "to: ops@example.org"), &shared())
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("'require_tls' is true (the default) but the server does not offer STARTTLS"),
+        "{err}"
+    );
+    assert!(!s.out.path().join("1.json").exists(), "nothing was sent in clear text");
+}
+
+#[tokio::test]
+async fn a_failing_template_still_sends_a_fallback_message_naming_the_error() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let s = smtp(&[]);
+    let sh = shared();
+    let cfg = config(
+        s.port,
+        "to: ops@example.org\nrequire_tls: false\nhtml: '{{ .CommonLabels.team }} {{ .Nope.Deeper }}'",
+    );
+    send(cfg, &sh).await.unwrap();
+    let m = s.message(1);
+    assert_eq!(m["headers"]["Subject"], "[FIRING:1] DiskFull (node storage)");
+    assert!(m["html"].is_null());
+    let text = m["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Tocsin could not render this notification's template"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "html: template: __inline:1: executing \"__inline\": can't evaluate field Nope in type template.Data"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(" - instance = db-2\n"),
+        "the alerts are still listed: {text}"
+    );
+    assert_eq!(sh.template_errors.get(), 1);
+}
+
+#[test]
+fn a_template_that_does_not_parse_is_rejected_when_the_integration_is_built() {
+    let cfg = config(25, "to: '{{ .Receiver'");
+    let err = Email::new(cfg, &shared()).err().unwrap();
+    assert_eq!(err, "email_configs to: template: __inline:1: unclosed action");
+}
