@@ -4,14 +4,11 @@
 //! a template fails. The received MIME message is decoded by Python's email package.
 //! Skipped, with the reason printed, where python3-aiosmtpd is not installed.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
-use serde_json::Value;
 use tocsin_core::alert::Alert;
 use tocsin_core::config::{EmailConfig, LoadOptions, load};
 use tocsin_core::nflog::NotifyReason;
@@ -19,70 +16,8 @@ use tocsin_notify::email::Email;
 use tocsin_notify::{Notifier, NotifyData, Shared};
 use tocsin_template::Template;
 
-const PYTHON: &str = "/usr/bin/python3";
-
-struct Smtp {
-    child: Child,
-    port: u16,
-    out: tempfile::TempDir,
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn have_aiosmtpd() -> bool {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: {PYTHON} cannot import aiosmtpd (Debian package python3-aiosmtpd; .ci/run installs it)");
-    }
-    ok
-}
-
-fn smtp(args: &[&str]) -> Smtp {
-    let out = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
-    let mut child = Command::new(PYTHON)
-        .arg(script)
-        .arg(out.path())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(p) = line.strip_prefix("LISTENING ") {
-                let _ = tx.send(p.parse::<u16>().unwrap());
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("smtp server did not start");
-    Smtp { child, port, out }
-}
-
-impl Smtp {
-    /// Waits (bounded) for the n-th message and returns it.
-    fn message(&self, n: usize) -> Value {
-        let path = self.out.path().join(format!("{n}.json"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !path.exists() {
-            assert!(Instant::now() < deadline, "message {n} never arrived");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-}
+#[path = "support/smtp.rs"]
+mod smtp;
 
 /// A private CA and a certificate for localhost/127.0.0.1, as PEM files in a temporary dir.
 fn pki() -> tempfile::TempDir {
@@ -162,16 +97,13 @@ async fn send(cfg: EmailConfig, shared: &Shared) -> Result<(), String> {
 
 #[tokio::test]
 async fn plain_message_carries_subject_headers_text_and_html() {
-    if !have_aiosmtpd() {
-        return;
-    }
-    let s = smtp(&[]);
+    let Some(s) = smtp::start(&[]) else { return };
     let cfg = config(
         s.port,
         "to: 'a@example.org, b@example.org'\nrequire_tls: false\nhello: tocsin.test\nheaders:\n  reply-to: noc@example.org\n  X-Team: '{{ .CommonLabels.team }}'\ntext: '{{ template \"__text_alert_list\" . }}'",
     );
     send(cfg, &shared()).await.unwrap();
-    let m = s.message(1);
+    let m = s.message(1).await;
     assert_eq!(m["mail_from"], "tocsin@example.org");
     assert_eq!(m["rcpt_tos"], serde_json::json!(["a@example.org", "b@example.org"]));
     assert_eq!(m["tls"], false);
@@ -206,18 +138,17 @@ async fn plain_message_carries_subject_headers_text_and_html() {
 
 #[tokio::test]
 async fn starttls_with_a_private_ca_and_auth_plain() {
-    if !have_aiosmtpd() {
-        return;
-    }
     let pki = pki();
     let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
-    let s = smtp(&[
+    let Some(s) = smtp::start(&[
         "--starttls",
         cert.to_str().unwrap(),
         key.to_str().unwrap(),
         "--auth",
         "tocsin:s3cret",
-    ]);
+    ]) else {
+        return;
+    };
     let ca = pki.path().join("ca.pem");
     let cfg = config(
         s.port,
@@ -227,7 +158,7 @@ async fn starttls_with_a_private_ca_and_auth_plain() {
         ),
     );
     send(cfg, &shared()).await.unwrap();
-    let m = s.message(1);
+    let m = s.message(1).await;
     assert_eq!(m["tls"], true, "require_tls (the default) upgraded with STARTTLS");
     assert_eq!(m["auth"], "tocsin");
     assert_eq!(m["mechanism"], "PLAIN");
@@ -235,12 +166,11 @@ async fn starttls_with_a_private_ca_and_auth_plain() {
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_refused() {
-    if !have_aiosmtpd() {
-        return;
-    }
     let (ours, other) = (pki(), pki());
     let (cert, key) = (ours.path().join("server.pem"), ours.path().join("server.key"));
-    let s = smtp(&["--starttls", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let Some(s) = smtp::start(&["--starttls", cert.to_str().unwrap(), key.to_str().unwrap()]) else {
+        return;
+    };
     let cfg = config(
         s.port,
         &format!(
@@ -254,24 +184,23 @@ async fn a_certificate_from_another_ca_is_refused() {
         "{err}"
     );
     assert!(err.to_lowercase().contains("certificate"), "{err}");
-    assert!(!s.out.path().join("1.json").exists());
+    assert!(!s.has(1));
 }
 
 #[tokio::test]
 async fn auth_login_when_the_server_offers_no_plain() {
-    if !have_aiosmtpd() {
-        return;
-    }
     let pki = pki();
     let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
-    let s = smtp(&[
+    let Some(s) = smtp::start(&[
         "--starttls",
         cert.to_str().unwrap(),
         key.to_str().unwrap(),
         "--auth",
         "u:p",
         "--no-plain",
-    ]);
+    ]) else {
+        return;
+    };
     let cfg = config(
         s.port,
         &format!(
@@ -280,17 +209,16 @@ async fn auth_login_when_the_server_offers_no_plain() {
         ),
     );
     send(cfg, &shared()).await.unwrap();
-    assert_eq!(s.message(1)["mechanism"], "LOGIN");
+    assert_eq!(s.message(1).await["mechanism"], "LOGIN");
 }
 
 #[tokio::test]
 async fn implicit_tls() {
-    if !have_aiosmtpd() {
-        return;
-    }
     let pki = pki();
     let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
-    let s = smtp(&["--implicit-tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let Some(s) = smtp::start(&["--implicit-tls", cert.to_str().unwrap(), key.to_str().unwrap()]) else {
+        return;
+    };
     let cfg = config(
         s.port,
         &format!(
@@ -299,15 +227,12 @@ async fn implicit_tls() {
         ),
     );
     send(cfg, &shared()).await.unwrap();
-    assert_eq!(s.message(1)["tls"], true);
+    assert_eq!(s.message(1).await["tls"], true);
 }
 
 #[tokio::test]
 async fn require_tls_against_a_server_without_starttls_is_a_clear_error() {
-    if !have_aiosmtpd() {
-        return;
-    }
-    let s = smtp(&[]);
+    let Some(s) = smtp::start(&[]) else { return };
     let err = send(config(s.port, "to: ops@example.org"), &shared())
         .await
         .unwrap_err();
@@ -315,22 +240,19 @@ async fn require_tls_against_a_server_without_starttls_is_a_clear_error() {
         err.contains("'require_tls' is true (the default) but the server does not offer STARTTLS"),
         "{err}"
     );
-    assert!(!s.out.path().join("1.json").exists(), "nothing was sent in clear text");
+    assert!(!s.has(1), "nothing was sent in clear text");
 }
 
 #[tokio::test]
 async fn a_failing_template_still_sends_a_fallback_message_naming_the_error() {
-    if !have_aiosmtpd() {
-        return;
-    }
-    let s = smtp(&[]);
+    let Some(s) = smtp::start(&[]) else { return };
     let sh = shared();
     let cfg = config(
         s.port,
         "to: ops@example.org\nrequire_tls: false\nhtml: '{{ .CommonLabels.team }} {{ .Nope.Deeper }}'",
     );
     send(cfg, &sh).await.unwrap();
-    let m = s.message(1);
+    let m = s.message(1).await;
     assert_eq!(m["headers"]["Subject"], "[FIRING:1] DiskFull (node storage)");
     assert!(m["html"].is_null());
     let text = m["text"].as_str().unwrap();

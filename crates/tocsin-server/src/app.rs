@@ -165,14 +165,16 @@ fn build_active(config: Config, factory: &NotifierFactory, template_errors: &Cou
     })
 }
 
-/// Reads and validates the config file.
+/// Reads and validates the config file and the template files it names.
 ///
 /// # Errors
 /// Returns the read or validation error, prefixed with nothing (callers add context).
 pub fn read_config(path: &Path, opts: &LoadOptions) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("open {}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    load(&text, base, opts).map_err(|e| e.to_string())
+    let config = load(&text, base, opts).map_err(|e| e.to_string())?;
+    load_templates(&config.templates)?;
+    Ok(config)
 }
 
 impl App {
