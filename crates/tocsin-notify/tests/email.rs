@@ -104,6 +104,7 @@ async fn plain_message_carries_subject_headers_text_and_html() {
     );
     send(cfg, &shared()).await.unwrap();
     let m = s.message(1).await;
+    assert_eq!(m["helo"], "tocsin.test");
     assert_eq!(m["mail_from"], "tocsin@example.org");
     assert_eq!(m["rcpt_tos"], serde_json::json!(["a@example.org", "b@example.org"]));
     assert_eq!(m["tls"], false);

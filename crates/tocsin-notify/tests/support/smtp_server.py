@@ -42,6 +42,7 @@ class Handler:
                 parts[part.get_content_subtype()] = part.get_content().replace("\r\n", "\n")
         Handler.count += 1
         record = {
+            "helo": session.host_name,
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "tls": server.transport.get_extra_info("ssl_object") is not None,
