@@ -65,21 +65,29 @@ pub async fn send_with_retry(
             Some(t) => (started + t).min(deadline),
             None => deadline,
         };
-        let result = tokio::select! {
-            r = integration.notifier.notify(data) => r,
-            _ = tokio::time::sleep_until(attempt_deadline), if attempt_deadline < deadline => {
-                Err(NotifyError::retryable(FailureReason::Other, "request timed out"))
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                Err(NotifyError::fatal(FailureReason::ContextDeadlineExceeded, "context deadline exceeded"))
-            }
-        };
+        // One span per attempt, inside the caller's flush span (group_key, receiver).
+        let span = tracing::info_span!("attempt", integration = integration.kind, attempt = number);
+        let result = tracing::Instrument::instrument(
+            async {
+                tokio::select! {
+                    r = integration.notifier.notify(data) => r,
+                    _ = tokio::time::sleep_until(attempt_deadline), if attempt_deadline < deadline => {
+                        Err(NotifyError::retryable(FailureReason::Other, "request timed out"))
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        Err(NotifyError::fatal(FailureReason::ContextDeadlineExceeded, "context deadline exceeded"))
+                    }
+                }
+            },
+            span.clone(),
+        )
+        .await;
         let attempt = Attempt {
             number,
             duration: started.elapsed(),
             error: result.clone().err(),
         };
-        on_attempt(&attempt);
+        span.in_scope(|| on_attempt(&attempt));
         match result {
             Ok(()) => return Ok(number),
             Err(e) if e.reason == FailureReason::ContextDeadlineExceeded => {

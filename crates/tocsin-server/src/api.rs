@@ -45,6 +45,7 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app);
     if prefix == "/" {
@@ -151,6 +152,32 @@ async fn v1_gone() -> Response {
 
 async fn api_not_found(uri: Uri) -> Response {
     error_object(StatusCode::NOT_FOUND, 404, format!("path {} was not found", uri.path()))
+}
+
+/// Records `alertmanager_http_request_duration_seconds` and `..._response_size_bytes` for
+/// matched routes (the route pattern is the `handler` label, so cardinality stays bounded).
+async fn observe(
+    State(app): State<Arc<App>>,
+    matched: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let handler = matched.map_or_else(|| "other".to_string(), |m| m.as_str().to_string());
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m.to_string(),
+        _ => "other".to_string(),
+    };
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let l = crate::metrics::HttpLabels { handler, method };
+    app.metrics
+        .http_duration
+        .get_or_create(&l)
+        .observe(started.elapsed().as_secs_f64());
+    if let Some(n) = axum::body::HttpBody::size_hint(resp.body()).exact() {
+        app.metrics.http_size.get_or_create(&l).observe(n as f64);
+    }
+    resp
 }
 
 async fn reload(State(app): State<Arc<App>>) -> Response {

@@ -687,14 +687,13 @@ impl App {
                 self.claims.lock().merge(claim.clone(), claim.created);
                 peer.broadcast_claim(&claim);
             }
-            let kind = integ.kind;
             let m = &self.metrics;
             let result = send_with_retry(integ, &data, deadline, &cancel, |a| {
                 m.requests.get_or_create(&il).inc();
                 m.latency.get_or_create(&il).observe(a.duration.as_secs_f64());
                 if let Some(e) = &a.error {
                     m.requests_failed.get_or_create(&il).inc();
-                    debug!(integration = kind, attempt = a.number, err = %e, "notify attempt failed");
+                    debug!(err = %e, "notify attempt failed");
                 }
             })
             .await;

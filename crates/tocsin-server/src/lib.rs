@@ -15,6 +15,7 @@ pub mod flags;
 pub mod logging;
 pub mod metrics;
 pub mod peer;
+mod process_metrics;
 pub mod storage;
 pub mod store;
 

@@ -140,6 +140,8 @@ pub fn init(level: &str, format: LogFormat) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Span fields are pre-rendered by the field formatter: no terminal colours in them.
+        .with_ansi(false)
         .event_format(Format(format))
         .try_init();
 }

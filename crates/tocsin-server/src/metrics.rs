@@ -32,6 +32,20 @@ pub const INTEGRATIONS: [&str; 18] = [
     "mattermost",
 ];
 
+/// `handler` (the route pattern) and `method`: both bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// Route pattern, e.g. `/api/v2/alerts`.
+    pub handler: String,
+    /// HTTP method (unusual ones as `other`).
+    pub method: String,
+}
+
+/// Index of the notification log in the per-state arrays.
+pub const NFLOG: usize = 0;
+/// Index of the silences in the per-state arrays.
+pub const SILENCES: usize = 1;
+
 /// `integration`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IntegrationLabel {
@@ -130,6 +144,16 @@ pub struct Metrics {
     /// `alertmanager_notification_template_errors_total` (Tocsin's): notifications sent with a
     /// fallback body because a template failed.
     pub template_errors: Counter,
+    /// `alertmanager_http_request_duration_seconds{handler,method}`.
+    pub http_duration: Family<HttpLabels, Histogram>,
+    /// `alertmanager_http_response_size_bytes{handler,method}`.
+    pub http_size: Family<HttpLabels, Histogram>,
+    /// `alertmanager_{nflog,silences}_maintenance_total` and `..._errors_total`, by state.
+    pub maintenance: [Counter; 2],
+    /// Failed maintenance runs, by state.
+    pub maintenance_errors: [Counter; 2],
+    /// `alertmanager_{nflog,silences}_snapshot_size_bytes`, by state.
+    pub snapshot_size: [Gauge; 2],
     /// `alertmanager_nflog_gossip_messages_propagated_total`: log entries from peers that changed ours.
     pub nflog_gossip: Counter,
     /// `alertmanager_silences_gossip_messages_propagated_total`: silences from peers that changed ours.
@@ -149,7 +173,8 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric; integration series start at 0 as in Alertmanager.
     pub fn new() -> Self {
-        let mut r = Registry::with_prefix("alertmanager");
+        let mut root = Registry::default();
+        let r = root.sub_registry_with_prefix("alertmanager");
         let m = Metrics {
             alerts_received: Family::default(),
             alerts_invalid: Family::default(),
@@ -170,6 +195,17 @@ impl Metrics {
             cluster_failed_peers: Gauge::default(),
             nflog_gossip: Counter::default(),
             template_errors: Counter::default(),
+            http_duration: Family::new_with_constructor(|| {
+                Histogram::new([0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 20.0, 60.0])
+            }),
+            http_size: Family::new_with_constructor(|| {
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    100.0, 10.0, 7,
+                ))
+            }),
+            maintenance: Default::default(),
+            maintenance_errors: Default::default(),
+            snapshot_size: Default::default(),
             silences_gossip: Counter::default(),
             cluster_traffic: Default::default(),
             registry: Registry::default(),
@@ -253,6 +289,33 @@ impl Metrics {
             m.cluster_failed_peers.clone(),
         );
         r.register(
+            "http_request_duration_seconds",
+            "Histogram of latencies for HTTP requests.",
+            m.http_duration.clone(),
+        );
+        r.register(
+            "http_response_size_bytes",
+            "Histogram of response size for HTTP requests.",
+            m.http_size.clone(),
+        );
+        for (i, state) in ["nflog", "silences"].into_iter().enumerate() {
+            r.register(
+                format!("{state}_maintenance"),
+                format!("How many maintenances were executed for {state}."),
+                m.maintenance[i].clone(),
+            );
+            r.register(
+                format!("{state}_maintenance_errors"),
+                format!("How many maintenances were executed for {state} that failed."),
+                m.maintenance_errors[i].clone(),
+            );
+            r.register(
+                format!("{state}_snapshot_size_bytes"),
+                format!("Size of the last {state} snapshot in bytes."),
+                m.snapshot_size[i].clone(),
+            );
+        }
+        r.register(
             "notification_template_errors",
             "Notifications sent with a fallback body because a template failed to render (Tocsin).",
             m.template_errors.clone(),
@@ -317,7 +380,11 @@ impl Metrics {
         for s in ["active", "pending", "expired"] {
             let _ = m.silences.get_or_create(&StateLabel { state: s.into() });
         }
-        Metrics { registry: r, ..m }
+        let start_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        root.register_collector(Box::new(crate::process_metrics::ProcessCollector { start_time }));
+        Metrics { registry: root, ..m }
     }
 
     /// Renders the exposition text.

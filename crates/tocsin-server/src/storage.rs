@@ -104,6 +104,31 @@ pub fn snapshot(app: &App, dir: &Path) -> Result<(usize, usize), String> {
     Ok((silences.len(), nflog.len()))
 }
 
+/// One maintenance run: GC and snapshots, counted in the maintenance metrics.
+fn maintain(app: &App, dir: &Path) -> Result<(usize, usize), String> {
+    use crate::metrics::{NFLOG as N, SILENCES as S};
+    let m = &app.metrics;
+    m.maintenance[N].inc();
+    m.maintenance[S].inc();
+    match snapshot(app, dir) {
+        Ok((s, n)) => {
+            m.snapshot_size[S].set(s as i64);
+            m.snapshot_size[N].set(n as i64);
+            Ok((s, n))
+        }
+        Err(e) => {
+            // The silences are written first: a failure names the file it concerns.
+            let which = if e.contains(NFLOG) && !e.contains(SILENCES) {
+                N
+            } else {
+                S
+            };
+            m.maintenance_errors[which].inc();
+            Err(e)
+        }
+    }
+}
+
 /// Runs maintenance every interval until shutdown, then writes the final snapshots.
 pub async fn run_maintenance(app: Arc<App>, dir: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let interval = app.settings.maintenance_interval;
@@ -113,13 +138,13 @@ pub async fn run_maintenance(app: Arc<App>, dir: PathBuf, mut shutdown: watch::R
             _ = shutdown.wait_for(|v| *v) => break,
         }
         let (a, d) = (app.clone(), dir.clone());
-        match tokio::task::spawn_blocking(move || snapshot(&a, &d)).await {
+        match tokio::task::spawn_blocking(move || maintain(&a, &d)).await {
             Ok(Ok((s, n))) => info!(silences_bytes = s, nflog_bytes = n, "maintenance done"),
             Ok(Err(e)) => warn!(err = %e, "maintenance failed"),
             Err(e) => warn!(err = %e, "maintenance task failed"),
         }
     }
-    match snapshot(&app, &dir) {
+    match maintain(&app, &dir) {
         Ok(_) => info!("final snapshots written"),
         Err(e) => error!(err = %e, "final snapshot failed"),
     }
@@ -189,5 +214,22 @@ mod tests {
             .collect();
         assert_eq!(kept.len(), 1);
         assert_eq!(std::fs::read(dir.path().join(&kept[0])).unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn maintenance_is_counted_and_failures_name_their_state() {
+        use crate::metrics::{NFLOG as N, SILENCES as S};
+        let dir = tempfile::tempdir().unwrap();
+        let a = app();
+        add_silence(&a, "one");
+        let (s, _) = maintain(&a, dir.path()).unwrap();
+        assert!(s > 0);
+        let m = &a.metrics;
+        assert_eq!((m.maintenance[S].get(), m.maintenance[N].get()), (1, 1));
+        assert_eq!(m.snapshot_size[S].get(), s as i64);
+        // An unwritable directory: the silences snapshot, written first, fails.
+        let gone = dir.path().join("missing/dir");
+        assert!(maintain(&a, &gone).is_err());
+        assert_eq!((m.maintenance_errors[S].get(), m.maintenance_errors[N].get()), (1, 0));
     }
 }

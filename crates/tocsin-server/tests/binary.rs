@@ -328,7 +328,7 @@ async fn metrics_count_notifications_and_failures_with_alertmanager_names() {
     let cfg = format!(
         "route:\n  receiver: r\n  group_wait: 1s\nreceivers:\n- name: r\n  webhook_configs:\n  - url: {url}/ok\n  - url: {url}/no/such/path\n"
     );
-    let t = start_tocsin(&cfg, &[]);
+    let t = start_tocsin(&cfg, &["--log.level=debug"]);
     let c = reqwest::Client::new();
     let body = json!([{"labels": {"alertname": "M"}}, {"labels": {}}]);
     assert_eq!(
@@ -379,6 +379,40 @@ async fn metrics_count_notifications_and_failures_with_alertmanager_names() {
         assert!(has(line), "missing {line:?} in\n{text}");
     }
     assert!(text.contains("alertmanager_build_info{version=\""), "{text}");
+    // HTTP metrics by route pattern, process metrics, maintenance counters (not yet run).
+    for prefix in [
+        r#"alertmanager_http_request_duration_seconds_count{handler="/api/v2/alerts",method="POST"} 1"#,
+        r#"alertmanager_http_response_size_bytes_count{handler="/api/v2/alerts",method="POST"} 1"#,
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_start_time_seconds ",
+        "process_open_fds ",
+        "alertmanager_nflog_maintenance_total 0",
+        "alertmanager_silences_snapshot_size_bytes 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(prefix)),
+            "missing {prefix:?} in\n{text}"
+        );
+    }
+    // The failed attempt is logged inside its flush and attempt spans.
+    let failed = t
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("notify attempt failed"))
+        .cloned()
+        .expect("a debug line for the failed attempt");
+    for field in [
+        "group_key={}:{}",
+        "receiver=r",
+        "integration=webhook",
+        "attempt=1",
+        "404",
+    ] {
+        assert!(failed.contains(field), "{field} missing in {failed}");
+    }
     assert!(
         text.contains("alertmanager_notification_latency_seconds_bucket{le=\"1.0\",integration=\"webhook\"}"),
         "{text}"

@@ -52,6 +52,8 @@ pub struct Tocsin {
     pub base: String,
     pub config: PathBuf,
     pub dir: Option<tempfile::TempDir>,
+    /// Every line the process wrote to stderr so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Tocsin {
@@ -84,8 +86,11 @@ pub fn start_in(dir: &Path, config: &str, extra: &[&str]) -> Tocsin {
     // Find the bound port the way Alertmanager's acceptance harness does.
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let kept = logs.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            kept.lock().unwrap().push(line.clone());
             if !line.contains("Listening on") {
                 continue;
             }
@@ -113,6 +118,7 @@ pub fn start_in(dir: &Path, config: &str, extra: &[&str]) -> Tocsin {
         base: format!("http://{addr}"),
         config: path,
         dir: None,
+        logs,
     }
 }
 
