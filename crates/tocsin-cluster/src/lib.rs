@@ -195,6 +195,12 @@ impl Membership {
         self.set(READY_KEY, "true").await;
     }
 
+    /// Leaving: no longer counts for positions, so peers re-rank at the next gossip round rather
+    /// than after failure detection.
+    pub async fn set_leaving(&self) {
+        self.set(READY_KEY, "false").await;
+    }
+
     /// Publishes the digest of this node's replicated state.
     pub async fn set_digest(&self, digest: &str) {
         self.set(DIGEST_KEY, digest).await;

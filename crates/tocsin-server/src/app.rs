@@ -27,6 +27,17 @@ use crate::dispatch::{Dispatcher, FlushJob};
 use crate::peer::{Peer, SingleNode};
 use crate::store::AlertStore;
 
+/// Counts a running flush; its drop wakes [`App::drain`] when it was the last.
+struct InFlight<'a>(&'a App);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 /// How often a replica waiting on a peer's claim re-checks that the claimant is still a member.
 const CLAIM_RECHECK: Duration = Duration::from_secs(1);
 
@@ -99,6 +110,9 @@ pub struct App {
     pub claims: Mutex<Claims>,
     /// Bumped when a peer's log entry or claim arrives, to wake replicas waiting on a claim.
     replicated: watch::Sender<u64>,
+    /// Flushes running now, and a wake-up when the count reaches zero (shutdown drains them).
+    inflight: std::sync::atomic::AtomicUsize,
+    idle: Notify,
     /// Exported metrics.
     pub metrics: crate::metrics::Metrics,
     active: RwLock<Arc<Active>>,
@@ -206,6 +220,8 @@ impl App {
             silences: RwLock::new(silences),
             claims: Mutex::new(Claims::default()),
             replicated: watch::channel(0).0,
+            inflight: std::sync::atomic::AtomicUsize::new(0),
+            idle: Notify::new(),
             peer: RwLock::new(Arc::new(SingleNode)),
             cluster: RwLock::new(None),
             started: clock.now(),
@@ -472,8 +488,10 @@ impl App {
             .map(|r| r.receiver.clone())
             .unwrap_or_default();
         let span = info_span!("flush", group_key = %group, receiver = %receiver);
+        self.inflight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(
             async move {
+                let _done = InFlight(&app);
                 let mut job = job;
                 loop {
                     let ok = app.pipeline(&active, &mut job).await;
@@ -489,6 +507,21 @@ impl App {
             }
             .instrument(span),
         );
+    }
+
+    /// Waits, at most `within`, for the running flushes to finish (at shutdown, after the scheduler
+    /// stopped: sends under way complete and are logged before the final snapshot). Returns how
+    /// many were still running.
+    pub async fn drain(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            // Registered before the check: a notify_waiters in between is not missed.
+            let idle = self.idle.notified();
+            let n = self.inflight.load(std::sync::atomic::Ordering::SeqCst);
+            if n == 0 || tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.inflight.load(std::sync::atomic::Ordering::SeqCst);
+            }
+        }
     }
 
     /// The notification pipeline of one flush (§3.3); returns whether every integration succeeded.

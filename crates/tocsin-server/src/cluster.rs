@@ -207,6 +207,12 @@ impl ClusterPeer {
             .collect()
     }
 
+    /// Announces that this replica leaves: peers stop counting it for positions.
+    pub async fn leave(&self) {
+        self.membership.set_leaving().await;
+        info!("leaving the cluster");
+    }
+
     /// Returns whether the replica has settled.
     pub fn is_ready(&self) -> bool {
         *self.ready_rx.borrow()

@@ -169,9 +169,14 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|v| *v).await;
     });
+    let leaving = app.clone();
     let signals = tokio::spawn(async move {
         wait_for_termination().await;
         info!("received termination signal, exiting gracefully");
+        // Peers take over positions while this replica finishes what it is sending.
+        if let Some(c) = leaving.cluster() {
+            c.leave().await;
+        }
         let _ = shutdown_tx.send(true);
     });
     if let Err(e) = server.await {

@@ -129,7 +129,11 @@ fn maintain(app: &App, dir: &Path) -> Result<(usize, usize), String> {
     }
 }
 
-/// Runs maintenance every interval until shutdown, then writes the final snapshots.
+/// How long shutdown waits for notifications under way before the final snapshot.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs maintenance every interval until shutdown; then lets running notifications finish
+/// (bounded by [`DRAIN_TIMEOUT`]) and writes the final snapshots, so what they sent is logged.
 pub async fn run_maintenance(app: Arc<App>, dir: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let interval = app.settings.maintenance_interval;
     loop {
@@ -143,6 +147,10 @@ pub async fn run_maintenance(app: Arc<App>, dir: PathBuf, mut shutdown: watch::R
             Ok(Err(e)) => warn!(err = %e, "maintenance failed"),
             Err(e) => warn!(err = %e, "maintenance task failed"),
         }
+    }
+    let left = app.drain(DRAIN_TIMEOUT).await;
+    if left > 0 {
+        warn!(flushes = left, "shutting down with notifications still in flight");
     }
     match maintain(&app, &dir) {
         Ok(_) => info!("final snapshots written"),

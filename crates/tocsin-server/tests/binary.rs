@@ -430,3 +430,73 @@ async fn metrics_count_notifications_and_failures_with_alertmanager_names() {
             .any(|l| l == "alertmanager_config_last_reload_successful 0")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_send_under_way_finish_and_logs_it() {
+    // A receiver that takes 2 s to answer. SIGTERM arrives while it is thinking: the send
+    // completes, is written to the notification log on disk, and the process exits 0. Restarted
+    // on the same storage and sent the same alert, Tocsin does not notify again.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let done = std::sync::Arc::new(AtomicUsize::new(0));
+    let (c2, d2) = (calls.clone(), done.clone());
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::post(move || {
+            let (c, d) = (c2.clone(), d2.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                d.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let cfg = format!(
+        "route:\n  receiver: r\n  group_wait: 0s\n  repeat_interval: 1h\nreceivers:\n- name: r\n  webhook_configs:\n  - url: {url}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let c = reqwest::Client::new();
+    let alert = json!([{"labels": {"alertname": "Slow"}}]);
+    let mut t = common::start_in(dir.path(), &cfg, &[]);
+    c.post(format!("{}/api/v2/alerts", t.base))
+        .json(&alert)
+        .send()
+        .await
+        .unwrap();
+    wait_for("the send to start", || {
+        (calls.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = t.terminate();
+        (s, t)
+    })
+    .await
+    .unwrap();
+    let (status, _stopped) = status;
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        1,
+        "the receiver answered before the process exited"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(12), "bounded drain");
+
+    let t = common::start_in(dir.path(), &cfg, &[]);
+    c.post(format!("{}/api/v2/alerts", t.base))
+        .json(&alert)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the logged send is not repeated after the restart"
+    );
+}
