@@ -30,12 +30,14 @@ pub struct Claim {
     pub released: bool,
 }
 
-type Key = (String, ReceiverKey, String);
+/// Claims of one group's integration, by claimant.
+type PerIntegration = HashMap<String, Claim>;
 
-/// Every replica's claims, newest per (group, integration, claimant).
+/// Every replica's claims, newest per (group, integration, claimant). Indexed by group and
+/// integration, so the check made before each send touches only that integration's claims.
 #[derive(Clone, Debug, Default)]
 pub struct Claims {
-    claims: HashMap<Key, Claim>,
+    by_target: HashMap<(String, ReceiverKey), PerIntegration>,
 }
 
 impl Claims {
@@ -45,11 +47,14 @@ impl Claims {
         if c.deadline <= now {
             return false;
         }
-        let key = (c.group_key.clone(), c.receiver.clone(), c.sender.clone());
-        match self.claims.get(&key) {
+        let per = self
+            .by_target
+            .entry((c.group_key.clone(), c.receiver.clone()))
+            .or_default();
+        match per.get(&c.sender) {
             Some(cur) if (cur.created, cur.released) >= (c.created, c.released) => false,
             _ => {
-                self.claims.insert(key, c);
+                per.insert(c.sender.clone(), c);
                 true
             }
         }
@@ -67,12 +72,11 @@ impl Claims {
         now: Timestamp,
         is_live: impl Fn(&str) -> bool,
     ) -> Option<&Claim> {
-        self.claims
+        self.by_target
+            .get(&(group_key.to_string(), receiver.clone()))?
             .values()
             .filter(|c| {
-                c.group_key == group_key
-                    && &c.receiver == receiver
-                    && c.sender != me
+                c.sender != me
                     && !c.released
                     && c.deadline > now
                     && logged.is_none_or(|e| e.timestamp < c.created)
@@ -83,24 +87,27 @@ impl Claims {
 
     /// Deletes claims past their deadline; returns how many.
     pub fn gc(&mut self, now: Timestamp) -> usize {
-        let before = self.claims.len();
-        self.claims.retain(|_, c| c.deadline > now);
-        before - self.claims.len()
+        let before = self.len();
+        for per in self.by_target.values_mut() {
+            per.retain(|_, c| c.deadline > now);
+        }
+        self.by_target.retain(|_, per| !per.is_empty());
+        before - self.len()
     }
 
     /// Iterates over all claims (for a full-state sync).
     pub fn iter(&self) -> impl Iterator<Item = &Claim> {
-        self.claims.values()
+        self.by_target.values().flat_map(HashMap::values)
     }
 
     /// Returns the number of claims held.
     pub fn len(&self) -> usize {
-        self.claims.len()
+        self.by_target.values().map(HashMap::len).sum()
     }
 
     /// Returns whether no claim is held.
     pub fn is_empty(&self) -> bool {
-        self.claims.is_empty()
+        self.by_target.is_empty()
     }
 }
 
