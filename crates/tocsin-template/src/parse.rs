@@ -659,32 +659,16 @@ impl Parser<'_> {
 
     /// Parses one operand with its field chain; returns it and the tokens used.
     fn operand(&mut self, toks: &[Token], line: usize) -> Result<(Arg, usize), ParseError> {
-        let mut n = 1;
+        let n = 1;
         let base = match &toks[0].tok {
             Tok::Dot => Arg::Dot,
-            Tok::Field(f) => {
-                let mut fields = vec![f.clone()];
-                while let Some(Token {
-                    tok: Tok::Field(f),
-                    spaced: false,
-                }) = toks.get(n)
-                {
-                    fields.push(f.clone());
-                    n += 1;
-                }
+            Tok::Field(_) => {
+                let (fields, n) = field_chain(toks, 0);
                 return Ok((Arg::Field(fields), n));
             }
             Tok::Var(v) => {
                 self.known(v, line)?;
-                let mut fields = Vec::new();
-                while let Some(Token {
-                    tok: Tok::Field(f),
-                    spaced: false,
-                }) = toks.get(n)
-                {
-                    fields.push(f.clone());
-                    n += 1;
-                }
+                let (fields, n) = field_chain(toks, 1);
                 return Ok((Arg::Var(v.clone(), fields), n));
             }
             Tok::Str(s) => Arg::Str(s.clone()),
@@ -720,22 +704,33 @@ impl Parser<'_> {
                     return err(self.name, line, "unclosed left paren");
                 }
                 let inner = self.pipe(&toks[1..j], line, false)?;
-                n = j + 1;
-                let mut fields = Vec::new();
-                while let Some(Token {
-                    tok: Tok::Field(f),
-                    spaced: false,
-                }) = toks.get(n)
-                {
-                    fields.push(f.clone());
-                    n += 1;
-                }
+                let (fields, n) = field_chain(toks, j + 1);
                 return Ok((Arg::Chain(Box::new(inner), fields), n));
             }
             t => return err(self.name, line, format!("unexpected {t:?} in operand")),
         };
         Ok((base, n))
     }
+}
+
+/// The fields directly attached (no space) from `toks[from]` on: `.A.B` after `$x` or `(…)`.
+/// Returns them and the index after the last one.
+fn field_chain(toks: &[Token], from: usize) -> (Vec<String>, usize) {
+    let mut n = from;
+    let mut fields = Vec::new();
+    while let Some(Token {
+        tok: Tok::Field(f),
+        spaced,
+    }) = toks.get(n)
+    {
+        // Only an operand's own first token (index 0) may follow a space.
+        if *spaced && n != 0 {
+            break;
+        }
+        fields.push(f.clone());
+        n += 1;
+    }
+    (fields, n)
 }
 
 fn parse_number(s: &str) -> Option<Arg> {
