@@ -37,6 +37,22 @@ fn pki() -> tempfile::TempDir {
     dir
 }
 
+/// Starts the SMTP server with TLS (`--starttls` or `--implicit-tls`) using `pki`'s certificate.
+fn tls_server(pki: &tempfile::TempDir, mode: &str, extra: &[&str]) -> Option<smtp::Smtp> {
+    let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
+    let mut args = vec![mode, cert.to_str().unwrap(), key.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    smtp::start(&args)
+}
+
+/// The `tls_config` lines that trust `pki`'s CA.
+fn trusting(pki: &tempfile::TempDir) -> String {
+    format!(
+        "tls_config:\n  ca_file: {}\n  server_name: localhost",
+        pki.path().join("ca.pem").display()
+    )
+}
+
 /// Loads an `email_configs` item the way the server does, from YAML.
 fn config(port: u16, item: &str) -> EmailConfig {
     let item: String = item.lines().map(|l| format!("    {l}\n")).collect();
@@ -140,25 +156,14 @@ async fn plain_message_carries_subject_headers_text_and_html() {
 #[tokio::test]
 async fn starttls_with_a_private_ca_and_auth_plain() {
     let pki = pki();
-    let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
-    let Some(s) = smtp::start(&[
-        "--starttls",
-        cert.to_str().unwrap(),
-        key.to_str().unwrap(),
-        "--auth",
-        "tocsin:s3cret",
-    ]) else {
+    let Some(s) = tls_server(&pki, "--starttls", &["--auth", "tocsin:s3cret"]) else {
         return;
     };
-    let ca = pki.path().join("ca.pem");
-    let cfg = config(
-        s.port,
-        &format!(
-            "to: ops@example.org\nauth_username: tocsin\nauth_password: s3cret\ntls_config:\n  ca_file: {}\n  server_name: localhost",
-            ca.display()
-        ),
+    let item = format!(
+        "to: ops@example.org\nauth_username: tocsin\nauth_password: s3cret\n{}",
+        trusting(&pki)
     );
-    send(cfg, &shared()).await.unwrap();
+    send(config(s.port, &item), &shared()).await.unwrap();
     let m = s.message(1).await;
     assert_eq!(m["tls"], true, "require_tls (the default) upgraded with STARTTLS");
     assert_eq!(m["auth"], "tocsin");
@@ -168,18 +173,11 @@ async fn starttls_with_a_private_ca_and_auth_plain() {
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_refused() {
     let (ours, other) = (pki(), pki());
-    let (cert, key) = (ours.path().join("server.pem"), ours.path().join("server.key"));
-    let Some(s) = smtp::start(&["--starttls", cert.to_str().unwrap(), key.to_str().unwrap()]) else {
+    let Some(s) = tls_server(&ours, "--starttls", &[]) else {
         return;
     };
-    let cfg = config(
-        s.port,
-        &format!(
-            "to: ops@example.org\ntls_config:\n  ca_file: {}\n  server_name: localhost",
-            other.path().join("ca.pem").display()
-        ),
-    );
-    let err = send(cfg, &shared()).await.unwrap_err();
+    let item = format!("to: ops@example.org\n{}", trusting(&other));
+    let err = send(config(s.port, &item), &shared()).await.unwrap_err();
     assert!(
         err.starts_with(&format!("send email via 127.0.0.1:{}", s.port)),
         "{err}"
@@ -191,43 +189,25 @@ async fn a_certificate_from_another_ca_is_refused() {
 #[tokio::test]
 async fn auth_login_when_the_server_offers_no_plain() {
     let pki = pki();
-    let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
-    let Some(s) = smtp::start(&[
-        "--starttls",
-        cert.to_str().unwrap(),
-        key.to_str().unwrap(),
-        "--auth",
-        "u:p",
-        "--no-plain",
-    ]) else {
+    let Some(s) = tls_server(&pki, "--starttls", &["--auth", "u:p", "--no-plain"]) else {
         return;
     };
-    let cfg = config(
-        s.port,
-        &format!(
-            "to: ops@example.org\nauth_username: u\nauth_password: p\ntls_config:\n  ca_file: {}\n  server_name: localhost",
-            pki.path().join("ca.pem").display()
-        ),
+    let item = format!(
+        "to: ops@example.org\nauth_username: u\nauth_password: p\n{}",
+        trusting(&pki)
     );
-    send(cfg, &shared()).await.unwrap();
+    send(config(s.port, &item), &shared()).await.unwrap();
     assert_eq!(s.message(1).await["mechanism"], "LOGIN");
 }
 
 #[tokio::test]
 async fn implicit_tls() {
     let pki = pki();
-    let (cert, key) = (pki.path().join("server.pem"), pki.path().join("server.key"));
-    let Some(s) = smtp::start(&["--implicit-tls", cert.to_str().unwrap(), key.to_str().unwrap()]) else {
+    let Some(s) = tls_server(&pki, "--implicit-tls", &[]) else {
         return;
     };
-    let cfg = config(
-        s.port,
-        &format!(
-            "to: ops@example.org\nforce_implicit_tls: true\ntls_config:\n  ca_file: {}\n  server_name: localhost",
-            pki.path().join("ca.pem").display()
-        ),
-    );
-    send(cfg, &shared()).await.unwrap();
+    let item = format!("to: ops@example.org\nforce_implicit_tls: true\n{}", trusting(&pki));
+    send(config(s.port, &item), &shared()).await.unwrap();
     assert_eq!(s.message(1).await["tls"], true);
 }
 
