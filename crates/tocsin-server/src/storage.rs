@@ -88,45 +88,51 @@ pub fn load(app: &App, dir: &Path) {
 /// # Errors
 /// The first write error.
 pub fn snapshot(app: &App, dir: &Path) -> Result<(usize, usize), String> {
-    let now = app.clock.now();
-    let silences = {
-        let mut s = app.silences.write();
-        s.gc(now);
-        encode_silences(s.iter())
-    };
-    let nflog = {
-        let mut l = app.nflog.lock();
-        l.gc(now);
-        encode_nflog(l.entries())
-    };
-    write_atomic(&dir.join(SILENCES), &silences)?;
-    write_atomic(&dir.join(NFLOG), &nflog)?;
-    Ok((silences.len(), nflog.len()))
+    Ok((write_silences(app, dir)?, write_nflog(app, dir)?))
 }
 
-/// One maintenance run: GC and snapshots, counted in the maintenance metrics.
+/// GCs the silences and writes their snapshot; returns its size.
+fn write_silences(app: &App, dir: &Path) -> Result<usize, String> {
+    let bytes = {
+        let mut s = app.silences.write();
+        s.gc(app.clock.now());
+        encode_silences(s.iter())
+    };
+    write_atomic(&dir.join(SILENCES), &bytes).map(|()| bytes.len())
+}
+
+/// GCs the notification log and writes its snapshot; returns its size.
+fn write_nflog(app: &App, dir: &Path) -> Result<usize, String> {
+    let bytes = {
+        let mut l = app.nflog.lock();
+        l.gc(app.clock.now());
+        encode_nflog(l.entries())
+    };
+    write_atomic(&dir.join(NFLOG), &bytes).map(|()| bytes.len())
+}
+
+/// One maintenance run: GC and a snapshot of each state, counted per state in the metrics
+/// (each state's own outcome, not guessed from an error message). Returns the sizes written, or
+/// the first error.
 fn maintain(app: &App, dir: &Path) -> Result<(usize, usize), String> {
     use crate::metrics::{NFLOG as N, SILENCES as S};
     let m = &app.metrics;
-    m.maintenance[N].inc();
-    m.maintenance[S].inc();
-    match snapshot(app, dir) {
-        Ok((s, n)) => {
-            m.snapshot_size[S].set(s as i64);
-            m.snapshot_size[N].set(n as i64);
-            Ok((s, n))
+    let run = |i: usize, write: fn(&App, &Path) -> Result<usize, String>| {
+        m.maintenance[i].inc();
+        let r = write(app, dir);
+        match &r {
+            Ok(n) => {
+                m.snapshot_size[i].set(*n as i64);
+            }
+            Err(_) => {
+                m.maintenance_errors[i].inc();
+            }
         }
-        Err(e) => {
-            // The silences are written first: a failure names the file it concerns.
-            let which = if e.contains(NFLOG) && !e.contains(SILENCES) {
-                N
-            } else {
-                S
-            };
-            m.maintenance_errors[which].inc();
-            Err(e)
-        }
-    }
+        r
+    };
+    // Silences first, as `snapshot` does; a failure stops the run.
+    let s = run(S, write_silences)?;
+    Ok((s, run(N, write_nflog)?))
 }
 
 /// How long shutdown waits for notifications under way before the final snapshot.
