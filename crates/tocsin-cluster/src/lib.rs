@@ -129,9 +129,21 @@ impl Membership {
         let kvs = vec![(GRPC_KEY.to_string(), cfg.grpc_addr.clone())];
         let handle = spawn_chitchat(config, kvs, transport).await?;
         let mut live = handle.chitchat().lock().await.live_nodes_watcher();
+        // Chitchat lists this node as live only after its first gossip round; wait for it so that
+        // the member list (and /api/v2/status) never shows a cluster without this node.
+        let me = cfg.node_id.clone();
+        let listed = tokio::time::timeout(
+            cfg.gossip_interval.saturating_mul(20).max(Duration::from_secs(2)),
+            live.wait_for(|nodes| nodes.keys().any(|id| *id.node_id == *me)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !listed {
+            tracing::warn!("gossip did not list this node as live yet");
+        }
         let position = Arc::new(AtomicUsize::new(0));
-        let (members_tx, members_rx) = watch::channel(Vec::new());
-        let (pos, me) = (position.clone(), cfg.node_id.clone());
+        let (members_tx, members_rx) = watch::channel(members_of(&live.borrow()));
+        let pos = position.clone();
         tokio::spawn(async move {
             loop {
                 let members = members_of(&live.borrow_and_update());
