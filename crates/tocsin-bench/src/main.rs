@@ -5,13 +5,17 @@
 //! config and storage (`tocsin` or an Alertmanager binary: both take the same flags), measured,
 //! and stopped. Figures: ingest rate of distinct alerts (batches over several connections) with
 //! POST latency p50/p99, GET /api/v2/alerts and /alerts/groups latency (median of runs), server
-//! RSS per stored alert, silence creation rate and GET /api/v2/silences latency. The generator's
-//! own ceiling is measured first against a built-in null server, so it is known not to be the
-//! bottleneck. Every loop is bounded in count, and every request has a timeout.
+//! RSS per stored alert, server CPU per 1k alerts re-sent in steady state (every alert re-posted
+//! each interval with a new `endsAt`, as Prometheus does), silence creation rate, RSS per
+//! silence, GET /api/v2/silences latency, start-up time with the silences on disk, and
+//! notifications/s when many single-alert groups fall due at once (into a built-in webhook sink).
+//! The generator's and the sink's own ceilings are measured first, so they are known not to be
+//! the bottleneck. Every loop is bounded in count, and every request has a timeout.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -36,15 +40,35 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Steady state: rounds of re-sending every stored alert.
+    #[arg(long, default_value_t = 3)]
+    resend_rounds: u32,
+    /// Steady state: seconds between the starts of two re-send rounds.
+    #[arg(long, default_value_t = 10)]
+    resend_interval: u64,
     /// Silences to create.
     #[arg(long, default_value_t = 10_000)]
     silences: usize,
+    /// Single-alert groups that fall due at once for the notification figure.
+    #[arg(long, default_value_t = 10_000)]
+    groups: usize,
     /// Runs of each GET (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
 }
 
 const CONFIG: &str = "route:\n  receiver: blackhole\n  group_by: [alertname, cluster]\n  group_wait: 1h\n  group_interval: 1h\n  repeat_interval: 24h\nreceivers:\n- name: blackhole\n";
+
+/// Group wait of the notification phase: long enough for every server to have ingested all
+/// the groups before the first falls due, so the figure measures sending, not ingest.
+const NOTIFY_GROUP_WAIT: Duration = Duration::from_secs(5);
+
+fn notify_config(sink: &str) -> String {
+    format!(
+        "route:\n  receiver: sink\n  group_by: [instance]\n  group_wait: {}s\n  group_interval: 1h\n  repeat_interval: 24h\nreceivers:\n- name: sink\n  webhook_configs:\n  - url: '{sink}/notify'\n    send_resolved: false\n",
+        NOTIFY_GROUP_WAIT.as_secs()
+    )
+}
 
 /// One row of the table: figure name and value per server.
 struct Row {
@@ -55,10 +79,20 @@ struct Row {
     values: Vec<f64>,
 }
 
+impl Row {
+    fn new(figure: &'static str, unit: &'static str, lower_better: bool) -> Self {
+        Row {
+            figure,
+            unit,
+            lower_better,
+            values: vec![],
+        }
+    }
+}
+
 struct Server {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -68,18 +102,38 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// SIGTERM and wait (bounded) for a clean exit, so that the server writes its snapshots.
+    fn terminate(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("server did not exit within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start(binary: &str, client: &reqwest::Client) -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("alertmanager.yml");
-    std::fs::write(&cfg, CONFIG)?;
+/// Starts `binary` with `config` and storage in `dir`; returns once /-/ready answers 200, with
+/// the time that took.
+async fn start(binary: &str, client: &reqwest::Client, dir: &Path, config: &str) -> anyhow::Result<(Server, Duration)> {
+    let cfg = dir.join("alertmanager.yml");
+    std::fs::write(&cfg, config)?;
     let port = free_port()?;
+    let started = Instant::now();
     let child = Command::new(binary)
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--cluster.listen-address=")
         .stdout(Stdio::null())
@@ -89,19 +143,18 @@ async fn start(binary: &str, client: &reqwest::Client) -> anyhow::Result<Server>
     let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = started + Duration::from_secs(60);
     loop {
         if let Ok(r) = client.get(format!("{}/-/ready", server.base)).send().await
             && r.status().is_success()
         {
-            return Ok(server);
+            return Ok((server, started.elapsed()));
         }
         if Instant::now() > deadline {
             bail!("{binary} did not become ready");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -117,12 +170,33 @@ fn rss(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb * 1024.0)
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    // Fields 14 and 15 of /proc/PID/stat, in USER_HZ ticks (100 per second on Linux); the command
+    // name (field 2) may hold spaces, so count from its closing parenthesis.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .map_or(0.0, |ticks| ticks / 100.0)
+}
+
 fn quantile(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i].as_secs_f64()
+}
+
+fn ends_in(d: jiff::SignedDuration) -> String {
+    jiff::Timestamp::now()
+        .checked_add(d)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// Distinct alerts shaped like Prometheus' (several labels, annotations, a generator URL).
@@ -141,32 +215,33 @@ fn batch(start: usize, n: usize, ends: &str) -> Vec<u8> {
     serde_json::to_vec(&alerts).unwrap_or_default()
 }
 
-/// Posts `total` distinct alerts in batches over `conns` connections; returns (alerts/s, sorted latencies).
-async fn ingest(client: &reqwest::Client, base: &str, total: usize, size: usize, conns: usize) -> (f64, Vec<Duration>) {
-    let ends = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(2))
-        .map(|t| t.to_string())
-        .unwrap_or_default();
-    let batches: Arc<Vec<Vec<u8>>> = Arc::new(
-        (0..total.div_ceil(size))
-            .map(|b| batch(b * size, size.min(total - b * size), &ends))
-            .collect(),
-    );
+/// The POST bodies for `total` distinct alerts.
+fn batches(total: usize, size: usize) -> Vec<Vec<u8>> {
+    let ends = ends_in(jiff::SignedDuration::from_hours(2));
+    (0..total.div_ceil(size))
+        .map(|b| batch(b * size, size.min(total - b * size), &ends))
+        .collect()
+}
+
+/// POSTs every body to `url` over `conns` connections; returns the elapsed time and the sorted
+/// latencies.
+async fn post_all(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Vec<u8>>,
+    conns: usize,
+) -> (Duration, Vec<Duration>) {
+    let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (client, url, batches, next) = (
-            client.clone(),
-            format!("{base}/api/v2/alerts"),
-            batches.clone(),
-            next.clone(),
-        );
+        let (client, url, bodies, next) = (client.clone(), url.to_string(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(body) = batches.get(i) else { return lat };
+                let Some(body) = bodies.get(i) else { return lat };
                 let t = Instant::now();
                 let ok = client
                     .post(&url)
@@ -176,7 +251,7 @@ async fn ingest(client: &reqwest::Client, base: &str, total: usize, size: usize,
                     .await
                     .is_ok_and(|r| r.status().is_success());
                 if !ok {
-                    eprintln!("a POST failed");
+                    eprintln!("a POST to {url} failed");
                 }
                 lat.push(t.elapsed());
             }
@@ -186,9 +261,34 @@ async fn ingest(client: &reqwest::Client, base: &str, total: usize, size: usize,
     for t in tasks {
         all.extend(t.await.unwrap_or_default());
     }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
     all.sort();
-    (rate, all)
+    (elapsed, all)
+}
+
+/// Posts `total` distinct alerts in batches over `conns` connections; returns (alerts/s, sorted latencies).
+async fn ingest(client: &reqwest::Client, base: &str, total: usize, size: usize, conns: usize) -> (f64, Vec<Duration>) {
+    let (elapsed, lat) = post_all(client, &format!("{base}/api/v2/alerts"), batches(total, size), conns).await;
+    (total as f64 / elapsed.as_secs_f64(), lat)
+}
+
+/// Steady state: re-sends all `total` alerts once per interval for `rounds` rounds, each round
+/// with a later `endsAt` as Prometheus sends them; returns server CPU-ms per 1,000 alerts re-sent.
+async fn resend_cpu(client: &reqwest::Client, server: &Server, a: &Args) -> f64 {
+    let pid = server.child.id();
+    let url = format!("{}/api/v2/alerts", server.base);
+    let interval = Duration::from_secs(a.resend_interval);
+    let cpu0 = cpu_seconds(pid);
+    for _ in 0..a.resend_rounds {
+        let round = Instant::now();
+        let (took, _) = post_all(client, &url, batches(a.alerts, a.batch), a.connections).await;
+        if took > interval {
+            eprintln!("a re-send round took {took:?}, longer than the interval");
+        }
+        tokio::time::sleep(interval.saturating_sub(round.elapsed())).await;
+    }
+    let cpu = cpu_seconds(pid) - cpu0;
+    cpu * 1e3 / (a.alerts as f64 * f64::from(a.resend_rounds) / 1e3)
 }
 
 /// Median latency of `runs` GETs; also checks the body is a JSON array of the expected length.
@@ -252,16 +352,100 @@ async fn null_server() -> anyhow::Result<String> {
     Ok(base)
 }
 
+/// Arrival times of the webhook notifications the sink received.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<Instant>>>);
+
+impl Sink {
+    fn count(&self) -> usize {
+        self.0.lock().map_or(0, |v| v.len())
+    }
+
+    fn take(&self) -> Vec<Instant> {
+        self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+}
+
+/// A webhook sink on 127.0.0.1 that records when each notification arrived.
+async fn webhook_sink() -> anyhow::Result<(String, Sink)> {
+    let sink = Sink::default();
+    let got = sink.clone();
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |_: axum::body::Bytes| {
+            let got = got.clone();
+            async move {
+                if let Ok(mut v) = got.0.lock() {
+                    v.push(Instant::now());
+                }
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((base, sink))
+}
+
+/// The sink's own ceiling: single-alert webhook payloads posted over 64 connections.
+async fn sink_ceiling(client: &reqwest::Client, base: &str, sink: &Sink, n: usize) -> f64 {
+    let body = serde_json::to_vec(&json!({
+        "version": "4", "status": "firing", "receiver": "sink", "groupKey": "{}:{instance=\"host-1:9100\"}",
+        "truncatedAlerts": 0, "groupLabels": {"instance": "host-1:9100"},
+        "commonLabels": {"alertname": "Alert1", "instance": "host-1:9100", "job": "node"},
+        "commonAnnotations": {"summary": "instance host-1 is unhappy"}, "externalURL": "http://localhost:9093",
+        "alerts": [{"status": "firing", "labels": {"alertname": "Alert1", "instance": "host-1:9100", "job": "node"},
+                    "annotations": {"summary": "instance host-1 is unhappy"}, "startsAt": "2026-12-02T10:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus:9090/graph", "fingerprint": "0123456789abcdef"}]
+    }))
+    .unwrap_or_default();
+    let (elapsed, _) = post_all(client, &format!("{base}/notify"), vec![body; n], 64).await;
+    sink.take();
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// Posts `groups` alerts that each form their own group, then measures notifications/s from the
+/// moment the first group fell due (first POST + group_wait) until the last notification.
+async fn notifications(client: &reqwest::Client, base: &str, sink: &Sink, a: &Args) -> anyhow::Result<f64> {
+    sink.take();
+    let first_post = Instant::now();
+    let (took, _) = post_all(
+        client,
+        &format!("{base}/api/v2/alerts"),
+        batches(a.groups, a.batch),
+        a.connections,
+    )
+    .await;
+    if took > NOTIFY_GROUP_WAIT {
+        eprintln!("posting the groups took {took:?}, longer than group_wait");
+    }
+    let deadline = first_post + NOTIFY_GROUP_WAIT + Duration::from_secs(300);
+    while sink.count() < a.groups {
+        if Instant::now() > deadline {
+            bail!("only {} of {} notifications within 300 s", sink.count(), a.groups);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = sink.take();
+    let last = got.iter().max().copied().unwrap_or(first_post);
+    let due = first_post + NOTIFY_GROUP_WAIT;
+    Ok(a.groups as f64 / last.saturating_duration_since(due).as_secs_f64())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
-        .pool_max_idle_per_host(args.connections)
+        .pool_max_idle_per_host(64)
         .build()?;
     let null = null_server().await?;
     let (ceiling, _) = ingest(&client, &null, args.alerts, args.batch, args.connections).await;
     eprintln!("generator ceiling against a null server: {ceiling:.0} alerts/s");
+    let (sink_base, sink) = webhook_sink().await?;
+    let sink_max = sink_ceiling(&client, &sink_base, &sink, args.groups).await;
+    eprintln!("webhook sink ceiling: {sink_max:.0} notifications/s");
 
     let names: Vec<(String, String)> = args
         .servers
@@ -270,58 +454,24 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Option<_>>()
         .context("--server wants NAME=PATH")?;
     let mut rows = vec![
-        Row {
-            figure: "ingest, distinct alerts",
-            unit: "alerts/s",
-            lower_better: false,
-            values: vec![],
-        },
-        Row {
-            figure: "POST /api/v2/alerts p50",
-            unit: "ms",
-            lower_better: true,
-            values: vec![],
-        },
-        Row {
-            figure: "POST /api/v2/alerts p99",
-            unit: "ms",
-            lower_better: true,
-            values: vec![],
-        },
-        Row {
-            figure: "GET /api/v2/alerts",
-            unit: "ms",
-            lower_better: true,
-            values: vec![],
-        },
-        Row {
-            figure: "GET /api/v2/alerts/groups",
-            unit: "ms",
-            lower_better: true,
-            values: vec![],
-        },
-        Row {
-            figure: "RSS per stored alert",
-            unit: "bytes",
-            lower_better: true,
-            values: vec![],
-        },
-        Row {
-            figure: "silence creation",
-            unit: "silences/s",
-            lower_better: false,
-            values: vec![],
-        },
-        Row {
-            figure: "GET /api/v2/silences",
-            unit: "ms",
-            lower_better: true,
-            values: vec![],
-        },
+        Row::new("ingest, distinct alerts", "alerts/s", false),
+        Row::new("POST /api/v2/alerts p50", "ms", true),
+        Row::new("POST /api/v2/alerts p99", "ms", true),
+        Row::new("GET /api/v2/alerts", "ms", true),
+        Row::new("GET /api/v2/alerts/groups", "ms", true),
+        Row::new("RSS per stored alert", "bytes", true),
+        Row::new("CPU per 1k re-sent alerts", "CPU-ms", true),
+        Row::new("silence creation", "silences/s", false),
+        Row::new("RSS per silence", "bytes", true),
+        Row::new("GET /api/v2/silences", "ms", true),
+        Row::new("start-up, empty storage", "ms", true),
+        Row::new("start-up, silences on disk", "ms", true),
+        Row::new("notifications, groups due at once", "notifications/s", false),
     ];
     for (name, path) in &names {
         eprintln!("measuring {name} ({path})");
-        let server = start(path, &client).await?;
+        let dir = tempfile::tempdir()?;
+        let (server, startup_empty) = start(path, &client, dir.path(), CONFIG).await?;
         let pid = server.child.id();
         let rss0 = rss(pid);
         let (rate, lat) = ingest(&client, &server.base, args.alerts, args.batch, args.connections).await;
@@ -335,14 +485,30 @@ async fn main() -> anyhow::Result<()> {
             None,
         )
         .await?;
+        eprintln!("  steady re-send");
+        let resend = resend_cpu(&client, &server, &args).await;
+        let rss2 = rss(pid);
         let sil_rate = create_silences(&client, &server.base, args.silences, args.connections).await;
-        let get_sil = get_median(
+        let rss3 = rss(pid);
+        let silences_url = format!("{}/api/v2/silences", server.base);
+        let get_sil = get_median(&client, &silences_url, args.runs, Some(args.silences)).await?;
+        server.terminate()?;
+        let (server, startup_silences) = start(path, &client, dir.path(), CONFIG).await?;
+        get_median(
             &client,
             &format!("{}/api/v2/silences", server.base),
-            args.runs,
+            1,
             Some(args.silences),
         )
-        .await?;
+        .await
+        .context("silences after a restart")?;
+        drop(server);
+
+        eprintln!("  notifications");
+        let ndir = tempfile::tempdir()?;
+        let (server, _) = start(path, &client, ndir.path(), &notify_config(&sink_base)).await?;
+        let notify_rate = notifications(&client, &server.base, &sink, &args).await?;
+        drop(server);
         for (row, v) in rows.iter_mut().zip([
             rate,
             quantile(&lat, 0.5) * 1e3,
@@ -350,15 +516,20 @@ async fn main() -> anyhow::Result<()> {
             get_alerts * 1e3,
             groups * 1e3,
             (rss1 - rss0).max(0.0) / args.alerts as f64,
+            resend,
             sil_rate,
+            (rss3 - rss2).max(0.0) / args.silences as f64,
             get_sil * 1e3,
+            startup_empty.as_secs_f64() * 1e3,
+            startup_silences.as_secs_f64() * 1e3,
+            notify_rate,
         ]) {
             row.values.push(v);
         }
     }
     println!(
-        "{} alerts in batches of {} over {} connections, {} silences; generator ceiling {ceiling:.0} alerts/s",
-        args.alerts, args.batch, args.connections, args.silences
+        "{} alerts in batches of {} over {} connections, re-sent {} times every {} s; {} silences; {} groups; generator ceiling {ceiling:.0} alerts/s, webhook sink ceiling {sink_max:.0} notifications/s",
+        args.alerts, args.batch, args.connections, args.resend_rounds, args.resend_interval, args.silences, args.groups
     );
     let mut header = "| figure | unit |".to_string();
     for (n, _) in &names {
