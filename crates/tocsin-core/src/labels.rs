@@ -17,6 +17,18 @@ impl fmt::Display for Fingerprint {
     }
 }
 
+/// Serialises as the 16-hex-digit string of `Display`, without allocating.
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut b = [0u8; 16];
+        for (i, c) in b.iter_mut().enumerate() {
+            *c = HEX[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        s.serialize_str(std::str::from_utf8(&b).map_err(serde::ser::Error::custom)?)
+    }
+}
+
 impl Fingerprint {
     /// Parses the 16-hex-digit form printed by `Display`.
     pub fn parse(s: &str) -> Option<Self> {
@@ -137,6 +149,11 @@ mod tests {
         assert_eq!(fingerprint(&LabelSet::new()).0, 0xcbf29ce484222325);
         let l = ls(&[("alertname", "foo"), ("job", "bar")]);
         assert_eq!(fingerprint(&l).to_string(), "8aba0fb1e9e94f70");
+        assert_eq!(serde_json::to_string(&fingerprint(&l)).unwrap(), "\"8aba0fb1e9e94f70\"");
+        assert_eq!(
+            serde_json::to_string(&Fingerprint(0xab)).unwrap(),
+            "\"00000000000000ab\""
+        );
         assert_eq!(format!("{:016x}", hash_alert(&l)), "fd9f2fcc55407923");
     }
 

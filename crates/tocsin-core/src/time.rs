@@ -27,7 +27,54 @@ pub fn format_rfc3339_nano(t: Timestamp) -> String {
 
 /// Formats with millisecond precision (`2026-11-23T18:33:30.712Z`), as API v2 JSON uses.
 pub fn format_millis(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    Millis(t).to_string()
+}
+
+/// A timestamp that displays and serialises in the API's millisecond form without allocating:
+/// GET /api/v2/alerts writes three per alert, and `strftime` showed in its profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Millis(pub Timestamp);
+
+impl Millis {
+    /// The 24 bytes of `YYYY-MM-DDTHH:MM:SS.mmmZ`, for years 0 to 9999.
+    fn bytes(self) -> Option<[u8; 24]> {
+        let dt = jiff::tz::Offset::UTC.to_datetime(self.0);
+        let year = u32::try_from(dt.year()).ok()?;
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: u32| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, u32::from(dt.month().unsigned_abs()));
+        put(8, 2, u32::from(dt.day().unsigned_abs()));
+        put(11, 2, u32::from(dt.hour().unsigned_abs()));
+        put(14, 2, u32::from(dt.minute().unsigned_abs()));
+        put(17, 2, u32::from(dt.second().unsigned_abs()));
+        put(20, 3, dt.subsec_nanosecond().unsigned_abs() / 1_000_000);
+        Some(b)
+    }
+}
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.bytes() {
+            // Only ASCII digits and separators were written.
+            Some(b) => f.write_str(std::str::from_utf8(&b).map_err(|_| std::fmt::Error)?),
+            None => write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+        }
+    }
+}
+
+impl serde::Serialize for Millis {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.bytes() {
+            Some(b) => s.serialize_str(std::str::from_utf8(&b).map_err(serde::ser::Error::custom)?),
+            None => s.collect_str(self),
+        }
+    }
 }
 
 /// Parses an RFC 3339 timestamp with any offset.
@@ -48,6 +95,21 @@ mod tests {
         let t: Timestamp = "2026-11-23T18:33:30Z".parse().unwrap();
         assert_eq!(format_rfc3339_nano(t), "2026-11-23T18:33:30Z");
         assert_eq!(format_millis(t), "2026-11-23T18:33:30.000Z");
+        assert_eq!(format_millis(ZERO), "0001-01-01T00:00:00.000Z");
+        // Milliseconds are truncated, as Go's strfmt.DateTime formats them.
+        let t: Timestamp = "2026-02-03T04:05:06.999999999Z".parse().unwrap();
+        assert_eq!(format_millis(t), "2026-02-03T04:05:06.999Z");
+        assert_eq!(
+            serde_json::to_string(&Millis(t)).unwrap(),
+            "\"2026-02-03T04:05:06.999Z\""
+        );
+        let before_epoch: Timestamp = "1969-12-31T23:59:59.5Z".parse().unwrap();
+        assert_eq!(format_millis(before_epoch), "1969-12-31T23:59:59.500Z");
+        let negative_year: Timestamp = "-000001-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            format_millis(negative_year),
+            negative_year.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
         let t = parse_rfc3339("2026-11-23T20:33:30.000000001+02:00").unwrap();
         assert_eq!(format_rfc3339_nano(t), "2026-11-23T18:33:30.000000001Z");
     }

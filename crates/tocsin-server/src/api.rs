@@ -1,6 +1,6 @@
 //! HTTP API v2 (§5) and the lifecycle endpoints, with Alertmanager's status codes and bodies.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tocsin_core::alert::{Alert, PostedAlert};
 use tocsin_core::group::{alert_order, label_set_order};
-use tocsin_core::labels::{LabelSet, labels_to_string};
+use tocsin_core::labels::{Fingerprint, LabelSet, labels_to_string};
 use tocsin_core::matchers::{Matcher, all_match, parse_matcher};
 use tocsin_core::regex_go;
-use tocsin_core::time::{ZERO, format_millis, parse_rfc3339};
+use tocsin_core::time::{Millis, ZERO, format_millis, parse_rfc3339};
 
 use crate::app::App;
 
@@ -56,7 +56,14 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
 }
 
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    let mut r = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
+    json_response_sized(status, body, 128)
+}
+
+/// [`json_response`] with the body buffer allocated at `capacity` bytes up front.
+pub(crate) fn json_response_sized<T: Serialize>(status: StatusCode, body: &T, capacity: usize) -> Response {
+    let mut buf = Vec::with_capacity(capacity);
+    let _ = serde_json::to_writer(&mut buf, body);
+    let mut r = (status, buf).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -310,8 +317,8 @@ fn parse_filter(app: &App, raw: Option<String>) -> Result<AlertFilter, ApiError>
 }
 
 #[derive(Serialize)]
-struct Receiver {
-    name: String,
+struct Receiver<'a> {
+    name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -325,47 +332,65 @@ struct AlertStatus {
     state: &'static str,
 }
 
-/// An alert in API form; labels and annotations are borrowed from the stored alert (cloning
-/// them dominated GET /api/v2/alerts at 100k alerts).
+/// An alert in API form; labels, annotations and receiver names are borrowed, and times and the
+/// fingerprint serialise without allocating (per-alert copies and strings dominated GET
+/// /api/v2/alerts at 100k alerts).
 #[derive(Serialize)]
 struct GettableAlert<'a> {
     annotations: &'a LabelSet,
     #[serde(rename = "endsAt")]
-    ends_at: String,
-    fingerprint: String,
-    receivers: Vec<Receiver>,
+    ends_at: Millis,
+    fingerprint: Fingerprint,
+    receivers: Vec<Receiver<'a>>,
     #[serde(rename = "startsAt")]
-    starts_at: String,
+    starts_at: Millis,
     status: AlertStatus,
     #[serde(rename = "updatedAt")]
-    updated_at: String,
+    updated_at: Millis,
     #[serde(rename = "generatorURL", skip_serializing_if = "str::is_empty")]
     generator_url: &'a str,
     labels: &'a LabelSet,
 }
 
+/// What an alert is checked against: the request's filter and the suppression state, read-locked
+/// once per request rather than once per alert.
+struct Suppressors<'g> {
+    filter: AlertFilter,
+    inhibitor: parking_lot::RwLockReadGuard<'g, tocsin_core::inhibit::Inhibitor>,
+    silences: parking_lot::RwLockReadGuard<'g, tocsin_core::silence::Silences>,
+    now: Timestamp,
+}
+
+fn suppressors(app: &App, filter: AlertFilter) -> Suppressors<'_> {
+    Suppressors {
+        filter,
+        inhibitor: app.inhibitor(),
+        silences: app.silences.read(),
+        now: app.clock.now(),
+    }
+}
+
 /// Evaluates an alert against the filter; returns its API form if it passes.
 fn gettable<'a>(
-    app: &App,
-    f: &AlertFilter,
+    sup: &Suppressors<'_>,
     a: &'a Alert,
-    receivers: Vec<String>,
+    receivers: Vec<Receiver<'a>>,
     muted_by: Vec<String>,
-    now: Timestamp,
 ) -> Option<GettableAlert<'a>> {
+    let (f, now) = (&sup.filter, sup.now);
     if a.ends_at != ZERO && a.ends_at < now {
         return None;
     }
     if !all_match(&f.matchers, &a.labels) {
         return None;
     }
-    let inhibited_by: Vec<String> = app
-        .inhibitor()
+    let inhibited_by: Vec<String> = sup
+        .inhibitor
         .inhibited_by(&a.labels, now)
         .map(|fp| fp.to_string())
         .into_iter()
         .collect();
-    let silenced_by = app.silences.read().silenced_by(&a.labels, now);
+    let silenced_by = sup.silences.silenced_by(&a.labels, now);
     let suppressed = !inhibited_by.is_empty() || !muted_by.is_empty() || !silenced_by.is_empty();
     if (!f.active && !suppressed)
         || (!f.inhibited && !inhibited_by.is_empty())
@@ -375,17 +400,17 @@ fn gettable<'a>(
     }
     Some(GettableAlert {
         annotations: &a.annotations,
-        ends_at: format_millis(a.ends_at),
-        fingerprint: a.fingerprint.to_string(),
-        receivers: receivers.into_iter().map(|name| Receiver { name }).collect(),
-        starts_at: format_millis(a.starts_at),
+        ends_at: Millis(a.ends_at),
+        fingerprint: a.fingerprint,
+        receivers,
+        starts_at: Millis(a.starts_at),
         status: AlertStatus {
             inhibited_by,
             muted_by,
             silenced_by,
             state: if suppressed { "suppressed" } else { "active" },
         },
-        updated_at: format_millis(a.updated_at),
+        updated_at: Millis(a.updated_at),
         generator_url: &a.generator_url,
         labels: &a.labels,
     })
@@ -396,36 +421,41 @@ async fn get_alerts(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    let now = app.clock.now();
     let active = app.active();
     let stored = app.store.list();
+    let sup = suppressors(&app, f);
     let mut out: Vec<GettableAlert> = Vec::with_capacity(stored.len());
     for a in &stored {
-        let receivers: Vec<String> = active
+        let receivers: Vec<Receiver> = active
             .config
             .route
             .match_routes(&a.labels)
             .iter()
-            .map(|r| r.receiver.clone())
+            .map(|r| Receiver { name: &r.receiver })
             .collect();
-        if let Some(re) = &f.receiver
-            && !receivers.iter().any(|r| re.is_match(r))
+        if let Some(re) = &sup.filter.receiver
+            && !receivers.iter().any(|r| re.is_match(r.name))
         {
             continue;
         }
-        if let Some(g) = gettable(&app, &f, a, receivers, vec![], now) {
+        if let Some(g) = gettable(&sup, a, receivers, vec![]) {
             out.push(g);
         }
     }
-    out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
-    json_response(StatusCode::OK, &out)
+    drop(sup);
+    out.sort_unstable_by_key(|a| a.fingerprint);
+    json_response_sized(StatusCode::OK, &out, out.len() * ALERT_JSON_BYTES)
 }
+
+/// A typical alert's size in API JSON, to size response buffers (growing a 50 MB body by
+/// doubling copied it several times).
+const ALERT_JSON_BYTES: usize = 512;
 
 #[derive(Serialize)]
 struct AlertGroup<'a> {
     alerts: Vec<GettableAlert<'a>>,
     labels: &'a LabelSet,
-    receiver: Receiver,
+    receiver: Receiver<'a>,
 }
 
 async fn get_groups(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
@@ -433,7 +463,6 @@ async fn get_groups(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    let now = app.clock.now();
     let active = app.active();
     // Copy what is needed under the lock, evaluate outside it.
     let groups: Vec<(usize, LabelSet, Vec<Arc<Alert>>)> = app
@@ -442,14 +471,17 @@ async fn get_groups(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         .values()
         .map(|g| (g.route_idx, g.labels.clone(), g.alerts.iter().cloned().collect()))
         .collect();
-    let mut receivers_of: BTreeMap<tocsin_core::labels::Fingerprint, Vec<String>> = BTreeMap::new();
+    let mut receivers_of: HashMap<Fingerprint, Vec<&str>> = HashMap::new();
     for (idx, _, alerts) in &groups {
         let r = &active.config.route.nodes[*idx].receiver;
         for a in alerts {
-            receivers_of.entry(a.fingerprint).or_default().push(r.clone());
+            receivers_of.entry(a.fingerprint).or_default().push(r);
         }
     }
+    let sup = suppressors(&app, f);
+    let (f, now) = (&sup.filter, sup.now);
     let mut out = Vec::new();
+    let mut total = 0;
     for (idx, labels, alerts) in &groups {
         let route = &active.config.route.nodes[*idx];
         if f.receiver.as_ref().is_some_and(|re| !re.is_match(&route.receiver)) {
@@ -464,33 +496,29 @@ async fn get_groups(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         let list: Vec<GettableAlert> = alerts
             .iter()
             .filter_map(|a| {
-                let recv = receivers_of.get(&a.fingerprint).cloned().unwrap_or_default();
-                gettable(&app, &f, a, recv, muted_by.clone(), now)
+                let recv = receivers_of.get(&a.fingerprint).map_or(&[][..], Vec::as_slice);
+                let recv = recv.iter().map(|name| Receiver { name }).collect();
+                gettable(&sup, a, recv, muted_by.clone())
             })
             .collect();
         if list.is_empty() {
             continue;
         }
+        total += list.len();
         out.push(AlertGroup {
             alerts: list,
             labels,
-            receiver: Receiver {
-                name: route.receiver.clone(),
-            },
+            receiver: Receiver { name: &route.receiver },
         });
     }
-    out.sort_by(|a, b| label_set_order(a.labels, b.labels).then_with(|| a.receiver.name.cmp(&b.receiver.name)));
-    json_response(StatusCode::OK, &out)
+    drop(sup);
+    out.sort_by(|a, b| label_set_order(a.labels, b.labels).then_with(|| a.receiver.name.cmp(b.receiver.name)));
+    json_response_sized(StatusCode::OK, &out, total * ALERT_JSON_BYTES)
 }
 
 async fn get_receivers(State(app): State<Arc<App>>) -> Response {
     let active = app.active();
-    let list: Vec<Receiver> = active
-        .config
-        .receivers
-        .keys()
-        .map(|n| Receiver { name: n.clone() })
-        .collect();
+    let list: Vec<Receiver> = active.config.receivers.keys().map(|n| Receiver { name: n }).collect();
     json_response(StatusCode::OK, &list)
 }
 
