@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tocsin_core::alert::{Alert, PostedAlert};
-use tocsin_core::group::{alert_order, label_set_order};
+use tocsin_core::group::{label_set_order, sort_alerts};
 use tocsin_core::labels::{Fingerprint, LabelSet, labels_to_string};
 use tocsin_core::matchers::{Matcher, all_match, parse_matcher};
 use tocsin_core::regex_go;
@@ -416,16 +416,32 @@ fn gettable<'a>(
     })
 }
 
+/// Runs a CPU-heavy handler on the blocking pool, so that a large listing does not hold up the
+/// runtime worker that also serves ingest.
+async fn blocking(app: Arc<App>, q: Option<String>, f: fn(&App, Option<String>) -> Response) -> Response {
+    tokio::task::spawn_blocking(move || f(&app, q))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 async fn get_alerts(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
-    let f = match parse_filter(&app, q) {
+    blocking(app, q, list_alerts).await
+}
+
+async fn get_groups(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    blocking(app, q, list_groups).await
+}
+
+fn list_alerts(app: &App, q: Option<String>) -> Response {
+    let f = match parse_filter(app, q) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
     let active = app.active();
-    let stored = app.store.list();
-    let sup = suppressors(&app, f);
-    let mut out: Vec<GettableAlert> = Vec::with_capacity(stored.len());
-    for a in &stored {
+    let mut stored = app.store.list();
+    stored.sort_unstable_by_key(|a| a.fingerprint);
+    let sup = suppressors(app, f);
+    json_array_response(&stored, ALERT_JSON_BYTES, |a, buf| {
         let receivers: Vec<Receiver> = active
             .config
             .route
@@ -436,20 +452,70 @@ async fn get_alerts(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
         if let Some(re) = &sup.filter.receiver
             && !receivers.iter().any(|r| re.is_match(r.name))
         {
-            continue;
+            return;
         }
         if let Some(g) = gettable(&sup, a, receivers, vec![]) {
-            out.push(g);
+            let _ = serde_json::to_writer(buf, &g);
         }
-    }
-    drop(sup);
-    out.sort_unstable_by_key(|a| a.fingerprint);
-    json_response_sized(StatusCode::OK, &out, out.len() * ALERT_JSON_BYTES)
+    })
 }
 
 /// A typical alert's size in API JSON, to size response buffers (growing a 50 MB body by
 /// doubling copied it several times).
 const ALERT_JSON_BYTES: usize = 512;
+
+/// Writes a JSON array whose elements `write` appends (or skips, by appending nothing), byte for
+/// byte as `serde_json::to_vec` of the kept elements would. Large arrays are split into one
+/// contiguous chunk per core: evaluating and serialising is all of a 100k-alert listing.
+fn json_array_response<I: Sync>(
+    items: &[I],
+    bytes_per_item: usize,
+    write: impl Fn(&I, &mut Vec<u8>) + Sync,
+) -> Response {
+    let write_chunk = |chunk: &[I]| {
+        let mut buf = Vec::with_capacity(chunk.len() * bytes_per_item);
+        for item in chunk {
+            let mark = buf.len();
+            if mark > 0 {
+                buf.push(b',');
+            }
+            write(item, &mut buf);
+            // Nothing written: take the separator back.
+            if mark > 0 && buf.len() == mark + 1 {
+                buf.pop();
+            }
+        }
+        buf
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let parts: Vec<Vec<u8>> = if threads == 1 || items.len() < 1024 {
+        vec![write_chunk(items)]
+    } else {
+        let mut chunks = items.chunks(items.len().div_ceil(threads));
+        let first = chunks.next().unwrap_or_default();
+        std::thread::scope(|s| {
+            let others: Vec<_> = chunks.map(|c| s.spawn(move || write_chunk(c))).collect();
+            let mut parts = vec![write_chunk(first)];
+            parts.extend(others.into_iter().map(|h| h.join().unwrap_or_default()));
+            parts
+        })
+    };
+    let total = parts.iter().map(|p| p.len() + 1).sum::<usize>() + 1;
+    let mut body = Vec::with_capacity(total);
+    body.push(b'[');
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        if body.len() > 1 {
+            body.push(b',');
+        }
+        body.extend_from_slice(part);
+    }
+    body.push(b']');
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
 
 #[derive(Serialize)]
 struct AlertGroup<'a> {
@@ -458,41 +524,42 @@ struct AlertGroup<'a> {
     receiver: Receiver<'a>,
 }
 
-async fn get_groups(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
-    let f = match parse_filter(&app, q) {
+fn list_groups(app: &App, q: Option<String>) -> Response {
+    let f = match parse_filter(app, q) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
     let active = app.active();
     // Copy what is needed under the lock, evaluate outside it.
-    let groups: Vec<(usize, LabelSet, Vec<Arc<Alert>>)> = app
+    let mut groups: Vec<(usize, LabelSet, Vec<Arc<Alert>>)> = app
         .dispatcher()
         .groups
         .values()
         .map(|g| (g.route_idx, g.labels.clone(), g.alerts.iter().cloned().collect()))
         .collect();
+    let receiver = |idx: usize| active.config.route.nodes[idx].receiver.as_str();
+    groups.sort_by(|a, b| label_set_order(&a.1, &b.1).then_with(|| receiver(a.0).cmp(receiver(b.0))));
     let mut receivers_of: HashMap<Fingerprint, Vec<&str>> = HashMap::new();
     for (idx, _, alerts) in &groups {
-        let r = &active.config.route.nodes[*idx].receiver;
         for a in alerts {
-            receivers_of.entry(a.fingerprint).or_default().push(r);
+            receivers_of.entry(a.fingerprint).or_default().push(receiver(*idx));
         }
     }
-    let sup = suppressors(&app, f);
+    let sup = suppressors(app, f);
     let (f, now) = (&sup.filter, sup.now);
-    let mut out = Vec::new();
-    let mut total = 0;
-    for (idx, labels, alerts) in &groups {
+    let alerts: usize = groups.iter().map(|g| g.2.len()).sum();
+    let per_group = ALERT_JSON_BYTES * alerts / groups.len().max(1);
+    json_array_response(&groups, per_group, |(idx, labels, alerts), buf| {
         let route = &active.config.route.nodes[*idx];
         if f.receiver.as_ref().is_some_and(|re| !re.is_match(&route.receiver)) {
-            continue;
+            return;
         }
         let muted_by = app.muted_by_time(&active, route, now).unwrap_or_default();
         if !f.muted && !muted_by.is_empty() {
-            continue;
+            return;
         }
         let mut alerts: Vec<&Arc<Alert>> = alerts.iter().collect();
-        alerts.sort_by(|a, b| alert_order(&a.labels, &b.labels));
+        sort_alerts(&mut alerts, |a| &a.labels);
         let list: Vec<GettableAlert> = alerts
             .iter()
             .filter_map(|a| {
@@ -501,19 +568,15 @@ async fn get_groups(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respo
                 gettable(&sup, a, recv, muted_by.clone())
             })
             .collect();
-        if list.is_empty() {
-            continue;
+        if !list.is_empty() {
+            let group = AlertGroup {
+                alerts: list,
+                labels,
+                receiver: Receiver { name: &route.receiver },
+            };
+            let _ = serde_json::to_writer(buf, &group);
         }
-        total += list.len();
-        out.push(AlertGroup {
-            alerts: list,
-            labels,
-            receiver: Receiver { name: &route.receiver },
-        });
-    }
-    drop(sup);
-    out.sort_by(|a, b| label_set_order(a.labels, b.labels).then_with(|| a.receiver.name.cmp(b.receiver.name)));
-    json_response_sized(StatusCode::OK, &out, total * ALERT_JSON_BYTES)
+    })
 }
 
 async fn get_receivers(State(app): State<Arc<App>>) -> Response {
@@ -733,7 +796,25 @@ async fn post_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::decode_alerts;
+    use super::{decode_alerts, json_array_response};
+
+    #[tokio::test]
+    async fn parallel_array_serialisation_is_byte_identical() {
+        for n in [0, 1, 2, 1023, 1024, 5001] {
+            let items: Vec<serde_json::Value> = (0..n)
+                .map(|i| serde_json::json!({"i": i, "s": format!("a\"b{i}"), "l": [i, {"x": null}]}))
+                .collect();
+            // Every third item is skipped, as a filter would.
+            let r = json_array_response(&items, 40, |v, buf| {
+                if v["i"].as_u64().is_some_and(|i| i % 3 != 1) {
+                    serde_json::to_writer(buf, v).unwrap();
+                }
+            });
+            let kept: Vec<&serde_json::Value> = items.iter().filter(|v| v["i"].as_u64().unwrap() % 3 != 1).collect();
+            let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+            assert_eq!(body, serde_json::to_vec(&kept).unwrap(), "{n} items");
+        }
+    }
 
     fn errors(body: &str) -> Vec<(usize, String)> {
         decode_alerts(body.as_bytes()).unwrap().errors
