@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+// glibc's malloc serialises the runtime's worker threads on its arena locks when thousands of
+// notifications are built and sent at once (perf: futex waits and arena growth); mimalloc keeps
+// per-thread heaps. Measured in docs/performance.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let flags = tocsin_server::flags::Flags::parse();
     tocsin_server::logging::init(&flags.log_level, flags.log_format);
