@@ -123,6 +123,18 @@ pub struct Integration {
     pub timeout: Option<std::time::Duration>,
     /// The sender.
     pub notifier: Arc<dyn Notifier>,
+    /// Bounds the attempts under way at once ([`MAX_IN_FLIGHT`]).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Attempts one integration runs at once. When thousands of groups fall due together, an
+/// unbounded burst opened one connection per notification (and contended on the allocator);
+/// with a bound, connections are reused and the burst goes out faster (docs/performance.md).
+pub const MAX_IN_FLIGHT: usize = 128;
+
+/// A fresh [`Integration::in_flight`] bound.
+pub fn in_flight_limit() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT))
 }
 
 impl std::fmt::Debug for Integration {
@@ -156,6 +168,7 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
             send_resolved: w.send_resolved,
             timeout: w.timeout,
             notifier: Arc::new(n),
+            in_flight: in_flight_limit(),
         });
     }
     for (i, e) in receiver.emails.iter().enumerate() {
@@ -166,6 +179,7 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
             send_resolved: e.send_resolved,
             timeout: None,
             notifier: Arc::new(n),
+            in_flight: in_flight_limit(),
         });
     }
     Ok(out)

@@ -56,6 +56,16 @@ pub async fn send_with_retry(
                 return Err(context_error(FailureReason::ContextCanceled, last));
             }
         }
+        // Waiting for a slot is not part of the attempt's time or timeout.
+        let _slot = tokio::select! {
+            slot = integration.in_flight.acquire() => slot.ok(),
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(context_error(FailureReason::ContextDeadlineExceeded, last));
+            }
+            _ = cancel.changed() => {
+                return Err(context_error(FailureReason::ContextCanceled, last));
+            }
+        };
         number += 1;
         let started = Instant::now();
         // The next attempt is scheduled from this attempt's start, like backoff.Ticker.
@@ -179,6 +189,7 @@ mod tests {
             send_resolved: true,
             timeout,
             notifier: n.clone(),
+            in_flight: crate::in_flight_limit(),
         }
     }
 
@@ -245,6 +256,7 @@ mod tests {
             send_resolved: true,
             timeout: Some(Duration::from_millis(500)),
             notifier: Arc::new(Slow),
+            in_flight: crate::in_flight_limit(),
         };
         let start = Instant::now();
         let mut seen = Vec::new();
@@ -262,5 +274,72 @@ mod tests {
                 .all(|a| a.duration == Duration::from_millis(500))
         );
         assert_eq!(err.message, "context deadline exceeded: last error: request timed out");
+    }
+
+    /// Counts attempts under way and the most seen at once; each takes one second.
+    #[derive(Default)]
+    struct Gauge {
+        now: AtomicU32,
+        max: AtomicU32,
+    }
+
+    impl Notifier for Gauge {
+        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+            Box::pin(async {
+                let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.now.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_runs_at_most_max_in_flight_attempts_at_once() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let gauge = Arc::new(Gauge::default());
+        let i = Arc::new(Integration {
+            kind: "webhook",
+            idx: 0,
+            send_resolved: true,
+            timeout: Some(Duration::from_millis(1500)),
+            notifier: gauge.clone(),
+            in_flight: crate::in_flight_limit(),
+        });
+        let start = Instant::now();
+        let total = 2 * crate::MAX_IN_FLIGHT + 1;
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..total {
+            let (i, rx) = (i.clone(), rx.clone());
+            set.spawn(async move {
+                send_with_retry(&i, &data(), start + Duration::from_secs(60), &rx, |a| {
+                    // The wait for a slot is not counted in the attempt.
+                    assert_eq!(a.duration, Duration::from_secs(1));
+                })
+                .await
+                .map(|_| Instant::now())
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(r) = set.join_next().await {
+            done.push(r.unwrap().unwrap());
+        }
+        assert_eq!(gauge.max.load(Ordering::SeqCst) as usize, crate::MAX_IN_FLIGHT);
+        // Three waves of one second each; none timed out waiting for its slot.
+        assert_eq!(done.iter().max(), Some(&(start + Duration::from_secs(3))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_slot_ends_at_the_deadline() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let i = integ(&flaky(0, true), None);
+        let _all = i.in_flight.acquire_many(crate::MAX_IN_FLIGHT as u32).await.unwrap();
+        let start = Instant::now();
+        let err = send_with_retry(&i, &data(), start + Duration::from_secs(5), &rx, |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason, FailureReason::ContextDeadlineExceeded);
+        assert_eq!(Instant::now(), start + Duration::from_secs(5));
     }
 }

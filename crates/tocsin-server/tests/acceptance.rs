@@ -126,6 +126,7 @@ impl Harness {
                         idx: i as u32,
                         send_resolved: w.send_resolved,
                         timeout: w.timeout,
+                        in_flight: tocsin_notify::in_flight_limit(),
                         notifier: Arc::new(Recorder {
                             behaviour: behaviour(&name),
                             name,

@@ -178,6 +178,7 @@ impl Cluster {
                         idx: k as u32,
                         send_resolved: w.send_resolved,
                         timeout: None,
+                        in_flight: tocsin_notify::in_flight_limit(),
                         notifier: Arc::new(Recorder {
                             node: format!("n{i}"),
                             start,
