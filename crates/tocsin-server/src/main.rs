@@ -3,10 +3,10 @@
 use clap::Parser;
 
 // glibc's malloc serialises the runtime's worker threads on its arena locks when thousands of
-// notifications are built and sent at once (perf: futex waits and arena growth); mimalloc keeps
-// per-thread heaps. Measured in docs/performance.md.
+// notifications are built and sent at once (perf: futex waits, arena growth). jemalloc measured
+// best of glibc, mimalloc and jemalloc on every tocsin-bench figure (docs/performance.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let flags = tocsin_server::flags::Flags::parse();
