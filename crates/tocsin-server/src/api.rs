@@ -467,7 +467,7 @@ const ALERT_JSON_BYTES: usize = 512;
 /// Writes a JSON array whose elements `write` appends (or skips, by appending nothing), byte for
 /// byte as `serde_json::to_vec` of the kept elements would. Large arrays are split into one
 /// contiguous chunk per core: evaluating and serialising is all of a 100k-alert listing.
-fn json_array_response<I: Sync>(
+pub(crate) fn json_array_response<I: Sync>(
     items: &[I],
     bytes_per_item: usize,
     write: impl Fn(&I, &mut Vec<u8>) + Sync,

@@ -13,7 +13,7 @@ use tocsin_core::matchers::{MatchType, Matcher, parse_matcher};
 use tocsin_core::silence::{Silence, SilenceError, State as SilenceState};
 use tocsin_core::time::{Millis, ZERO, parse_rfc3339};
 
-use crate::api::{ApiError, error_object, error_string, json_response, json_response_sized, query_pairs};
+use crate::api::{ApiError, error_object, error_string, json_array_response, json_response, query_pairs};
 use crate::app::App;
 
 #[derive(Serialize)]
@@ -177,11 +177,18 @@ pub(crate) async fn get_silences(State(app): State<Arc<App>>, RawQuery(q): RawQu
             SilenceState::Expired => b.ends_at.cmp(&a.ends_at),
         })
     });
-    let out: Result<Vec<GettableSilence>, String> = list.iter().map(|(_, s)| gettable(s, now)).collect();
-    match out {
-        Ok(v) => json_response_sized(StatusCode::OK, &v, v.len() * SILENCE_JSON_BYTES),
-        Err(e) => error_string(StatusCode::INTERNAL_SERVER_ERROR, e),
+    if let Some(Err(e)) = list
+        .iter()
+        .find(|(_, s)| s.matcher_sets.len() != 1)
+        .map(|(_, s)| gettable(s, now))
+    {
+        return error_string(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
+    json_array_response(&list, SILENCE_JSON_BYTES, |(_, s), buf| {
+        if let Ok(g) = gettable(s, now) {
+            let _ = serde_json::to_writer(buf, &g);
+        }
+    })
 }
 
 /// A typical silence's size in API JSON, to size the listing's buffer.
