@@ -254,6 +254,11 @@ impl Silences {
         self.by_id.get(id).map(|m| &m.silence)
     }
 
+    /// Returns a stored silence with its GC time, by id.
+    pub fn get_mesh(&self, id: &str) -> Option<&MeshSilence> {
+        self.by_id.get(id)
+    }
+
     /// Iterates over all stored silences.
     pub fn iter(&self) -> impl Iterator<Item = &MeshSilence> {
         self.by_id.values()

@@ -294,7 +294,7 @@ impl App {
         // A replaced silence was expired: replicate that too.
         let changed: Vec<MeshSilence> = [old_id, id.clone()]
             .iter()
-            .filter_map(|i| store.iter().find(|m| &m.silence.id == i).cloned())
+            .filter_map(|i| store.get_mesh(i).cloned())
             .collect();
         drop(store);
         let peer = self.peer();
@@ -312,7 +312,7 @@ impl App {
         let now = self.clock.now();
         let mut store = self.silences.write();
         store.expire(id, now)?;
-        let m = store.iter().find(|m| m.silence.id == id).cloned();
+        let m = store.get_mesh(id).cloned();
         drop(store);
         if let Some(m) = m {
             self.peer().broadcast_silence(&m);
