@@ -56,14 +56,12 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
 }
 
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    json_response_sized(status, body, 128)
+    json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
 }
 
-/// [`json_response`] with the body buffer allocated at `capacity` bytes up front.
-pub(crate) fn json_response_sized<T: Serialize>(status: StatusCode, body: &T, capacity: usize) -> Response {
-    let mut buf = Vec::with_capacity(capacity);
-    let _ = serde_json::to_writer(&mut buf, body);
-    let mut r = (status, buf).into_response();
+/// A response with an already serialised JSON body.
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -510,11 +508,7 @@ pub(crate) fn json_array_response<I: Sync>(
         body.extend_from_slice(part);
     }
     body.push(b']');
-    let mut r = (StatusCode::OK, body).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    json_bytes(StatusCode::OK, body)
 }
 
 #[derive(Serialize)]
