@@ -15,35 +15,8 @@ use tocsin_core::matchers::{MatchType, Matcher};
 use tocsin_core::nflog::{Entry, Nflog, ReceiverKey, needs_update};
 use tocsin_core::silence::{Limits, MeshSilence, Silence, Silences};
 
-/// A routing tree shaped like a mid-sized site's: teams, severities, a regex, `continue`.
-const CONFIG: &str = r#"
-route:
-  receiver: default
-  group_by: [alertname, cluster]
-  routes:
-  - matchers: ['team=~"db|storage"']
-    receiver: db
-    routes:
-    - matchers: ['severity="critical"']
-      receiver: pager
-  - matchers: ['team="frontend"', 'env!="dev"']
-    receiver: fe
-    continue: true
-  - matchers: ['severity=~"warn.*"']
-    receiver: default
-  - matchers: ['service=~"api-.*"', 'region="eu"']
-    receiver: api
-receivers:
-- name: default
-- name: db
-- name: pager
-- name: fe
-- name: api
-inhibit_rules:
-- source_matchers: ['severity="critical"']
-  target_matchers: ['severity="warning"']
-  equal: [alertname, cluster]
-"#;
+/// A mid-sized site's routing tree (shared with the server's ingest benchmark).
+const CONFIG: &str = include_str!("routes.yml");
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + s).unwrap()

@@ -71,30 +71,14 @@ impl GroupAlerts {
     }
 }
 
-/// Orders alerts by `job`, then `instance`, then the whole label set (Alertmanager's `AlertSlice`).
-pub fn alert_order(a: &LabelSet, b: &LabelSet) -> Ordering {
-    for key in ["job", "instance"] {
-        match (a.get(key), b.get(key)) {
-            (None, None) => continue,
-            (None, Some(_)) => return Ordering::Greater,
-            (Some(_), None) => return Ordering::Less,
-            (Some(x), Some(y)) if x != y => return x.cmp(y),
-            _ => {}
-        }
-    }
-    label_set_order(a, b)
+/// The part of [`alert_order`] that looks at `job` and `instance`.
+type SortKey<'a> = (Option<&'a str>, Option<&'a str>);
+
+fn sort_key(l: &LabelSet) -> SortKey<'_> {
+    (l.get("job").map(String::as_str), l.get("instance").map(String::as_str))
 }
 
-/// Sorts alerts in [`alert_order`], looking up each alert's `job` and `instance` once rather
-/// than in every comparison (the lookups dominated sorting large groups).
-pub fn sort_alerts<T: Clone>(items: &mut Vec<T>, labels: impl Fn(&T) -> &LabelSet) {
-    let keys: Vec<(Option<&str>, Option<&str>)> = items
-        .iter()
-        .map(|t| {
-            let l = labels(t);
-            (l.get("job").map(String::as_str), l.get("instance").map(String::as_str))
-        })
-        .collect();
+fn key_order(a: SortKey<'_>, b: SortKey<'_>) -> Ordering {
     // A present value sorts before an absent one.
     let part = |a: Option<&str>, b: Option<&str>| match (a, b) {
         (Some(x), Some(y)) => x.cmp(y),
@@ -102,11 +86,21 @@ pub fn sort_alerts<T: Clone>(items: &mut Vec<T>, labels: impl Fn(&T) -> &LabelSe
         (Some(_), None) => Ordering::Less,
         (None, None) => Ordering::Equal,
     };
+    part(a.0, b.0).then_with(|| part(a.1, b.1))
+}
+
+/// Orders alerts by `job`, then `instance`, then the whole label set (Alertmanager's `AlertSlice`).
+pub fn alert_order(a: &LabelSet, b: &LabelSet) -> Ordering {
+    key_order(sort_key(a), sort_key(b)).then_with(|| label_set_order(a, b))
+}
+
+/// Sorts alerts in [`alert_order`], looking up each alert's `job` and `instance` once rather
+/// than in every comparison (the lookups dominated sorting large groups).
+pub fn sort_alerts<T: Clone>(items: &mut Vec<T>, labels: impl Fn(&T) -> &LabelSet) {
+    let keys: Vec<SortKey<'_>> = items.iter().map(|t| sort_key(labels(t))).collect();
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|&i, &j| {
-        part(keys[i].0, keys[j].0)
-            .then_with(|| part(keys[i].1, keys[j].1))
-            .then_with(|| label_set_order(labels(&items[i]), labels(&items[j])))
+        key_order(keys[i], keys[j]).then_with(|| label_set_order(labels(&items[i]), labels(&items[j])))
     });
     let sorted: Vec<T> = order.iter().map(|&i| items[i].clone()).collect();
     *items = sorted;

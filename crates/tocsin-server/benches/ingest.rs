@@ -9,31 +9,8 @@ use tocsin_server::api::decode_alerts;
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
 
-const CONFIG: &str = r#"
-route:
-  receiver: default
-  group_by: [alertname, cluster]
-  routes:
-  - matchers: ['team=~"db|storage"']
-    receiver: db
-    routes:
-    - matchers: ['severity="critical"']
-      receiver: pager
-  - matchers: ['team="frontend"', 'env!="dev"']
-    receiver: fe
-    continue: true
-  - matchers: ['severity=~"warn.*"']
-    receiver: default
-receivers:
-- name: default
-- name: db
-- name: pager
-- name: fe
-inhibit_rules:
-- source_matchers: ['severity="critical"']
-  target_matchers: ['severity="warning"']
-  equal: [alertname, cluster]
-"#;
+/// The routing tree shared with the tocsin-core hot-path benchmarks.
+const CONFIG: &str = include_str!("../../tocsin-core/benches/routes.yml");
 
 fn body(n: usize, tag: usize) -> Vec<u8> {
     let teams = ["db", "storage", "frontend", "backend"];

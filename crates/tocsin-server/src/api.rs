@@ -502,21 +502,6 @@ pub(crate) fn json_array_response<I: Sync>(
             parts
         })
     };
-    let total: usize = parts.iter().map(|p| p.len() + 1).sum::<usize>() + 1;
-    if total < 1 << 20 {
-        let mut body = Vec::with_capacity(total);
-        body.push(b'[');
-        for part in parts.iter().filter(|p| !p.is_empty()) {
-            if body.len() > 1 {
-                body.push(b',');
-            }
-            body.extend_from_slice(part);
-        }
-        body.push(b']');
-        return json_bytes(StatusCode::OK, body);
-    }
-    // Large listings send the parts as they are instead of copying them into one buffer (that
-    // copy and its page faults were a tenth of a 52 MB listing); the body is chunked.
     let mut chunks: Vec<Bytes> = vec![Bytes::from_static(b"[")];
     for part in parts.into_iter().filter(|p| !p.is_empty()) {
         if chunks.len() > 1 {
@@ -525,6 +510,11 @@ pub(crate) fn json_array_response<I: Sync>(
         chunks.push(Bytes::from(part));
     }
     chunks.push(Bytes::from_static(b"]"));
+    if chunks.iter().map(Bytes::len).sum::<usize>() < 1 << 20 {
+        return json_bytes(StatusCode::OK, chunks.concat());
+    }
+    // Large listings send the parts as they are instead of copying them into one buffer (that
+    // copy and its page faults were a tenth of a 52 MB listing); the body is chunked.
     let stream = tokio_stream::iter(chunks.into_iter().map(Ok::<Bytes, std::convert::Infallible>));
     let mut r = (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
     json_headers(&mut r);
