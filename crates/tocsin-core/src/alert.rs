@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn prepare_applies_defaults() {
         let posted = PostedAlert {
-            labels: [("alertname".into(), "x".into()), ("empty".into(), "".into())].into(),
+            labels: [("alertname", "x"), ("empty", "")].into(),
             ..PostedAlert::default()
         };
         let a = prepare(posted, t(0), Duration::from_secs(300), NameValidation::Utf8).unwrap();
@@ -207,7 +207,7 @@ mod tests {
             "at least one label pair required"
         );
         let bad_name = PostedAlert {
-            labels: [("0a".into(), "x".into())].into(),
+            labels: [("0a", "x")].into(),
             ..Default::default()
         };
         assert_eq!(
@@ -215,7 +215,7 @@ mod tests {
             "invalid label set: invalid name \"0a\""
         );
         let backwards = PostedAlert {
-            labels: [("a".into(), "x".into())].into(),
+            labels: [("a", "x")].into(),
             starts_at: t(10),
             ends_at: t(5),
             ..Default::default()

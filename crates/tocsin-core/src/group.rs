@@ -75,7 +75,7 @@ impl GroupAlerts {
 type SortKey<'a> = (Option<&'a str>, Option<&'a str>);
 
 fn sort_key(l: &LabelSet) -> SortKey<'_> {
-    (l.get("job").map(String::as_str), l.get("instance").map(String::as_str))
+    (l.get("job"), l.get("instance"))
 }
 
 fn key_order(a: SortKey<'_>, b: SortKey<'_>) -> Ordering {
@@ -133,6 +133,7 @@ mod tests {
                 0..40,
             )
         ) {
+            let sets: Vec<LabelSet> = sets.iter().map(|m| m.iter().collect()).collect();
             let mut fast = sets.clone();
             sort_alerts(&mut fast, |l| l);
             let mut slow = sets;
@@ -162,7 +163,7 @@ mod tests {
         g.insert(alert(&[("a", "1"), ("job", "b")], 10, 1));
         g.insert(alert(&[("a", "0")], 100, 1));
         let (stored, sent) = g.snapshot(Timestamp::from_second(50).unwrap());
-        let order: Vec<_> = stored.iter().map(|a| a.labels["a"].clone()).collect();
+        let order: Vec<_> = stored.iter().map(|a| a.labels["a"].to_string()).collect();
         assert_eq!(order, ["1", "2", "0"]);
         assert_eq!(sent[0].ends_at, Timestamp::from_second(10).unwrap());
         assert_eq!(sent[1].ends_at, ZERO);
@@ -179,6 +180,6 @@ mod tests {
         g.insert(alert(&[("a", "2")], 100, 15));
         g.remove_resolved(&stored, Timestamp::from_second(20).unwrap());
         assert_eq!(g.len(), 1);
-        assert!(g.iter().all(|x| x.labels["a"] == "2"));
+        assert!(g.iter().all(|x| &x.labels["a"] == "2"));
     }
 }

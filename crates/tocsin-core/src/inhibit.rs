@@ -50,7 +50,7 @@ impl Inhibitor {
     fn equal_key(rule: &InhibitRule, labels: &LabelSet) -> Vec<String> {
         rule.equal
             .iter()
-            .map(|n| labels.get(n).cloned().unwrap_or_default())
+            .map(|n| labels.get(n).unwrap_or_default().to_string())
             .collect()
     }
 

@@ -1,11 +1,9 @@
 //! Label sets, their fingerprints and hashes, and label-name validity.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::Hasher;
 
-/// A set of labels, sorted by name (Go's `model.LabelSet`).
-pub type LabelSet = BTreeMap<String, String>;
+pub use crate::labelset::LabelSet;
 
 /// 64-bit alert identity: FNV-1a over sorted labels, printed as 16 hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

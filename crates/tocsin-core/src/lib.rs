@@ -1,6 +1,6 @@
 //! Tocsin's pure domain: everything Alertmanager decides, as plain functions and data.
 //!
-//! Labels and fingerprints ([`labels`]), matchers and their two parsers ([`matchers`], with Go-RE2
+//! Labels and fingerprints ([`labels`], compact label sets in [`labelset`]), matchers and their two parsers ([`matchers`], with Go-RE2
 //! compatible regexes from [`regex_go`]), Prometheus durations ([`duration`]), the configuration
 //! file ([`config::load`]), the routing tree ([`route`]), alert ingestion and merge ([`alert`]),
 //! aggregation-group contents ([`group`]), inhibition ([`inhibit`]), time intervals
@@ -18,6 +18,7 @@ pub mod duration;
 pub mod group;
 pub mod inhibit;
 pub mod labels;
+pub mod labelset;
 pub mod matchers;
 pub mod nflog;
 pub mod regex_go;

@@ -97,7 +97,7 @@ impl Matcher {
 
     /// Returns whether the matcher accepts the label set.
     pub fn matches(&self, labels: &LabelSet) -> bool {
-        self.matches_value(labels.get(&self.name).map(String::as_str).unwrap_or(""))
+        self.matches_value(labels.get(&self.name).unwrap_or(""))
     }
 }
 

@@ -52,10 +52,7 @@ impl Route {
     pub fn group_labels(&self, labels: &LabelSet) -> LabelSet {
         match &self.group_by {
             GroupBy::All => labels.clone(),
-            GroupBy::Labels(names) => names
-                .iter()
-                .filter_map(|n| labels.get(n).map(|v| (n.clone(), v.clone())))
-                .collect(),
+            GroupBy::Labels(names) => names.iter().filter_map(|n| labels.get(n).map(|v| (n, v))).collect(),
         }
     }
 

@@ -383,7 +383,7 @@ impl Silences {
         };
         for (name, value) in labels {
             // Lookup by borrowed pair without allocating would need a custom key; labels are few.
-            if let Some(ids) = self.index.get(&(name.clone(), value.clone())) {
+            if let Some(ids) = self.index.get(&(name.to_string(), value.to_string())) {
                 ids.iter().for_each(&mut check);
             }
         }

@@ -58,7 +58,7 @@ impl Email {
 /// Alertmanager's template data for a notification.
 pub fn template_data(d: &NotifyData) -> Data {
     let p = crate::webhook::payload(d, 0);
-    let kv = |l: &tocsin_core::labels::LabelSet| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let kv = |l: &tocsin_core::labels::LabelSet| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Data {
         receiver: p.receiver,
         status: p.status.into(),

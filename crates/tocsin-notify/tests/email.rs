@@ -85,7 +85,7 @@ fn alert(instance: &str, resolved: bool) -> Alert {
         generator_url: "http://prometheus:9090/graph".into(),
         ..Alert::default()
     };
-    a.annotations.insert("summary".into(), format!("{instance} is <full>"));
+    a.annotations.insert("summary", format!("{instance} is <full>"));
     if resolved {
         a.ends_at = "2026-03-05T13:59:00Z".parse().unwrap();
     }

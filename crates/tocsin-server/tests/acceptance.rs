@@ -186,7 +186,7 @@ fn alert(labels: &[(&str, &str)], start: f64, end: f64) -> PostedAlert {
 }
 
 fn with_ann(mut a: PostedAlert, v: &str) -> PostedAlert {
-    a.annotations.insert("ann".into(), v.into());
+    a.annotations.insert("ann", v);
     a
 }
 

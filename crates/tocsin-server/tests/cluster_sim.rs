@@ -57,7 +57,7 @@ impl Notifier for Recorder {
                 .map(|a| {
                     format!(
                         "{}{}",
-                        a.labels["alertname"],
+                        &a.labels["alertname"],
                         if is_zero(a.ends_at) { "" } else { " resolved" }
                     )
                 })
