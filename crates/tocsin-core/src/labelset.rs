@@ -1,8 +1,11 @@
-//! [`LabelSet`]: a compact, immutable-in-place map of label names to values.
+//! [`LabelSet`]: a compact map of label names to values in one allocation.
 //!
 //! Every stored alert holds two label sets, and a `BTreeMap<String, String>` spends a 640-byte
-//! node plus one allocation per name and value on five labels. Here all names and values live
-//! in one string, with one offset array: two allocations per set, read by binary search.
+//! node plus one allocation per name and value on five labels. Here the whole set is one string:
+//! the label count, then each name and value preceded by its length. Lengths are written as
+//! characters (14 bits each, below the surrogate range), so the buffer stays a valid `str` and is
+//! read without `unsafe`; a length under 128 takes one byte. Lookups scan, which at label-set
+//! sizes is as fast as a tree.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -13,10 +16,77 @@ use std::fmt;
 /// changes (`insert`, `remove`, `retain`) rebuild the set, which is cheap at label-set sizes.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct LabelSet {
-    /// Names and values concatenated: name 0, value 0, name 1, value 1, …
-    text: Box<str>,
-    /// End offset in `text` of each name and value, two per label.
-    ends: Box<[u32]>,
+    /// Empty for no labels; otherwise `count, (len name, name, len value, value)*`.
+    packed: Box<str>,
+}
+
+/// Bits of a length carried by one character; the next bit says another character follows.
+const LEN_BITS: u32 = 14;
+const LEN_MASK: usize = (1 << LEN_BITS) - 1;
+const MORE: u32 = 1 << LEN_BITS;
+
+fn push_len(out: &mut String, mut n: usize) {
+    loop {
+        let low = (n & LEN_MASK) as u32;
+        n >>= LEN_BITS;
+        let c = if n > 0 { low | MORE } else { low };
+        // At most 0x7fff: always a valid scalar value.
+        out.push(char::from_u32(c).unwrap_or('\0'));
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// Returns how many bytes `push_len` writes for `n`.
+fn len_bytes(mut n: usize) -> usize {
+    let mut bytes = 0;
+    loop {
+        let low = (n & LEN_MASK) as u32;
+        n >>= LEN_BITS;
+        let c = if n > 0 { low | MORE } else { low };
+        bytes += match c {
+            0..0x80 => 1,
+            0x80..0x800 => 2,
+            _ => 3,
+        };
+        if n == 0 {
+            return bytes;
+        }
+    }
+}
+
+/// Reads the length written by `push_len` at `pos`; returns it and the position after it.
+/// Decodes the 1–3 byte UTF-8 of characters up to 0x7fff by hand: this runs for every label
+/// looked at, and a length under 128 is one byte.
+#[inline]
+fn read_len(b: &[u8], pos: usize) -> (usize, usize) {
+    match b[pos] {
+        b0 @ 0..0x80 => (usize::from(b0), pos + 1),
+        _ => read_long_len(b, pos),
+    }
+}
+
+fn read_long_len(b: &[u8], mut pos: usize) -> (usize, usize) {
+    let (mut n, mut shift) = (0usize, 0);
+    loop {
+        let b0 = b[pos];
+        let c = if b0 < 0x80 {
+            pos += 1;
+            u32::from(b0)
+        } else if b0 & 0xe0 == 0xc0 {
+            pos += 2;
+            (u32::from(b0 & 0x1f) << 6) | u32::from(b[pos - 1] & 0x3f)
+        } else {
+            pos += 3;
+            (u32::from(b0 & 0x0f) << 12) | (u32::from(b[pos - 2] & 0x3f) << 6) | u32::from(b[pos - 1] & 0x3f)
+        };
+        n |= ((c as usize) & LEN_MASK) << shift;
+        if c & MORE == 0 {
+            return (n, pos);
+        }
+        shift += LEN_BITS;
+    }
 }
 
 impl LabelSet {
@@ -27,99 +97,82 @@ impl LabelSet {
 
     /// Returns the number of labels.
     pub fn len(&self) -> usize {
-        self.ends.len() / 2
+        if self.packed.is_empty() {
+            0
+        } else {
+            read_len(self.packed.as_bytes(), 0).0
+        }
     }
 
     /// Returns whether the set has no labels.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    fn part(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.text[start..self.ends[i] as usize]
-    }
-
-    fn name(&self, i: usize) -> &str {
-        self.part(2 * i)
-    }
-
-    fn value(&self, i: usize) -> &str {
-        self.part(2 * i + 1)
-    }
-
-    fn position(&self, name: &str) -> Result<usize, usize> {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.name(mid).cmp(name) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return Ok(mid),
-            }
-        }
-        Err(lo)
+        self.packed.is_empty()
     }
 
     /// Returns the value of `name`.
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.position(name).ok().map(|i| self.value(i))
+        // Compares bytes and skips values by their lengths; only the match is sliced as `str`.
+        let b = self.packed.as_bytes();
+        let mut it = self.iter();
+        while it.left > 0 {
+            it.left -= 1;
+            let (name_len, at) = read_len(b, it.pos);
+            let (value_len, value_at) = read_len(b, at + name_len);
+            match b.get(at..at + name_len)?.cmp(name.as_bytes()) {
+                Ordering::Less => {}
+                Ordering::Equal => return self.packed.get(value_at..value_at + value_len),
+                Ordering::Greater => return None,
+            }
+            it.pos = value_at + value_len;
+        }
+        None
     }
 
     /// Returns whether `name` is set.
     pub fn contains_key(&self, name: &str) -> bool {
-        self.position(name).is_ok()
+        self.get(name).is_some()
     }
 
     /// Iterates over `(name, value)` in name order.
     pub fn iter(&self) -> Iter<'_> {
+        let (left, pos) = if self.packed.is_empty() {
+            (0, 0)
+        } else {
+            read_len(self.packed.as_bytes(), 0)
+        };
         Iter {
-            set: self,
-            front: 0,
-            back: self.len(),
+            packed: &self.packed,
+            pos,
+            left,
         }
     }
 
     /// Iterates over the names in order.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator {
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> {
         self.iter().map(|(n, _)| n)
     }
 
     /// Iterates over the values in name order.
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator {
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &str> {
         self.iter().map(|(_, v)| v)
     }
 
     /// Sets `name` to `value`, returning the previous value.
     pub fn insert(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Option<String> {
         let (name, value) = (name.as_ref(), value.as_ref());
-        let (old, rebuilt) = match self.position(name) {
-            Ok(i) => {
-                let old = self.value(i).to_string();
-                let pairs = self
-                    .iter()
-                    .enumerate()
-                    .map(|(j, p)| if j == i { (name, value) } else { p });
-                (Some(old), Self::from_sorted(pairs))
-            }
-            Err(i) => {
-                let pairs = self
-                    .iter()
-                    .take(i)
-                    .chain(std::iter::once((name, value)))
-                    .chain(self.iter().skip(i));
-                (None, Self::from_sorted(pairs))
-            }
-        };
+        let old = self.get(name).map(str::to_string);
+        let before = self.iter().filter(|&(n, _)| n < name);
+        let after = self.iter().filter(|&(n, _)| n > name);
+        let rebuilt = Self::from_sorted(before.chain(std::iter::once((name, value))).chain(after));
         *self = rebuilt;
         old
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        let i = self.position(name).ok()?;
-        let old = self.value(i).to_string();
-        *self = Self::from_sorted(self.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, p)| p));
+        let old = self.get(name)?.to_string();
+        *self = Self::from_sorted(self.iter().filter(|&(n, _)| n != name));
         Some(old)
     }
 
@@ -134,20 +187,22 @@ impl LabelSet {
 
     /// Builds a set from pairs already sorted by name with no name twice.
     fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Self {
-        let (count, bytes) = pairs
-            .clone()
-            .fold((0, 0), |(c, b), (n, v)| (c + 1, b + n.len() + v.len()));
-        let mut text = String::with_capacity(bytes);
-        let mut ends = Vec::with_capacity(2 * count);
+        let (count, bytes) = pairs.clone().fold((0, 0), |(c, b), (n, v)| {
+            (c + 1, b + len_bytes(n.len()) + n.len() + len_bytes(v.len()) + v.len())
+        });
+        if count == 0 {
+            return Self::new();
+        }
+        let mut packed = String::with_capacity(len_bytes(count) + bytes);
+        push_len(&mut packed, count);
         for (n, v) in pairs {
-            text.push_str(n);
-            ends.push(offset(text.len()));
-            text.push_str(v);
-            ends.push(offset(text.len()));
+            push_len(&mut packed, n.len());
+            packed.push_str(n);
+            push_len(&mut packed, v.len());
+            packed.push_str(v);
         }
         LabelSet {
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
+            packed: packed.into_boxed_str(),
         }
     }
 
@@ -164,44 +219,39 @@ impl LabelSet {
     }
 }
 
-fn offset(len: usize) -> u32 {
-    // Label text over 4 GiB cannot arrive: request bodies are far smaller.
-    u32::try_from(len).expect("label set text under 4 GiB")
-}
-
 /// Iterator over a [`LabelSet`]'s `(name, value)` pairs in name order.
 #[derive(Clone, Debug)]
 pub struct Iter<'a> {
-    set: &'a LabelSet,
-    front: usize,
-    back: usize,
+    packed: &'a str,
+    /// Byte position of the next name's length.
+    pos: usize,
+    left: usize,
+}
+
+impl<'a> Iter<'a> {
+    #[inline]
+    fn part(&mut self) -> &'a str {
+        let (len, at) = read_len(self.packed.as_bytes(), self.pos);
+        self.pos = at + len;
+        &self.packed[at..at + len]
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.front == self.back {
+        if self.left == 0 {
             return None;
         }
-        let i = self.front;
-        self.front += 1;
-        Some((self.set.name(i), self.set.value(i)))
+        self.left -= 1;
+        let name = self.part();
+        Some((name, self.part()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.back - self.front;
-        (n, Some(n))
-    }
-}
-
-impl DoubleEndedIterator for Iter<'_> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        if self.front == self.back {
-            return None;
-        }
-        self.back -= 1;
-        Some((self.set.name(self.back), self.set.value(self.back)))
+        (self.left, Some(self.left))
     }
 }
 
@@ -278,7 +328,7 @@ impl serde::Serialize for LabelSet {
 }
 
 /// From a JSON object of strings; names and values are appended to one buffer as they are read
-/// (no string per label), and sorted only when they did not arrive sorted.
+/// (no string per label), then packed, sorted only when they did not arrive sorted.
 impl<'de> serde::Deserialize<'de> for LabelSet {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_map(SetVisitor)
@@ -296,21 +346,20 @@ impl<'de> serde::de::Visitor<'de> for SetVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LabelSet, A::Error> {
         let mut text = String::new();
-        let mut ends: Vec<u32> = Vec::with_capacity(2 * map.size_hint().unwrap_or(8));
+        let mut ends: Vec<usize> = Vec::with_capacity(2 * map.size_hint().unwrap_or(8));
         while map.next_key_seed(AppendStr(&mut text))?.is_some() {
-            ends.push(offset(text.len()));
+            ends.push(text.len());
             map.next_value_seed(AppendStr(&mut text))?;
-            ends.push(offset(text.len()));
+            ends.push(text.len());
         }
-        let set = LabelSet {
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
-        };
-        let sorted_unique = (1..set.len()).all(|i| set.name(i - 1) < set.name(i));
-        if sorted_unique {
-            return Ok(set);
-        }
-        let mut pairs: Vec<(&str, &str)> = set.iter().collect();
+        let mut pairs: Vec<(&str, &str)> = ends
+            .chunks_exact(2)
+            .enumerate()
+            .map(|(i, e)| {
+                let start = if i == 0 { 0 } else { ends[2 * i - 1] };
+                (&text[start..e[0]], &text[e[0]..e[1]])
+            })
+            .collect();
         Ok(LabelSet::from_pairs(&mut pairs))
     }
 }
@@ -356,6 +405,22 @@ mod tests {
         assert_eq!(s.get("b"), Some("3"));
         assert_eq!(s.get("c"), None);
         assert_eq!(format!("{s:?}"), r#"{"a": "2", "b": "3"}"#);
+    }
+
+    #[test]
+    fn long_names_and_values_keep_their_lengths() {
+        for n in [127, 128, 2047, 2048, 16383, 16384, 70_000] {
+            let (name, value) = ("n".repeat(n % 300 + 1), "é".repeat(n));
+            let s: LabelSet = [("a", "1"), (name.as_str(), value.as_str()), ("zz", "")].into();
+            let want = [("a", "1"), (name.as_str(), value.as_str()), ("zz", "")];
+            assert_eq!(s.iter().collect::<Vec<_>>(), want);
+            assert_eq!(s.len(), 3);
+            assert_eq!(s.get(&name), Some(value.as_str()));
+            let mut counted = String::new();
+            push_len(&mut counted, n);
+            assert_eq!(len_bytes(n), counted.len());
+            assert_eq!(read_len(counted.as_bytes(), 0), (n, counted.len()));
+        }
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub fn template_data(d: &NotifyData) -> Data {
                 annotations: kv(&a.annotations),
                 starts_at: Some(a.starts_at),
                 ends_at: (!is_zero(a.ends_at)).then_some(a.ends_at),
-                generator_url: a.generator_url.clone(),
+                generator_url: a.generator_url.to_string(),
                 fingerprint: pa.fingerprint.clone(),
             })
             .collect(),

@@ -93,7 +93,7 @@ fn payload_alert(a: &Alert) -> PayloadAlert {
         annotations: a.annotations.clone(),
         starts_at: format_rfc3339_nano(a.starts_at),
         ends_at: format_rfc3339_nano(a.ends_at),
-        generator_url: a.generator_url.clone(),
+        generator_url: a.generator_url.to_string(),
         fingerprint: a.fingerprint.to_string(),
     }
 }
