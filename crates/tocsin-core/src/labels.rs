@@ -18,16 +18,21 @@ impl fmt::Display for Fingerprint {
 /// Serialises as the 16-hex-digit string of `Display`, without allocating.
 impl serde::Serialize for Fingerprint {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(std::str::from_utf8(&self.hex()).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+impl Fingerprint {
+    /// The 16 lower-case hex digits of `Display`, without allocating.
+    pub fn hex(self) -> [u8; 16] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut b = [0u8; 16];
         for (i, c) in b.iter_mut().enumerate() {
             *c = HEX[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
         }
-        s.serialize_str(std::str::from_utf8(&b).map_err(serde::ser::Error::custom)?)
+        b
     }
-}
 
-impl Fingerprint {
     /// Parses the 16-hex-digit form printed by `Display`.
     pub fn parse(s: &str) -> Option<Self> {
         u64::from_str_radix(s, 16).ok().map(Fingerprint)

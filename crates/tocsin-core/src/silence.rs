@@ -160,10 +160,11 @@ pub struct MeshSilence {
 #[derive(Clone, Debug, Default)]
 pub struct Silences {
     by_id: HashMap<String, MeshSilence>,
-    /// Equality anchor (name, value) -> ids of silences with that `=` matcher in every set.
-    index: HashMap<(String, String), HashSet<String>>,
+    /// Equality anchor ([`anchor_key`] of name and value) -> ids of silences with that `=`
+    /// matcher in every set.
+    index: HashMap<String, HashSet<String>>,
     /// The anchor each indexed silence was filed under.
-    anchor_of: HashMap<String, (String, String)>,
+    anchor_of: HashMap<String, String>,
     /// Ids of silences without such an anchor; always checked.
     unindexed: HashSet<String>,
     retention: Duration,
@@ -176,14 +177,28 @@ fn plus(t: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(t)
 }
 
+/// Writes the index key of a label pair into `key`. One string rather than a pair so that
+/// muting looks labels up through one reused buffer; a name containing the separator can only
+/// add candidates, and every candidate is matched in full.
+fn anchor_key(key: &mut String, name: &str, value: &str) {
+    key.clear();
+    key.push_str(name);
+    key.push('\0');
+    key.push_str(value);
+}
+
 /// The candidate anchors of a silence: `=` matchers with a non-empty value shared by all sets.
-fn anchors(s: &Silence) -> impl Iterator<Item = (String, String)> + '_ {
+fn anchors(s: &Silence) -> impl Iterator<Item = String> + '_ {
     let first = s.matcher_sets.first().map(Vec::as_slice).unwrap_or(&[]);
     first
         .iter()
         .filter(|m| m.op == MatchType::Equal && !m.value.is_empty())
         .filter(|m| s.matcher_sets.iter().all(|set| set.iter().any(|o| o == *m)))
-        .map(|m| (m.name.clone(), m.value.clone()))
+        .map(|m| {
+            let mut key = String::new();
+            anchor_key(&mut key, &m.name, &m.value);
+            key
+        })
 }
 
 impl Silences {
@@ -373,6 +388,9 @@ impl Silences {
     /// Returns the ids of active silences muting `labels` at `now`, sorted.
     pub fn silenced_by(&self, labels: &LabelSet, now: Timestamp) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        if self.by_id.is_empty() {
+            return out;
+        }
         let mut check = |id: &String| {
             if let Some(m) = self.by_id.get(id)
                 && m.silence.state(now) == State::Active
@@ -381,9 +399,10 @@ impl Silences {
                 out.push(id.clone());
             }
         };
+        let mut key = String::new();
         for (name, value) in labels {
-            // Lookup by borrowed pair without allocating would need a custom key; labels are few.
-            if let Some(ids) = self.index.get(&(name.to_string(), value.to_string())) {
+            anchor_key(&mut key, name, value);
+            if let Some(ids) = self.index.get(key.as_str()) {
                 ids.iter().for_each(&mut check);
             }
         }

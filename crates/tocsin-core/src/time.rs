@@ -37,7 +37,7 @@ pub struct Millis(pub Timestamp);
 
 impl Millis {
     /// The 24 bytes of `YYYY-MM-DDTHH:MM:SS.mmmZ`, for years 0 to 9999.
-    fn bytes(self) -> Option<[u8; 24]> {
+    pub fn bytes(self) -> Option<[u8; 24]> {
         let dt = jiff::tz::Offset::UTC.to_datetime(self.0);
         let year = u32::try_from(dt.year()).ok()?;
         let mut b = *b"0000-00-00T00:00:00.000Z";

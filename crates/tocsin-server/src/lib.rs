@@ -12,6 +12,7 @@ pub mod clock;
 pub mod cluster;
 pub mod dispatch;
 pub mod flags;
+mod json_out;
 pub mod logging;
 pub mod metrics;
 pub mod peer;
