@@ -66,17 +66,22 @@ pub fn hash_alert(labels: &LabelSet) -> u64 {
 /// Formats a label set as Go's `LabelSet.String()`: `{a="x", b="y"}` with Go string quoting.
 pub fn labels_to_string(labels: &LabelSet) -> String {
     let mut out = String::with_capacity(2 + labels.len() * 16);
+    write_labels(&mut out, labels.iter());
+    out
+}
+
+/// Appends pairs, given in name order, as [`labels_to_string`] formats a label set.
+pub fn write_labels<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
     out.push('{');
-    for (i, (name, value)) in labels.iter().enumerate() {
+    for (i, (name, value)) in pairs.enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
         out.push_str(name);
         out.push('=');
-        go_quote_into(&mut out, value);
+        go_quote_into(out, value);
     }
     out.push('}');
-    out
 }
 
 /// Appends `s` quoted like Go's `strconv.Quote` (`%q`).

@@ -1,10 +1,11 @@
 //! Aggregation groups and their timers (§3.2): one scheduler for all groups, not a task each.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hashbrown::{Equivalent, HashMap};
 use jiff::{SignedDuration, Timestamp};
 use tocsin_core::alert::Alert;
 use tocsin_core::group::GroupAlerts;
@@ -14,6 +15,16 @@ use tokio::time::Instant;
 
 /// Identifies a group: the route (sibling routes may share a key) and the group key.
 pub type GroupId = (usize, String);
+
+/// A [`GroupId`] borrowed from a reused key buffer; hashes as the owned one does.
+#[derive(Hash)]
+struct GroupIdRef<'a>(usize, &'a str);
+
+impl Equivalent<GroupId> for GroupIdRef<'_> {
+    fn equivalent(&self, id: &GroupId) -> bool {
+        self.0 == id.0 && self.1 == id.1
+    }
+}
 
 /// One aggregation group.
 #[derive(Debug)]
@@ -82,14 +93,16 @@ impl Dispatcher {
     /// must re-arm).
     pub fn insert(&mut self, tree: &RouteTree, alerts: &[Arc<Alert>], now_i: Instant, now: Timestamp) -> bool {
         let mut created = false;
+        let mut key = String::new();
         for a in alerts {
             for route in tree.match_routes(&a.labels) {
-                let labels = route.group_labels(&a.labels);
-                let id = (route.index, route.group_key(&labels));
-                if let Some(g) = self.groups.get_mut(&id) {
+                route.write_group_key(&a.labels, &mut key);
+                if let Some(g) = self.groups.get_mut(&GroupIdRef(route.index, &key)) {
                     g.alerts.insert(a.clone());
                     continue;
                 }
+                let labels = route.group_labels(&a.labels);
+                let id = (route.index, key.clone());
                 // An alert that started long ago is flushed at once instead of after group_wait.
                 let wait = SignedDuration::try_from(route.group_wait).unwrap_or(SignedDuration::MAX);
                 let overdue = a.starts_at.checked_add(wait).is_ok_and(|t| t < now);
