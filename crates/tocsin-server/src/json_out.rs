@@ -38,8 +38,13 @@ pub(crate) fn push_strs<S: AsRef<str>>(buf: &mut Vec<u8>, items: &[S]) {
 
 /// Appends a label set as a JSON object.
 pub(crate) fn push_labels(buf: &mut Vec<u8>, labels: &LabelSet) {
+    push_object(buf, labels.iter());
+}
+
+/// Appends string pairs as a JSON object.
+pub(crate) fn push_object<'a>(buf: &mut Vec<u8>, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
     buf.push(b'{');
-    for (i, (name, value)) in labels.iter().enumerate() {
+    for (i, (name, value)) in pairs.enumerate() {
         if i > 0 {
             buf.push(b',');
         }
