@@ -1,6 +1,5 @@
 //! HTTP API v2 (§5) and the lifecycle endpoints, with Alertmanager's status codes and bodies.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -602,12 +601,24 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
         .collect();
     let receiver = |idx: usize| active.config.route.nodes[idx].receiver.as_str();
     groups.sort_by(|a, b| label_set_order(&a.1, &b.1).then_with(|| receiver(a.0).cmp(receiver(b.0))));
-    let mut receivers_of: HashMap<Fingerprint, Vec<&str>> = HashMap::new();
-    for (idx, _, alerts) in &groups {
-        for a in alerts {
-            receivers_of.entry(a.fingerprint).or_default().push(receiver(*idx));
-        }
-    }
+    // Each alert's receivers are those of the groups holding it, in group order: one sorted
+    // list of (alert, group position) rather than a map with a list per alert (100k of them).
+    let mut memberships: Vec<(Fingerprint, usize)> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(pos, (_, _, alerts))| alerts.iter().map(move |a| (a.fingerprint, pos)))
+        .collect();
+    memberships.sort_unstable();
+    let receivers_of = |fp: Fingerprint| -> Vec<Receiver<'_>> {
+        let from = memberships.partition_point(|m| m.0 < fp);
+        memberships[from..]
+            .iter()
+            .take_while(|m| m.0 == fp)
+            .map(|&(_, pos)| Receiver {
+                name: receiver(groups[pos].0),
+            })
+            .collect()
+    };
     let sup = suppressors(app, f);
     let (f, now) = (&sup.filter, sup.now);
     let alerts: usize = groups.iter().map(|g| g.2.len()).sum();
@@ -625,11 +636,7 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
         sort_alerts(&mut alerts, |a| &a.labels);
         let list: Vec<GettableAlert> = alerts
             .iter()
-            .filter_map(|a| {
-                let recv = receivers_of.get(&a.fingerprint).map_or(&[][..], Vec::as_slice);
-                let recv = recv.iter().map(|name| Receiver { name }).collect();
-                gettable(&sup, a, recv, muted_by.clone())
-            })
+            .filter_map(|a| gettable(&sup, a, receivers_of(a.fingerprint), muted_by.clone()))
             .collect();
         if !list.is_empty() {
             let group = AlertGroup {

@@ -478,3 +478,41 @@ async fn filter_alert_request() {
     assert_eq!(groups.as_array().unwrap().len(), 1);
     assert_eq!(groups[0]["alerts"][0]["labels"]["system"], "foo");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_in_two_groups_lists_both_receivers_in_each() {
+    // `continue` puts each alert into a group on both routes; every listing of the alert names
+    // the receivers of all groups holding it, in the order the groups are listed.
+    let cfg = "route:\n  receiver: root\n  group_by: [alertname]\n  group_wait: 1h\n  routes:\n  - receiver: team-b\n    matchers: [team=x]\n    continue: true\n  - receiver: team-a\n    matchers: [team=x]\nreceivers:\n- name: root\n- name: team-a\n- name: team-b\n";
+    let t = start_tocsin(cfg, &[]);
+    let c = reqwest::Client::new();
+    let url = format!("{}/api/v2/alerts", t.base);
+    let batch = json!([{"labels": {"alertname": "A", "team": "x"}}, {"labels": {"alertname": "B", "team": "x"}},
+                       {"labels": {"alertname": "C", "team": "y"}}]);
+    assert_eq!(post(&c, url.clone(), &batch).await.0, 200);
+    let groups = get(&c, format!("{url}/groups")).await;
+    let listed: Vec<(String, String, Vec<String>)> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let recv = g["alerts"][0]["receivers"].as_array().unwrap().iter();
+            (
+                g["labels"]["alertname"].as_str().unwrap().to_string(),
+                g["receiver"]["name"].as_str().unwrap().to_string(),
+                recv.map(|r| r["name"].as_str().unwrap().to_string()).collect(),
+            )
+        })
+        .collect();
+    let both = || vec!["team-a".to_string(), "team-b".to_string()];
+    assert_eq!(
+        listed,
+        [
+            ("A".into(), "team-a".into(), both()),
+            ("A".into(), "team-b".into(), both()),
+            ("B".into(), "team-a".into(), both()),
+            ("B".into(), "team-b".into(), both()),
+            ("C".into(), "root".into(), vec!["root".to_string()]),
+        ]
+    );
+}
