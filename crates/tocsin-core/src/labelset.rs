@@ -25,35 +25,29 @@ const LEN_BITS: u32 = 14;
 const LEN_MASK: usize = (1 << LEN_BITS) - 1;
 const MORE: u32 = 1 << LEN_BITS;
 
-fn push_len(out: &mut String, mut n: usize) {
-    loop {
+/// The characters that encode the length `n`, least significant 14 bits first.
+fn len_chars(mut n: usize) -> impl Iterator<Item = char> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
         let low = (n & LEN_MASK) as u32;
         n >>= LEN_BITS;
-        let c = if n > 0 { low | MORE } else { low };
+        done = n == 0;
+        let c = if done { low } else { low | MORE };
         // At most 0x7fff: always a valid scalar value.
-        out.push(char::from_u32(c).unwrap_or('\0'));
-        if n == 0 {
-            return;
-        }
-    }
+        char::from_u32(c)
+    })
+}
+
+fn push_len(out: &mut String, n: usize) {
+    out.extend(len_chars(n));
 }
 
 /// Returns how many bytes `push_len` writes for `n`.
-fn len_bytes(mut n: usize) -> usize {
-    let mut bytes = 0;
-    loop {
-        let low = (n & LEN_MASK) as u32;
-        n >>= LEN_BITS;
-        let c = if n > 0 { low | MORE } else { low };
-        bytes += match c {
-            0..0x80 => 1,
-            0x80..0x800 => 2,
-            _ => 3,
-        };
-        if n == 0 {
-            return bytes;
-        }
-    }
+fn len_bytes(n: usize) -> usize {
+    len_chars(n).map(char::len_utf8).sum()
 }
 
 /// Reads the length written by `push_len` at `pos`; returns it and the position after it.
