@@ -322,6 +322,15 @@ struct Receiver<'a> {
     name: &'a str,
 }
 
+impl Receiver<'_> {
+    /// Appends the JSON that the derived `Serialize` writes, without serde.
+    fn write_json(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(br#"{"name":"#);
+        crate::json_out::push_str(buf, self.name);
+        buf.push(b'}');
+    }
+}
+
 #[derive(Serialize)]
 struct AlertStatus {
     #[serde(rename = "inhibitedBy")]
@@ -357,20 +366,16 @@ impl GettableAlert<'_> {
     /// Appends the JSON that the derived `Serialize` writes (fields in declaration order), without
     /// serde: see [`crate::json_out`].
     fn write_json(&self, buf: &mut Vec<u8>) {
-        use crate::json_out::{push_fingerprint, push_labels, push_millis, push_str, push_strs};
+        use crate::json_out::{push_array, push_fingerprint, push_labels, push_millis, push_str, push_strs};
         buf.extend_from_slice(br#"{"annotations":"#);
         push_labels(buf, self.annotations);
         buf.extend_from_slice(br#","endsAt":"#);
         push_millis(buf, self.ends_at);
         buf.extend_from_slice(br#","fingerprint":"#);
         push_fingerprint(buf, self.fingerprint);
-        buf.extend_from_slice(br#","receivers":["#);
-        for (i, r) in self.receivers.iter().enumerate() {
-            buf.extend_from_slice(if i == 0 { br#"{"name":"# } else { br#",{"name":"# });
-            push_str(buf, r.name);
-            buf.push(b'}');
-        }
-        buf.extend_from_slice(br#"],"startsAt":"#);
+        buf.extend_from_slice(br#","receivers":"#);
+        push_array(buf, &self.receivers, |buf, r| r.write_json(buf));
+        buf.extend_from_slice(br#","startsAt":"#);
         push_millis(buf, self.starts_at);
         buf.extend_from_slice(br#","status":{"inhibitedBy":"#);
         push_strs(buf, &self.status.inhibited_by);
@@ -571,18 +576,13 @@ struct AlertGroup<'a> {
 impl AlertGroup<'_> {
     /// Appends the JSON that the derived `Serialize` writes, without serde.
     fn write_json(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(br#"{"alerts":["#);
-        for (i, a) in self.alerts.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            a.write_json(buf);
-        }
-        buf.extend_from_slice(br#"],"labels":"#);
+        buf.extend_from_slice(br#"{"alerts":"#);
+        crate::json_out::push_array(buf, &self.alerts, |buf, a| a.write_json(buf));
+        buf.extend_from_slice(br#","labels":"#);
         crate::json_out::push_labels(buf, self.labels);
-        buf.extend_from_slice(br#","receiver":{"name":"#);
-        crate::json_out::push_str(buf, self.receiver.name);
-        buf.extend_from_slice(b"}}");
+        buf.extend_from_slice(br#","receiver":"#);
+        self.receiver.write_json(buf);
+        buf.push(b'}');
     }
 }
 

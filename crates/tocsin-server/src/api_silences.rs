@@ -54,7 +54,7 @@ impl GettableSilence<'_> {
     /// Appends the JSON that the derived `Serialize` writes, without serde (see
     /// [`crate::json_out`]; escaping was most of listing 10k silences).
     fn write_json(&self, buf: &mut Vec<u8>) {
-        use crate::json_out::{push_millis, push_object, push_str};
+        use crate::json_out::{push_array, push_bool, push_millis, push_object, push_str};
         buf.push(b'{');
         if !self.annotations.is_empty() {
             buf.extend_from_slice(br#""annotations":"#);
@@ -69,28 +69,19 @@ impl GettableSilence<'_> {
         push_millis(buf, self.ends_at);
         buf.extend_from_slice(br#","id":"#);
         push_str(buf, self.id);
-        buf.extend_from_slice(br#","matchers":["#);
-        for (i, m) in self.matchers.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            buf.extend_from_slice(if m.is_equal {
-                br#"{"isEqual":true"#
-            } else {
-                br#"{"isEqual":false"#
-            });
-            buf.extend_from_slice(if m.is_regex {
-                br#","isRegex":true"#
-            } else {
-                br#","isRegex":false"#
-            });
+        buf.extend_from_slice(br#","matchers":"#);
+        push_array(buf, &self.matchers, |buf, m| {
+            buf.extend_from_slice(br#"{"isEqual":"#);
+            push_bool(buf, m.is_equal);
+            buf.extend_from_slice(br#","isRegex":"#);
+            push_bool(buf, m.is_regex);
             buf.extend_from_slice(br#","name":"#);
             push_str(buf, m.name);
             buf.extend_from_slice(br#","value":"#);
             push_str(buf, m.value);
             buf.push(b'}');
-        }
-        buf.extend_from_slice(br#"],"startsAt":"#);
+        });
+        buf.extend_from_slice(br#","startsAt":"#);
         push_millis(buf, self.starts_at);
         buf.extend_from_slice(br#","status":{"state":"#);
         push_str(buf, self.status.state);

@@ -24,16 +24,26 @@ pub(crate) fn push_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
 }
 
-/// Appends a list of strings as a JSON array.
-pub(crate) fn push_strs<S: AsRef<str>>(buf: &mut Vec<u8>, items: &[S]) {
+/// Appends `items` as a JSON array, each written by `write`.
+pub(crate) fn push_array<T>(buf: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
     buf.push(b'[');
-    for (i, s) in items.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        push_str(buf, s.as_ref());
+        write(buf, item);
     }
     buf.push(b']');
+}
+
+/// Appends a list of strings as a JSON array.
+pub(crate) fn push_strs<S: AsRef<str>>(buf: &mut Vec<u8>, items: &[S]) {
+    push_array(buf, items, |buf, s| push_str(buf, s.as_ref()));
+}
+
+/// Appends `true` or `false`.
+pub(crate) fn push_bool(buf: &mut Vec<u8>, b: bool) {
+    buf.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
 /// Appends a label set as a JSON object.
