@@ -505,10 +505,9 @@ fn list_alerts(app: &App, q: Option<String>) -> Response {
     })
 }
 
-/// A generous alert size in API JSON, to size response buffers: growing a 50 MB body by
-/// doubling copies it and faults its pages in again (a sixth of a 100k-alert group listing when
-/// alerts were 527 bytes against an estimate of 512). Pages reserved and never written are
-/// never made resident, so erring high costs address space only.
+/// A generous alert size in API JSON, to size response buffers: a buffer that overflows is
+/// copied as it grows. Pages reserved and never written are never made resident, so erring high
+/// costs address space only.
 const ALERT_JSON_BYTES: usize = 1024;
 
 /// Writes a JSON array whose elements `write` appends (or skips, by appending nothing), byte for
@@ -519,23 +518,39 @@ pub(crate) fn json_array_response<I: Sync>(
     bytes_per_item: usize,
     write: impl Fn(&I, &mut Vec<u8>) + Sync,
 ) -> Response {
+    // Each chunk is written into pieces of about PIECE bytes. One buffer per chunk (26 MB for
+    // half a 100k-alert listing) came from jemalloc's oversize arena, which returns freed pages
+    // at once: every listing faulted all its pages in again (a sixth of GET /alerts/groups).
+    // Pieces this size are kept and reused by the arenas.
+    const PIECE: usize = 1 << 20;
     let write_chunk = |chunk: &[I]| {
-        let mut buf = Vec::with_capacity(chunk.len() * bytes_per_item);
-        for item in chunk {
+        let capacity = |left: usize| (left * bytes_per_item).min(PIECE + PIECE / 4);
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut buf = Vec::with_capacity(capacity(chunk.len()));
+        let mut first = true;
+        for (i, item) in chunk.iter().enumerate() {
             let mark = buf.len();
-            if mark > 0 {
+            if !first {
                 buf.push(b',');
             }
             write(item, &mut buf);
-            // Nothing written: take the separator back.
-            if mark > 0 && buf.len() == mark + 1 {
+            if !first && buf.len() == mark + 1 {
+                // Nothing written: take the separator back.
                 buf.pop();
             }
+            first &= buf.len() == mark;
+            if buf.len() >= PIECE {
+                let next = Vec::with_capacity(capacity(chunk.len() - i - 1));
+                pieces.push(Bytes::from(std::mem::replace(&mut buf, next)));
+            }
         }
-        buf
+        if !buf.is_empty() {
+            pieces.push(Bytes::from(buf));
+        }
+        pieces
     };
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let parts: Vec<Vec<u8>> = if threads == 1 || items.len() < 1024 {
+    let parts: Vec<Vec<Bytes>> = if threads == 1 || items.len() < 1024 {
         vec![write_chunk(items)]
     } else {
         let mut chunks = items.chunks(items.len().div_ceil(threads));
@@ -552,13 +567,13 @@ pub(crate) fn json_array_response<I: Sync>(
         if chunks.len() > 1 {
             chunks.push(Bytes::from_static(b","));
         }
-        chunks.push(Bytes::from(part));
+        chunks.extend(part);
     }
     chunks.push(Bytes::from_static(b"]"));
-    if chunks.iter().map(Bytes::len).sum::<usize>() < 1 << 20 {
+    if chunks.iter().map(Bytes::len).sum::<usize>() < PIECE {
         return json_bytes(StatusCode::OK, chunks.concat());
     }
-    // Large listings send the parts as they are instead of copying them into one buffer (that
+    // Large listings send the pieces as they are instead of copying them into one buffer (that
     // copy and its page faults were a tenth of a 52 MB listing); the body is chunked.
     let stream = tokio_stream::iter(chunks.into_iter().map(Ok::<Bytes, std::convert::Infallible>));
     let mut r = (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
@@ -601,23 +616,33 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
         .collect();
     let receiver = |idx: usize| active.config.route.nodes[idx].receiver.as_str();
     groups.sort_by(|a, b| label_set_order(&a.1, &b.1).then_with(|| receiver(a.0).cmp(receiver(b.0))));
-    // Each alert's receivers are those of the groups holding it, in group order: one sorted
-    // list of (alert, group position) rather than a map with a list per alert (100k of them).
+    // Each alert's receivers are those of the groups holding it, in group order. Most alerts
+    // are in one group, whose receiver that is; only alerts in several groups are looked up, in
+    // a sorted list of (alert, group position) (a binary search per alert in a list of all of
+    // them was a third of the listing).
     let mut memberships: Vec<(Fingerprint, usize)> = groups
         .iter()
         .enumerate()
         .flat_map(|(pos, (_, _, alerts))| alerts.iter().map(move |a| (a.fingerprint, pos)))
         .collect();
     memberships.sort_unstable();
-    let receivers_of = |fp: Fingerprint| -> Vec<Receiver<'_>> {
-        let from = memberships.partition_point(|m| m.0 < fp);
-        memberships[from..]
+    let mut shared = Vec::new();
+    for run in memberships.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+        shared.extend_from_slice(run);
+    }
+    let receivers_of = |fp: Fingerprint, own: usize| -> Vec<Receiver<'_>> {
+        let from = shared.partition_point(|m| m.0 < fp);
+        let mut list: Vec<Receiver<'_>> = shared[from..]
             .iter()
             .take_while(|m| m.0 == fp)
             .map(|&(_, pos)| Receiver {
                 name: receiver(groups[pos].0),
             })
-            .collect()
+            .collect();
+        if list.is_empty() {
+            list.push(Receiver { name: receiver(own) });
+        }
+        list
     };
     let sup = suppressors(app, f);
     let (f, now) = (&sup.filter, sup.now);
@@ -636,7 +661,7 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
         sort_alerts(&mut alerts, |a| &a.labels);
         let list: Vec<GettableAlert> = alerts
             .iter()
-            .filter_map(|a| gettable(&sup, a, receivers_of(a.fingerprint), muted_by.clone()))
+            .filter_map(|a| gettable(&sup, a, receivers_of(a.fingerprint, *idx), muted_by.clone()))
             .collect();
         if !list.is_empty() {
             let group = AlertGroup {
@@ -870,7 +895,7 @@ mod tests {
 
     #[tokio::test]
     async fn parallel_array_serialisation_is_byte_identical() {
-        for n in [0, 1, 2, 1023, 1024, 5001, 40_000] {
+        for n in [0, 1, 2, 1023, 1024, 5001, 40_000, 100_000] {
             let items: Vec<serde_json::Value> = (0..n)
                 .map(|i| serde_json::json!({"i": i, "s": format!("a\"b{i}"), "l": [i, {"x": null}]}))
                 .collect();
