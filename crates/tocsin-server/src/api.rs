@@ -550,7 +550,9 @@ pub(crate) fn json_array_response<I: Sync>(
         pieces
     };
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let parts: Vec<Vec<Bytes>> = if threads == 1 || items.len() < 1024 {
+    // Worth a thread by the estimated size, not the item count: 500 groups of 200 alerts are
+    // as much work as 100k alerts.
+    let parts: Vec<Vec<Bytes>> = if threads == 1 || items.len() < 2 || items.len() * bytes_per_item < PIECE {
         vec![write_chunk(items)]
     } else {
         let mut chunks = items.chunks(items.len().div_ceil(threads));
