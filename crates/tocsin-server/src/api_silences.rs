@@ -225,11 +225,16 @@ pub(crate) async fn get_silences(State(app): State<Arc<App>>, RawQuery(q): RawQu
     {
         return error_string(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
-    json_array_response(&list, SILENCE_JSON_BYTES, |(_, s), buf| {
-        if let Ok(g) = gettable(s, now) {
-            g.write_json(buf);
-        }
-    })
+    json_array_response(
+        &list,
+        SILENCE_JSON_BYTES,
+        |_| {},
+        |(_, s), buf| {
+            if let Ok(g) = gettable(s, now) {
+                g.write_json(buf);
+            }
+        },
+    )
 }
 
 /// A generous silence size in API JSON, to size the listing's buffer without regrowing it
