@@ -193,7 +193,13 @@ impl Email {
         let r = render(cfg, &self.shared.templates, &data, jiff::Timestamp::now());
         if !r.errors.is_empty() {
             self.shared.template_errors.inc();
-            warn!(integration = "email", errors = ?r.errors, "template error; sending a fallback message");
+            warn!(
+                group_key = %d.group_key,
+                receiver = %d.receiver,
+                integration = "email",
+                errors = ?r.errors,
+                "template error; sending a fallback message"
+            );
         }
         let header = |name: &str| r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let from: Mailbox = header("From")

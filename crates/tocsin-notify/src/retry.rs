@@ -75,8 +75,9 @@ pub async fn send_with_retry(
             Some(t) => (started + t).min(deadline),
             None => deadline,
         };
-        // One span per attempt, inside the caller's flush span (group_key, receiver).
-        let span = tracing::info_span!("attempt", integration = integration.kind, attempt = number);
+        // One span per attempt, inside the caller's flush span (group_key, receiver); debug level,
+        // like the flush span, as only debug events are logged inside it.
+        let span = tracing::debug_span!("attempt", integration = integration.kind, attempt = number);
         let result = tracing::Instrument::instrument(
             async {
                 tokio::select! {
