@@ -225,16 +225,26 @@ pub(crate) async fn get_silences(State(app): State<Arc<App>>, RawQuery(q): RawQu
     {
         return error_string(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
-    json_array_response(
-        &list,
-        SILENCE_JSON_BYTES,
-        |_| {},
-        |(_, s), buf| {
-            if let Ok(g) = gettable(s, now) {
-                g.write_json(buf);
-            }
-        },
-    )
+    json_array_response(&list, SILENCE_JSON_BYTES, warm, |(_, s), buf| {
+        if let Ok(g) = gettable(s, now) {
+            g.write_json(buf);
+        }
+    })
+}
+
+/// Reads a byte of each allocation of a block of silences (their strings and matchers) in one
+/// tight loop, so that their cache misses overlap. The first read of
+/// each silence was a third of the listing (as `api::warm` does for alerts).
+fn warm(block: &[(SilenceState, &Silence)]) {
+    let first = |t: &str| t.as_bytes().first().copied().unwrap_or(0);
+    let mut acc = 0u8;
+    for (_, s) in block {
+        acc ^= first(&s.id) ^ first(&s.comment) ^ first(&s.created_by);
+        for m in s.matcher_sets.iter().flatten() {
+            acc ^= first(&m.name) ^ first(&m.value);
+        }
+    }
+    std::hint::black_box(acc);
 }
 
 /// A generous silence size in API JSON, to size the listing's buffer without regrowing it
