@@ -1,5 +1,6 @@
 //! Alerts: the stored model, ingestion defaults and validation (§3.1), and the merge rule.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -18,9 +19,9 @@ pub struct Alert {
     pub starts_at: Timestamp,
     /// When the alert resolves; never zero once ingested.
     pub ends_at: Timestamp,
-    /// Link to the rule that generated it ("" when unknown); boxed, as it never grows, to keep
-    /// the stored alert in a smaller allocation class.
-    pub generator_url: Box<str>,
+    /// Link to the rule that generated it ("" when unknown). Shared: the alerts of one rule
+    /// carry the same URL, and ingestion hands consecutive equal URLs one allocation.
+    pub generator_url: Arc<str>,
     /// When this version was received.
     pub updated_at: Timestamp,
     /// Whether `ends_at` was filled from `resolve_timeout` rather than sent.
@@ -63,7 +64,7 @@ impl Default for Alert {
             annotations: LabelSet::new(),
             starts_at: ZERO,
             ends_at: ZERO,
-            generator_url: Box::default(),
+            generator_url: "".into(),
             updated_at: ZERO,
             timeout: false,
             fingerprint: Fingerprint::default(),
@@ -151,7 +152,7 @@ pub fn prepare(
         annotations,
         starts_at,
         ends_at,
-        generator_url: generator_url.into_boxed_str(),
+        generator_url: generator_url.into(),
         updated_at: now,
         timeout,
         fingerprint,
