@@ -180,6 +180,20 @@ async fn bad_input_is_answered_and_loses_nothing() {
     assert_eq!(names, ["good1", "good2"]);
     assert_eq!(alerts[0]["status"]["state"], "active");
     assert_eq!(alerts[0]["receivers"], json!([{"name": "team.x"}]));
+    // Every item well-formed (decoded in one pass), one rejected by validation: still named by
+    // its index and labels, and the others stored.
+    let shaped = json!([
+        {"labels": {"alertname": "good3"}},
+        {"labels": {"alertname": "backwards"}, "startsAt": "2026-11-23T10:00:00Z", "endsAt": "2026-11-23T09:00:00Z"}
+    ]);
+    let (status, body) = post(serde_json::to_vec(&shaped).unwrap()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        serde_json::from_str::<String>(&body).unwrap(),
+        "alert 1 {alertname=\"backwards\"}: start time must be before end time"
+    );
+    let alerts: Vec<Value> = get_json(&client, format!("{}/api/v2/alerts", t.base)).await;
+    assert!(alerts.iter().any(|a| a["labels"]["alertname"] == "good3"), "{alerts:?}");
 
     // Oversized body.
     let (status, _) = post(vec![b' '; 33 << 20]).await;
