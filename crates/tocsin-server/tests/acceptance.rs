@@ -235,6 +235,39 @@ async fn merge_alerts_keeps_earliest_start_and_latest_annotations() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn alerts_of_one_post_share_an_equal_generator_url() {
+    let cfg = format!("route:\n  receiver: r\nreceivers:\n- name: r\n{WEBHOOK}");
+    let h = Harness::start(&cfg, record).await;
+    let with_url = |name: &str, url: &str| PostedAlert {
+        generator_url: url.into(),
+        ..alert(&[("alertname", name)], 0.0, 0.0)
+    };
+    h.push(
+        1.0,
+        vec![
+            with_url("a", "http://prom/graph?g0.expr=up"),
+            with_url("b", "http://prom/graph?g0.expr=up"),
+            with_url("c", "http://prom/graph?g0.expr=down"),
+            with_url("d", "http://prom/graph?g0.expr=up"),
+        ],
+    )
+    .await;
+    let stored = h.app.store.list();
+    let url = |name: &str| {
+        stored
+            .iter()
+            .find(|x| x.labels.get("alertname") == Some(name))
+            .map(|x| x.generator_url.clone())
+            .unwrap()
+    };
+    // Each keeps its own value; consecutive equal ones are one allocation.
+    assert_eq!(&*url("a"), "http://prom/graph?g0.expr=up");
+    assert_eq!(&*url("c"), "http://prom/graph?g0.expr=down");
+    assert_eq!(&*url("d"), "http://prom/graph?g0.expr=up");
+    assert!(Arc::ptr_eq(&url("a"), &url("b")));
+}
+
+#[tokio::test(start_paused = true)]
 async fn repeat_then_resolve() {
     let cfg = format!(
         "route:\n  receiver: r\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1ms\nreceivers:\n- name: r\n{WEBHOOK}"
