@@ -291,12 +291,20 @@ async fn resend_cpu(client: &reqwest::Client, server: &Server, a: &Args) -> f64 
     cpu * 1e3 / (a.alerts as f64 * f64::from(a.resend_rounds) / 1e3)
 }
 
-/// Median latency of `runs` GETs; also checks the body is a JSON array of the expected length.
+/// Median latency of `runs` GETs (until the last byte arrived); also checks the body is a JSON
+/// array of the expected length. The chunks are appended to one buffer kept across runs: a fresh
+/// buffer per run made the client fault in tens of megabytes of pages and copy them once more
+/// while the server was still writing, on the same two cores.
 async fn get_median(client: &reqwest::Client, url: &str, runs: usize, expect: Option<usize>) -> anyhow::Result<f64> {
     let mut lat = Vec::new();
+    let mut body = Vec::new();
     for _ in 0..runs {
+        body.clear();
         let t = Instant::now();
-        let body = client.get(url).send().await?.bytes().await?;
+        let mut resp = client.get(url).send().await?.error_for_status()?;
+        while let Some(chunk) = resp.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
         lat.push(t.elapsed());
         if let Some(n) = expect {
             let v: Value = serde_json::from_slice(&body)?;
