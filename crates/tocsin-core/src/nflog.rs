@@ -73,10 +73,10 @@ impl Nflog {
         expiry: Duration,
         retention: Duration,
     ) -> Option<&Entry> {
-        let key = state_key(group_key, receiver);
-        if self.entries.get(&key).is_some_and(|e| e.timestamp > now) {
-            return None;
-        }
+        let slot = match self.entries.entry(state_key(group_key, receiver)) {
+            std::collections::hash_map::Entry::Occupied(o) if o.get().timestamp > now => return None,
+            slot => slot,
+        };
         let keep = if expiry.is_zero() {
             retention
         } else {
@@ -93,8 +93,7 @@ impl Nflog {
             resolved_alerts: resolved,
             expires_at,
         };
-        self.entries.insert(key.clone(), entry);
-        self.entries.get(&key)
+        Some(slot.insert_entry(entry).into_mut())
     }
 
     /// Returns the entry for a group and integration, regardless of expiry.

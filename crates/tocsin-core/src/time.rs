@@ -12,17 +12,83 @@ pub fn is_zero(t: Timestamp) -> bool {
 
 /// Formats like Go's `time.RFC3339Nano` in UTC (fraction without trailing zeros), as webhook payloads use.
 pub fn format_rfc3339_nano(t: Timestamp) -> String {
-    let secs = t.as_second();
-    let nanos = t.subsec_nanosecond();
-    let base = Timestamp::from_second(secs).unwrap_or(ZERO);
-    let mut s = base.strftime("%Y-%m-%dT%H:%M:%S").to_string();
-    if nanos != 0 {
-        let frac = format!("{:09}", nanos);
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
+    Nanos(t).to_string()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `t` in UTC and its nanoseconds, for years 0 to 9999.
+fn date_time_digits(t: Timestamp) -> Option<([u8; 19], u32)> {
+    let dt = jiff::tz::Offset::UTC.to_datetime(t);
+    let year = u32::try_from(dt.year()).ok()?;
+    let mut b = *b"0000-00-00T00:00:00";
+    put_digits(&mut b, 0, 4, year);
+    put_digits(&mut b, 5, 2, u32::from(dt.month().unsigned_abs()));
+    put_digits(&mut b, 8, 2, u32::from(dt.day().unsigned_abs()));
+    put_digits(&mut b, 11, 2, u32::from(dt.hour().unsigned_abs()));
+    put_digits(&mut b, 14, 2, u32::from(dt.minute().unsigned_abs()));
+    put_digits(&mut b, 17, 2, u32::from(dt.second().unsigned_abs()));
+    Some((b, dt.subsec_nanosecond().unsigned_abs()))
+}
+
+/// Writes `v` as `width` decimal digits ending at `at + width`.
+fn put_digits(b: &mut [u8], at: usize, width: usize, mut v: u32) {
+    for i in (at..at + width).rev() {
+        b[i] = b'0' + (v % 10) as u8;
+        v /= 10;
     }
-    s.push('Z');
-    s
+}
+
+/// A timestamp that displays and serialises like Go's `time.RFC3339Nano` in UTC without
+/// allocating: webhook payloads carry two per alert, and `strftime` showed in the profile of a
+/// burst of notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nanos(pub Timestamp);
+
+impl Nanos {
+    /// Up to 30 bytes of `YYYY-MM-DDTHH:MM:SS[.fraction]Z` and how many are used, for years
+    /// 0 to 9999.
+    pub fn bytes(self) -> Option<([u8; 30], usize)> {
+        let (dt, nanos) = date_time_digits(self.0)?;
+        let mut b = [0u8; 30];
+        b[..19].copy_from_slice(&dt);
+        let mut len = 19;
+        if nanos != 0 {
+            b[19] = b'.';
+            put_digits(&mut b, 20, 9, nanos);
+            len = 29;
+            while b[len - 1] == b'0' {
+                len -= 1;
+            }
+        }
+        b[len] = b'Z';
+        Some((b, len + 1))
+    }
+}
+
+impl std::fmt::Display for Nanos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.bytes() {
+            // Only ASCII digits and separators were written.
+            Some((b, n)) => f.write_str(std::str::from_utf8(&b[..n]).map_err(|_| std::fmt::Error)?),
+            None => {
+                let dt = jiff::tz::Offset::UTC.to_datetime(self.0);
+                write!(f, "{}", dt.strftime("%Y-%m-%dT%H:%M:%S"))?;
+                let nanos = dt.subsec_nanosecond();
+                if nanos != 0 {
+                    write!(f, ".{}", format!("{nanos:09}").trim_end_matches('0'))?;
+                }
+                f.write_str("Z")
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Nanos {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.bytes() {
+            Some((b, n)) => s.serialize_str(std::str::from_utf8(&b[..n]).map_err(serde::ser::Error::custom)?),
+            None => s.collect_str(self),
+        }
+    }
 }
 
 /// Formats with millisecond precision (`2026-11-23T18:33:30.712Z`), as API v2 JSON uses.
@@ -38,22 +104,10 @@ pub struct Millis(pub Timestamp);
 impl Millis {
     /// The 24 bytes of `YYYY-MM-DDTHH:MM:SS.mmmZ`, for years 0 to 9999.
     pub fn bytes(self) -> Option<[u8; 24]> {
-        let dt = jiff::tz::Offset::UTC.to_datetime(self.0);
-        let year = u32::try_from(dt.year()).ok()?;
+        let (dt, nanos) = date_time_digits(self.0)?;
         let mut b = *b"0000-00-00T00:00:00.000Z";
-        let mut put = |at: usize, width: usize, mut v: u32| {
-            for i in (at..at + width).rev() {
-                b[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, 4, year);
-        put(5, 2, u32::from(dt.month().unsigned_abs()));
-        put(8, 2, u32::from(dt.day().unsigned_abs()));
-        put(11, 2, u32::from(dt.hour().unsigned_abs()));
-        put(14, 2, u32::from(dt.minute().unsigned_abs()));
-        put(17, 2, u32::from(dt.second().unsigned_abs()));
-        put(20, 3, dt.subsec_nanosecond().unsigned_abs() / 1_000_000);
+        b[..19].copy_from_slice(&dt);
+        put_digits(&mut b, 20, 3, nanos / 1_000_000);
         Some(b)
     }
 }
@@ -112,5 +166,16 @@ mod tests {
         );
         let t = parse_rfc3339("2026-11-23T20:33:30.000000001+02:00").unwrap();
         assert_eq!(format_rfc3339_nano(t), "2026-11-23T18:33:30.000000001Z");
+        let t: Timestamp = "2026-11-23T18:33:30.10203Z".parse().unwrap();
+        assert_eq!(format_rfc3339_nano(t), "2026-11-23T18:33:30.10203Z");
+        assert_eq!(
+            serde_json::to_string(&Nanos(t)).unwrap(),
+            "\"2026-11-23T18:33:30.10203Z\""
+        );
+        assert_eq!(format_rfc3339_nano(before_epoch), "1969-12-31T23:59:59.5Z");
+        // Years before 0 fall back to jiff's formatting, with Go's fraction.
+        let t: Timestamp = "-000001-01-01T00:00:00.25Z".parse().unwrap();
+        assert_eq!(format_rfc3339_nano(t), "-001-01-01T00:00:00.25Z");
+        assert_eq!(serde_json::to_string(&Nanos(t)).unwrap(), "\"-001-01-01T00:00:00.25Z\"");
     }
 }

@@ -73,13 +73,13 @@ pub fn template_data(d: &NotifyData) -> Data {
                 starts_at: Some(a.starts_at),
                 ends_at: (!is_zero(a.ends_at)).then_some(a.ends_at),
                 generator_url: a.generator_url.to_string(),
-                fingerprint: pa.fingerprint.clone(),
+                fingerprint: pa.fingerprint.to_string(),
             })
             .collect(),
-        group_labels: kv(&p.group_labels),
+        group_labels: kv(p.group_labels),
         common_labels: kv(&p.common_labels),
         common_annotations: kv(&p.common_annotations),
-        external_url: p.external_url,
+        external_url: p.external_url.to_string(),
         notification_reason: p.notification_reason.into(),
     }
 }

@@ -47,24 +47,34 @@ pub async fn send_with_retry(
         if *cancel.borrow() {
             return Err(context_error(FailureReason::ContextCanceled, last));
         }
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                return Err(context_error(FailureReason::ContextDeadlineExceeded, last));
-            }
-            _ = cancel.changed() => {
-                return Err(context_error(FailureReason::ContextCanceled, last));
+        if Instant::now() >= deadline {
+            return Err(context_error(FailureReason::ContextDeadlineExceeded, last));
+        }
+        // The first attempt goes at once; waits register timers, which a burst of thousands of
+        // notifications paid for every send.
+        if number > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(context_error(FailureReason::ContextDeadlineExceeded, last));
+                }
+                _ = cancel.changed() => {
+                    return Err(context_error(FailureReason::ContextCanceled, last));
+                }
             }
         }
         // Waiting for a slot is not part of the attempt's time or timeout.
-        let _slot = tokio::select! {
-            slot = integration.in_flight.acquire() => slot.ok(),
-            _ = tokio::time::sleep_until(deadline) => {
-                return Err(context_error(FailureReason::ContextDeadlineExceeded, last));
-            }
-            _ = cancel.changed() => {
-                return Err(context_error(FailureReason::ContextCanceled, last));
-            }
+        let _slot = match integration.in_flight.try_acquire() {
+            Ok(slot) => Some(slot),
+            Err(_) => tokio::select! {
+                slot = integration.in_flight.acquire() => slot.ok(),
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(context_error(FailureReason::ContextDeadlineExceeded, last));
+                }
+                _ = cancel.changed() => {
+                    return Err(context_error(FailureReason::ContextCanceled, last));
+                }
+            },
         };
         number += 1;
         let started = Instant::now();

@@ -1,63 +1,67 @@
 //! The webhook integration: payload version 4 (§5.5), field for field.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use tocsin_core::alert::Alert;
 use tocsin_core::config::WebhookConfig;
-use tocsin_core::labels::LabelSet;
-use tocsin_core::time::{format_rfc3339_nano, is_zero};
+use tocsin_core::labels::{Fingerprint, LabelSet};
+use tocsin_core::time::{Nanos, is_zero};
 
 use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, read_secret};
 
-/// One alert in a webhook payload.
+/// One alert in a webhook payload, borrowed from the alert it describes.
 #[derive(Debug, Serialize, PartialEq)]
-pub struct PayloadAlert {
+pub struct PayloadAlert<'a> {
     /// `firing` or `resolved`.
     pub status: &'static str,
     /// Labels.
-    pub labels: LabelSet,
+    pub labels: &'a LabelSet,
     /// Annotations.
-    pub annotations: LabelSet,
+    pub annotations: &'a LabelSet,
     /// RFC 3339 with nanoseconds.
     #[serde(rename = "startsAt")]
-    pub starts_at: String,
+    pub starts_at: Nanos,
     /// `0001-01-01T00:00:00Z` for firing alerts.
     #[serde(rename = "endsAt")]
-    pub ends_at: String,
+    pub ends_at: Nanos,
     /// May be empty.
     #[serde(rename = "generatorURL")]
-    pub generator_url: String,
+    pub generator_url: &'a str,
     /// 16 hex digits.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
 }
 
-/// The webhook body, in Alertmanager's field order.
+/// The webhook body, in Alertmanager's field order. It borrows from the notification's data:
+/// building it sends a burst of notifications without copying labels or formatting timestamps
+/// into strings first.
 #[derive(Debug, Serialize, PartialEq)]
-pub struct Payload {
+pub struct Payload<'a> {
     /// Receiver name, regex-quoted.
     pub receiver: String,
     /// `firing` if any alert fires.
     pub status: &'static str,
     /// The alerts sent.
-    pub alerts: Vec<PayloadAlert>,
+    pub alerts: Vec<PayloadAlert<'a>>,
     /// Why this notification is sent.
     pub notification_reason: &'static str,
     /// Group labels.
     #[serde(rename = "groupLabels")]
-    pub group_labels: LabelSet,
+    pub group_labels: &'a LabelSet,
     /// Labels equal on all alerts sent.
     #[serde(rename = "commonLabels")]
-    pub common_labels: LabelSet,
+    pub common_labels: Cow<'a, LabelSet>,
     /// Annotations equal on all alerts sent.
     #[serde(rename = "commonAnnotations")]
-    pub common_annotations: LabelSet,
+    pub common_annotations: Cow<'a, LabelSet>,
     /// External URL.
     #[serde(rename = "externalURL")]
-    pub external_url: String,
+    pub external_url: &'a str,
     /// Always `"4"`.
     pub version: &'static str,
     /// Group key.
     #[serde(rename = "groupKey")]
-    pub group_key: String,
+    pub group_key: &'a str,
     /// Alerts dropped by `max_alerts`.
     #[serde(rename = "truncatedAlerts")]
     pub truncated_alerts: u64,
@@ -75,31 +79,35 @@ pub fn quote_meta(s: &str) -> String {
     out
 }
 
-fn common(maps: impl Iterator<Item = LabelSet>) -> LabelSet {
-    let mut it = maps;
-    let Some(mut acc) = it.next() else {
-        return LabelSet::new();
+/// The labels equal on every set; borrowed from the first set while that is all of them (the
+/// usual single-alert notification copies nothing).
+fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> Cow<'a, LabelSet> {
+    let Some(first) = sets.next() else {
+        return Cow::Owned(LabelSet::new());
     };
-    for m in it {
-        acc.retain(|k, v| m.get(k) == Some(v));
+    let mut acc = Cow::Borrowed(first);
+    for m in sets {
+        if !acc.iter().all(|(k, v)| m.get(k) == Some(v)) {
+            acc.to_mut().retain(|k, v| m.get(k) == Some(v));
+        }
     }
     acc
 }
 
-fn payload_alert(a: &Alert) -> PayloadAlert {
+fn payload_alert(a: &Alert) -> PayloadAlert<'_> {
     PayloadAlert {
         status: if is_zero(a.ends_at) { "firing" } else { "resolved" },
-        labels: a.labels.clone(),
-        annotations: a.annotations.clone(),
-        starts_at: format_rfc3339_nano(a.starts_at),
-        ends_at: format_rfc3339_nano(a.ends_at),
-        generator_url: a.generator_url.to_string(),
-        fingerprint: a.fingerprint.to_string(),
+        labels: &a.labels,
+        annotations: &a.annotations,
+        starts_at: Nanos(a.starts_at),
+        ends_at: Nanos(a.ends_at),
+        generator_url: &a.generator_url,
+        fingerprint: a.fingerprint,
     }
 }
 
 /// Builds the version 4 payload; `max_alerts` = 0 keeps every alert.
-pub fn payload(data: &NotifyData, max_alerts: u64) -> Payload {
+pub fn payload(data: &NotifyData, max_alerts: u64) -> Payload<'_> {
     let keep = if max_alerts == 0 {
         data.alerts.len()
     } else {
@@ -112,12 +120,12 @@ pub fn payload(data: &NotifyData, max_alerts: u64) -> Payload {
         receiver: quote_meta(&data.receiver),
         status: if firing { "firing" } else { "resolved" },
         notification_reason: data.reason.as_str(),
-        group_labels: data.group_labels.clone(),
-        common_labels: common(sent.iter().map(|a| a.labels.clone())),
-        common_annotations: common(sent.iter().map(|a| a.annotations.clone())),
-        external_url: data.external_url.clone(),
+        group_labels: &data.group_labels,
+        common_labels: common(sent.iter().map(|a| &a.labels)),
+        common_annotations: common(sent.iter().map(|a| &a.annotations)),
+        external_url: &data.external_url,
         version: "4",
-        group_key: data.group_key.clone(),
+        group_key: &data.group_key,
         truncated_alerts: (data.alerts.len() - keep) as u64,
         alerts,
     }
@@ -154,7 +162,9 @@ impl Webhook {
                 self.client.post(&url)
             }
         };
-        let body = serde_json::to_vec(&payload(data, self.conf.max_alerts))
+        // Sized for a few alerts, so that a small body is written without growing the buffer.
+        let mut body = Vec::with_capacity(1024 + 512 * data.alerts.len().min(64));
+        serde_json::to_writer(&mut body, &payload(data, self.conf.max_alerts))
             .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
         let req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         let req =
@@ -257,7 +267,15 @@ mod tests {
         let all = payload(&data, 0);
         assert_eq!(all.truncated_alerts, 0);
         assert_eq!(all.alerts[1].status, "resolved");
-        assert_eq!(all.common_labels, [("alertname".to_string(), "A1".to_string())].into());
+        assert_eq!(*all.common_labels, [("alertname".to_string(), "A1".to_string())].into());
+        // One alert: its own labels are the common ones.
+        let one = NotifyData {
+            alerts: vec![alert("A1", "c", true)],
+            ..data
+        };
+        let p = payload(&one, 0);
+        assert_eq!(*p.common_labels, one.alerts[0].labels);
+        assert_eq!(*p.common_annotations, one.alerts[0].annotations);
     }
 
     #[tokio::test]

@@ -700,10 +700,8 @@ impl App {
                 _ = cancel.wait_for(|c| *c) => return false,
             }
         };
-        let il = crate::metrics::IntegrationLabel {
-            integration: integ.kind.to_string(),
-        };
-        self.metrics.notifications.get_or_create(&il).inc();
+        let series = self.metrics.integration(integ.kind);
+        series.notifications.inc();
         let to_send: Vec<Alert> = if integ.send_resolved {
             alerts.to_vec()
         } else {
@@ -719,31 +717,31 @@ impl App {
                 alerts: to_send,
             };
             let deadline = job.tick + route.group_interval.max(Duration::from_secs(10));
-            let mut claim = Claim {
+            // Only a cluster member (it has a name) tells its peers it is sending.
+            let claim = (!peer.name().is_empty()).then(|| Claim {
                 group_key: group_key.clone(),
                 receiver: rk.clone(),
                 sender: peer.name().to_string(),
                 created: self.clock.now(),
                 deadline: self.clock.at(deadline),
                 released: false,
-            };
-            if !claim.sender.is_empty() {
+            });
+            if let Some(claim) = &claim {
                 self.claims.lock().merge(claim.clone(), claim.created);
-                peer.broadcast_claim(&claim);
+                peer.broadcast_claim(claim);
             }
-            let m = &self.metrics;
             let result = send_with_retry(integ, &data, deadline, &cancel, |a| {
-                m.requests.get_or_create(&il).inc();
-                m.latency.get_or_create(&il).observe(a.duration.as_secs_f64());
+                series.requests.inc();
+                series.latency.observe(a.duration.as_secs_f64());
                 if let Some(e) = &a.error {
-                    m.requests_failed.get_or_create(&il).inc();
+                    series.requests_failed.inc();
                     debug!(err = %e, "notify attempt failed");
                 }
             })
             .await;
             if let Err(e) = result {
                 // Peers waiting on this send may go ahead at once.
-                if !claim.sender.is_empty() {
+                if let Some(mut claim) = claim {
                     claim.released = true;
                     self.claims.lock().merge(claim.clone(), self.clock.now());
                     peer.broadcast_claim(&claim);

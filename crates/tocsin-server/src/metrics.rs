@@ -105,6 +105,20 @@ pub struct BuildLabels {
     pub goversion: String,
 }
 
+/// The per-integration series of one integration type, resolved once: looking each up by its
+/// label (hash and lock of the family) for every notification showed in a burst's profile.
+#[derive(Clone, Debug)]
+pub struct IntegrationMetrics {
+    /// `alertmanager_notifications_total`.
+    pub notifications: Counter,
+    /// `alertmanager_notification_requests_total`.
+    pub requests: Counter,
+    /// `alertmanager_notification_requests_failed_total`.
+    pub requests_failed: Counter,
+    /// `alertmanager_notification_latency_seconds`.
+    pub latency: Histogram,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     /// The registry served at /metrics.
@@ -162,6 +176,8 @@ pub struct Metrics {
     pub cluster_failed_peers: Gauge,
     /// `alertmanager_cluster_messages_{sent,received}_total` and `..._size_total`.
     pub cluster_traffic: tocsin_cluster::replication::Traffic,
+    /// Every known integration type's series, see [`Metrics::integration`].
+    integrations: Vec<(&'static str, IntegrationMetrics)>,
 }
 
 impl Default for Metrics {
@@ -208,6 +224,7 @@ impl Metrics {
             snapshot_size: Default::default(),
             silences_gossip: Counter::default(),
             cluster_traffic: Default::default(),
+            integrations: Vec::new(),
             registry: Registry::default(),
         };
         // Counters are registered without `_total`; the encoder appends it.
@@ -367,13 +384,19 @@ impl Metrics {
             "A metric with a constant '1' value labeled by version, revision, branch, and goversion.",
             build,
         );
-        for i in INTEGRATIONS {
-            let l = IntegrationLabel { integration: i.into() };
-            let _ = m.notifications.get_or_create(&l);
-            let _ = m.requests.get_or_create(&l);
-            let _ = m.requests_failed.get_or_create(&l);
-            let _ = m.latency.get_or_create(&l);
-        }
+        let integrations = INTEGRATIONS
+            .iter()
+            .map(|&i| {
+                let l = IntegrationLabel { integration: i.into() };
+                let series = IntegrationMetrics {
+                    notifications: m.notifications.get_or_create(&l).clone(),
+                    requests: m.requests.get_or_create(&l).clone(),
+                    requests_failed: m.requests_failed.get_or_create(&l).clone(),
+                    latency: m.latency.get_or_create(&l).clone(),
+                };
+                (i, series)
+            })
+            .collect();
         for s in ["active", "suppressed", "unprocessed"] {
             let _ = m.alerts.get_or_create(&StateLabel { state: s.into() });
         }
@@ -384,7 +407,29 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         root.register_collector(Box::new(crate::process_metrics::ProcessCollector { start_time }));
-        Metrics { registry: root, ..m }
+        Metrics {
+            registry: root,
+            integrations,
+            ..m
+        }
+    }
+
+    /// The series of an integration type (`webhook`, `email`…).
+    pub fn integration(&self, kind: &str) -> IntegrationMetrics {
+        match self.integrations.iter().find(|(k, _)| *k == kind) {
+            Some((_, m)) => m.clone(),
+            None => {
+                let l = IntegrationLabel {
+                    integration: kind.into(),
+                };
+                IntegrationMetrics {
+                    notifications: self.notifications.get_or_create(&l).clone(),
+                    requests: self.requests.get_or_create(&l).clone(),
+                    requests_failed: self.requests_failed.get_or_create(&l).clone(),
+                    latency: self.latency.get_or_create(&l).clone(),
+                }
+            }
+        }
     }
 
     /// Renders the exposition text.
