@@ -1,7 +1,10 @@
 //! Silences (§6): states, validation, the create/update and expire algorithms, retention, an
 //! index so that muting an alert does not scan every silence, and the merge rule for replication.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -156,17 +159,99 @@ pub struct MeshSilence {
     pub expires_at: Timestamp,
 }
 
+/// A stored silence, shared by the id set and the index, hashed and compared by its id so that
+/// both are searched by id without keeping copies of it (ids were stored four times: 10k
+/// silences took twice Alertmanager's memory).
+#[derive(Clone, Debug)]
+struct ById(Arc<MeshSilence>);
+
+impl ById {
+    fn id(&self) -> &str {
+        &self.0.silence.id
+    }
+}
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.id()
+    }
+}
+
+// Hashes exactly as the id `str` does, as `Borrow` requires.
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for ById {}
+
+/// The silences filed under one anchor: usually one (an `instance` or other per-target value),
+/// which needs no set of its own.
+#[derive(Clone, Debug)]
+enum Bucket {
+    One(ById),
+    // Boxed so that a bucket is two words, not six: most anchors hold one silence.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<ById>>),
+}
+
+impl Bucket {
+    fn len(&self) -> usize {
+        match self {
+            Bucket::One(_) => 1,
+            Bucket::Many(set) => set.len(),
+        }
+    }
+
+    fn insert(&mut self, m: ById) {
+        match self {
+            Bucket::One(cur) if *cur == m => *cur = m,
+            Bucket::One(cur) => *self = Bucket::Many(Box::new([cur.clone(), m].into_iter().collect())),
+            Bucket::Many(set) => {
+                set.replace(m);
+            }
+        }
+    }
+
+    /// Removes `id`; returns whether it was here.
+    fn remove(&mut self, id: &str) -> bool {
+        match self {
+            Bucket::One(cur) => cur.id() == id,
+            Bucket::Many(set) => set.remove(id),
+        }
+    }
+
+    fn is_empty_after_removing_one(&self) -> bool {
+        match self {
+            Bucket::One(_) => true,
+            Bucket::Many(set) => set.is_empty(),
+        }
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&MeshSilence)) {
+        match self {
+            Bucket::One(m) => f(&m.0),
+            Bucket::Many(set) => set.iter().for_each(|m| f(&m.0)),
+        }
+    }
+}
+
 /// All silences, indexed for matching.
 #[derive(Clone, Debug, Default)]
 pub struct Silences {
-    by_id: HashMap<String, MeshSilence>,
-    /// Equality anchor ([`anchor_key`] of name and value) -> ids of silences with that `=`
-    /// matcher in every set.
-    index: HashMap<String, HashSet<String>>,
-    /// The anchor each indexed silence was filed under.
-    anchor_of: HashMap<String, String>,
-    /// Ids of silences without such an anchor; always checked.
-    unindexed: HashSet<String>,
+    by_id: HashSet<ById>,
+    /// Equality anchor ([`anchor_key`] of name and value) -> silences with that `=` matcher in
+    /// every set, each filed under one of its anchors.
+    index: HashMap<Box<str>, Bucket>,
+    /// Silences without such an anchor; always checked.
+    unindexed: HashSet<ById>,
     retention: Duration,
     limits: Limits,
     names: NameValidation,
@@ -216,35 +301,41 @@ impl Silences {
         self.remove(&m.silence.id);
         // File the silence under its most selective anchor: the one whose bucket is smallest now
         // (an `instance` matcher rather than an `alertname` shared by many silences).
-        let best = anchors(&m.silence).min_by_key(|k| self.index.get(k).map_or(0, HashSet::len));
+        let best = anchors(&m.silence).min_by_key(|k| self.index.get(k.as_str()).map_or(0, Bucket::len));
+        let m = ById(Arc::new(m));
         match best {
-            Some(k) => {
-                self.index.entry(k.clone()).or_default().insert(m.silence.id.clone());
-                self.anchor_of.insert(m.silence.id.clone(), k);
-            }
+            Some(k) => match self.index.entry(k.into_boxed_str()) {
+                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().insert(m.clone()),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Bucket::One(m.clone()));
+                }
+            },
             None => {
-                self.unindexed.insert(m.silence.id.clone());
+                self.unindexed.insert(m.clone());
             }
         }
-        self.by_id.insert(m.silence.id.clone(), m);
+        self.by_id.insert(m);
     }
 
     fn remove(&mut self, id: &str) -> Option<MeshSilence> {
-        let old = self.by_id.remove(id)?;
-        match self.anchor_of.remove(id) {
-            Some(k) => {
-                if let Some(set) = self.index.get_mut(&k) {
-                    set.remove(id);
-                    if set.is_empty() {
-                        self.index.remove(&k);
-                    }
+        let old = self.by_id.take(id)?;
+        // The silence is in the bucket of one of its anchors, or else in the unindexed set.
+        let mut filed = false;
+        for k in anchors(&old.0.silence) {
+            if let Some(bucket) = self.index.get_mut(k.as_str())
+                && bucket.remove(id)
+            {
+                if bucket.is_empty_after_removing_one() {
+                    self.index.remove(k.as_str());
                 }
-            }
-            None => {
-                self.unindexed.remove(id);
+                filed = true;
+                break;
             }
         }
-        Some(old)
+        if !filed {
+            self.unindexed.remove(id);
+        }
+        Some(Arc::unwrap_or_clone(old.0))
     }
 
     fn mesh(&self, s: Silence) -> MeshSilence {
@@ -266,23 +357,23 @@ impl Silences {
 
     /// Returns a silence by id.
     pub fn get(&self, id: &str) -> Option<&Silence> {
-        self.by_id.get(id).map(|m| &m.silence)
+        self.by_id.get(id).map(|m| &m.0.silence)
     }
 
     /// Returns a stored silence with its GC time, by id.
     pub fn get_mesh(&self, id: &str) -> Option<&MeshSilence> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|m| &*m.0)
     }
 
     /// Iterates over all stored silences.
     pub fn iter(&self) -> impl Iterator<Item = &MeshSilence> {
-        self.by_id.values()
+        self.by_id.iter().map(|m| &*m.0)
     }
 
     /// Digest of the silences not expired at `now` (the ones a peer would still accept); see
     /// [`crate::nflog::record_digest`].
     pub fn digest(&self, now: Timestamp) -> u64 {
-        self.by_id.values().filter(|m| m.expires_at > now).fold(0, |d, m| {
+        self.iter().filter(|m| m.expires_at > now).fold(0, |d, m| {
             d.wrapping_add(crate::nflog::record_digest(&m.silence.id, m.silence.updated_at))
         })
     }
@@ -306,12 +397,7 @@ impl Silences {
         let old = if s.id.is_empty() {
             None
         } else {
-            Some(
-                self.by_id
-                    .get(&s.id)
-                    .map(|m| m.silence.clone())
-                    .ok_or(SilenceError::NotFound)?,
-            )
+            Some(self.get(&s.id).cloned().ok_or(SilenceError::NotFound)?)
         };
         if let Some(old) = &old
             && can_update(old, &s, now)
@@ -366,11 +452,7 @@ impl Silences {
     /// # Errors
     /// [`SilenceError::NotFound`] for an unknown id.
     pub fn expire(&mut self, id: &str, now: Timestamp) -> Result<(), SilenceError> {
-        let mut s = self
-            .by_id
-            .get(id)
-            .map(|m| m.silence.clone())
-            .ok_or(SilenceError::NotFound)?;
+        let mut s = self.get(id).cloned().ok_or(SilenceError::NotFound)?;
         match s.state(now) {
             State::Expired => return Ok(()),
             State::Active => s.ends_at = now,
@@ -391,22 +473,19 @@ impl Silences {
         if self.by_id.is_empty() {
             return out;
         }
-        let mut check = |id: &String| {
-            if let Some(m) = self.by_id.get(id)
-                && m.silence.state(now) == State::Active
-                && m.silence.matches(labels)
-            {
-                out.push(id.clone());
+        let mut check = |m: &MeshSilence| {
+            if m.silence.state(now) == State::Active && m.silence.matches(labels) {
+                out.push(m.silence.id.clone());
             }
         };
         let mut key = String::new();
         for (name, value) in labels {
             anchor_key(&mut key, name, value);
-            if let Some(ids) = self.index.get(key.as_str()) {
-                ids.iter().for_each(&mut check);
+            if let Some(bucket) = self.index.get(key.as_str()) {
+                bucket.for_each(&mut check);
             }
         }
-        self.unindexed.iter().for_each(&mut check);
+        self.unindexed.iter().for_each(|m| check(&m.0));
         out.sort();
         out.dedup();
         out
@@ -415,8 +494,7 @@ impl Silences {
     /// Deletes silences whose `expires_at` is not after `now`; returns how many.
     pub fn gc(&mut self, now: Timestamp) -> usize {
         let dead: Vec<String> = self
-            .by_id
-            .values()
+            .iter()
             .filter(|m| m.expires_at <= now)
             .map(|m| m.silence.id.clone())
             .collect();
@@ -433,9 +511,8 @@ impl Silences {
             return false;
         }
         if self
-            .by_id
             .get(&m.silence.id)
-            .is_some_and(|cur| cur.silence.updated_at >= m.silence.updated_at)
+            .is_some_and(|cur| cur.updated_at >= m.silence.updated_at)
         {
             return false;
         }
@@ -447,7 +524,6 @@ impl Silences {
     pub fn load(&mut self, entries: Vec<MeshSilence>) {
         self.by_id.clear();
         self.index.clear();
-        self.anchor_of.clear();
         self.unindexed.clear();
         for m in entries {
             self.insert(m);
@@ -606,6 +682,42 @@ mod tests {
             s.silenced_by(&ls(&[("alertname", "x")]), t(100)).is_empty(),
             "ends_at is exclusive"
         );
+    }
+
+    #[test]
+    fn index_buckets_follow_updates_merges_and_gc() {
+        let mut s = store();
+        let mut next = ids();
+        // Three silences whose only anchor is `alertname=x` share one bucket; one is unindexed.
+        let a = s
+            .set(sil("alertname=x, team=~\"a.*\"", 0, 100), t(0), &mut next)
+            .unwrap();
+        let b = s
+            .set(sil("alertname=x, team=~\"b.*\"", 0, 200), t(0), &mut next)
+            .unwrap();
+        let c = s.set(sil("alertname=x", 0, 300), t(0), &mut next).unwrap();
+        let d = s.set(sil("team=~\"b.*\"", 0, 300), t(0), &mut next).unwrap();
+        let x = |team: &str| ls(&[("alertname", "x"), ("team", team)]);
+        assert_eq!(s.silenced_by(&x("ab"), t(1)), vec![a.clone(), c.clone()]);
+        assert_eq!(s.silenced_by(&x("bb"), t(1)), vec![b.clone(), c.clone(), d.clone()]);
+        // Updated in place (same matchers, new comment): still found once, with the new comment.
+        let mut changed = s.get(&b).unwrap().clone();
+        changed.comment = "longer".into();
+        assert_eq!(s.set(changed, t(2), &mut next).unwrap(), b);
+        assert_eq!(s.silenced_by(&x("bb"), t(3)), vec![b.clone(), c.clone(), d.clone()]);
+        assert_eq!(s.get(&b).unwrap().comment, "longer");
+        // A peer's newer version replaces it in the bucket as well.
+        let mut remote = s.get_mesh(&b).unwrap().clone();
+        remote.silence.comment = "remote".into();
+        remote.silence.updated_at = t(4);
+        assert!(s.merge(remote, t(4)));
+        assert_eq!(s.silenced_by(&x("bb"), t(5)), vec![b.clone(), c.clone(), d.clone()]);
+        assert_eq!(s.get(&b).unwrap().comment, "remote");
+        // GC takes each out of its bucket; the last one removes the bucket.
+        assert_eq!(s.gc(t(100 + 3600)), 1);
+        assert_eq!(s.silenced_by(&x("ab"), t(50)), vec![c.clone()]);
+        assert_eq!(s.gc(t(300 + 3600)), 3);
+        assert!(s.is_empty() && s.index.is_empty() && s.unindexed.is_empty());
     }
 
     #[test]
