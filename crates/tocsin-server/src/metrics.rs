@@ -384,19 +384,8 @@ impl Metrics {
             "A metric with a constant '1' value labeled by version, revision, branch, and goversion.",
             build,
         );
-        let integrations = INTEGRATIONS
-            .iter()
-            .map(|&i| {
-                let l = IntegrationLabel { integration: i.into() };
-                let series = IntegrationMetrics {
-                    notifications: m.notifications.get_or_create(&l).clone(),
-                    requests: m.requests.get_or_create(&l).clone(),
-                    requests_failed: m.requests_failed.get_or_create(&l).clone(),
-                    latency: m.latency.get_or_create(&l).clone(),
-                };
-                (i, series)
-            })
-            .collect();
+        // `m` has no resolved series yet: each is created in the families, at 0.
+        let integrations = INTEGRATIONS.iter().map(|&i| (i, m.integration(i))).collect();
         for s in ["active", "suppressed", "unprocessed"] {
             let _ = m.alerts.get_or_create(&StateLabel { state: s.into() });
         }
@@ -414,7 +403,7 @@ impl Metrics {
         }
     }
 
-    /// The series of an integration type (`webhook`, `email`…).
+    /// The series of an integration type (`webhook`, `email`…), created in the families if new.
     pub fn integration(&self, kind: &str) -> IntegrationMetrics {
         match self.integrations.iter().find(|(k, _)| *k == kind) {
             Some((_, m)) => m.clone(),
