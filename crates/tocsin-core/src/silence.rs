@@ -317,8 +317,8 @@ impl Silences {
         self.by_id.insert(m);
     }
 
-    fn remove(&mut self, id: &str) -> Option<MeshSilence> {
-        let old = self.by_id.take(id)?;
+    fn remove(&mut self, id: &str) {
+        let Some(old) = self.by_id.take(id) else { return };
         // The silence is in the bucket of one of its anchors, or else in the unindexed set.
         let mut filed = false;
         for k in anchors(&old.0.silence) {
@@ -335,7 +335,6 @@ impl Silences {
         if !filed {
             self.unindexed.remove(id);
         }
-        Some(Arc::unwrap_or_clone(old.0))
     }
 
     fn mesh(&self, s: Silence) -> MeshSilence {

@@ -180,8 +180,8 @@ async fn bad_input_is_answered_and_loses_nothing() {
     assert_eq!(names, ["good1", "good2"]);
     assert_eq!(alerts[0]["status"]["state"], "active");
     assert_eq!(alerts[0]["receivers"], json!([{"name": "team.x"}]));
-    // Every item well-formed (decoded in one pass), one rejected by validation: still named by
-    // its index and labels, and the others stored.
+    // Every item well-formed JSON, one rejected by validation: still named by its index and
+    // labels, and the others stored.
     let shaped = json!([
         {"labels": {"alertname": "good3"}},
         {"labels": {"alertname": "backwards"}, "startsAt": "2026-11-23T10:00:00Z", "endsAt": "2026-11-23T09:00:00Z"}
