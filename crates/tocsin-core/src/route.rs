@@ -186,6 +186,12 @@ impl RouteTree {
         &self.nodes[0]
     }
 
+    /// Whether an alert can match several routes: only through a `continue` below the root.
+    /// Without one, every alert is in exactly one group.
+    pub fn has_continue(&self) -> bool {
+        self.nodes.iter().any(|r| r.parent.is_some() && r.continue_matching)
+    }
+
     /// Returns the routes an alert with `labels` is delivered to, in order (Alertmanager's `Route.Match`).
     pub fn match_routes(&self, labels: &LabelSet) -> Vec<&Route> {
         let mut out = Vec::new();
@@ -291,6 +297,15 @@ mod tests {
         assert_eq!(recv(&ls(&[("team", "a")])), ["a", "ab"]);
         assert_eq!(recv(&ls(&[("team", "b"), ("sev", "crit")])), ["pager"]);
         assert_eq!(recv(&ls(&[("team", "c")])), ["default"]);
+        assert!(tree.has_continue());
+        // `continue` on the root alone lets no alert match twice.
+        let root_only = RouteTree::build(spec(
+            "",
+            Some("default"),
+            true,
+            vec![spec("team=a", Some("a"), false, vec![])],
+        ));
+        assert!(!root_only.has_continue());
         // Inheritance of group_by, keys and ids.
         let pager = &tree.nodes[3];
         assert_eq!(pager.group_by, GroupBy::Labels(vec!["alertname".into()]));

@@ -660,13 +660,7 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
     // and is in one group, and building that list (a sort of every alert, before the listing
     // can go on both cores) is skipped.
     let mut shared = Vec::new();
-    if active
-        .config
-        .route
-        .nodes
-        .iter()
-        .any(|r| r.parent.is_some() && r.continue_matching)
-    {
+    if active.config.route.has_continue() {
         let mut memberships: Vec<(Fingerprint, usize)> = groups
             .iter()
             .enumerate()

@@ -384,8 +384,8 @@ impl Metrics {
             "A metric with a constant '1' value labeled by version, revision, branch, and goversion.",
             build,
         );
-        // `m` has no resolved series yet: each is created in the families, at 0.
-        let integrations = INTEGRATIONS.iter().map(|&i| (i, m.integration(i))).collect();
+        // Every known type's series exists from the start, at 0, as in Alertmanager.
+        let integrations = INTEGRATIONS.iter().map(|&i| (i, m.create_series(i))).collect();
         for s in ["active", "suppressed", "unprocessed"] {
             let _ = m.alerts.get_or_create(&StateLabel { state: s.into() });
         }
@@ -403,21 +403,24 @@ impl Metrics {
         }
     }
 
-    /// The series of an integration type (`webhook`, `email`…), created in the families if new.
-    pub fn integration(&self, kind: &str) -> IntegrationMetrics {
+    /// The series of an integration type (`webhook`, `email`…): borrowed for a known type (no
+    /// reference counts touched per notification), created in the families otherwise.
+    pub fn integration(&self, kind: &str) -> std::borrow::Cow<'_, IntegrationMetrics> {
         match self.integrations.iter().find(|(k, _)| *k == kind) {
-            Some((_, m)) => m.clone(),
-            None => {
-                let l = IntegrationLabel {
-                    integration: kind.into(),
-                };
-                IntegrationMetrics {
-                    notifications: self.notifications.get_or_create(&l).clone(),
-                    requests: self.requests.get_or_create(&l).clone(),
-                    requests_failed: self.requests_failed.get_or_create(&l).clone(),
-                    latency: self.latency.get_or_create(&l).clone(),
-                }
-            }
+            Some((_, m)) => std::borrow::Cow::Borrowed(m),
+            None => std::borrow::Cow::Owned(self.create_series(kind)),
+        }
+    }
+
+    fn create_series(&self, kind: &str) -> IntegrationMetrics {
+        let l = IntegrationLabel {
+            integration: kind.into(),
+        };
+        IntegrationMetrics {
+            notifications: self.notifications.get_or_create(&l).clone(),
+            requests: self.requests.get_or_create(&l).clone(),
+            requests_failed: self.requests_failed.get_or_create(&l).clone(),
+            latency: self.latency.get_or_create(&l).clone(),
         }
     }
 
