@@ -72,18 +72,20 @@ pub fn build_client(cfg: &HttpClientConfig, user_agent: &str) -> Result<reqwest:
     b.build().map_err(|e| format!("unable to build HTTP client: {e}"))
 }
 
-/// Adds the configured authentication to a request; secrets in files are read now.
+/// The `Authorization` header value of the configured authentication, if any; secrets in files
+/// are read now.
 ///
 /// # Errors
 /// Returns the file error when a secret file cannot be read.
-pub fn authorize(req: reqwest::RequestBuilder, cfg: &HttpClientConfig) -> Result<reqwest::RequestBuilder, String> {
+pub fn authorization(cfg: &HttpClientConfig) -> Result<Option<String>, String> {
+    use base64::Engine;
     if let Some((user, pw)) = &cfg.basic_auth {
-        let pw = pw.as_ref().map(read_secret).transpose()?;
-        return Ok(req.basic_auth(user, pw));
+        let pw = pw.as_ref().map(read_secret).transpose()?.unwrap_or_default();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        return Ok(Some(format!("Basic {token}")));
     }
     if let Some((scheme, cred)) = &cfg.authorization {
-        let cred = read_secret(cred)?;
-        return Ok(req.header(reqwest::header::AUTHORIZATION, format!("{scheme} {cred}")));
+        return Ok(Some(format!("{scheme} {}", read_secret(cred)?)));
     }
-    Ok(req)
+    Ok(None)
 }

@@ -10,6 +10,7 @@
 
 pub mod email;
 pub mod http;
+pub mod http1;
 pub mod retry;
 pub mod webhook;
 

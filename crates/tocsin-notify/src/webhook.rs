@@ -135,9 +135,21 @@ pub fn payload(data: &NotifyData, max_alerts: u64) -> Payload<'_> {
 pub struct Webhook {
     conf: WebhookConfig,
     client: reqwest::Client,
+    user_agent: String,
     /// The URL parsed once when it is written in the configuration (parsing it per send was a
     /// fiftieth of a notification's CPU); a `url_file` is read and parsed at every send.
     parsed: Option<reqwest::Url>,
+    /// The URL's origin when it is plain `http://` without a proxy: sent by [`crate::http1`].
+    plain: Option<crate::http1::Origin>,
+}
+
+/// Redirects followed before giving up, as Go's HTTP client.
+const MAX_REDIRECTS: usize = 10;
+
+fn transport_error(e: impl std::fmt::Display) -> NotifyError {
+    // Transport errors (refused, reset, timeouts) are worth retrying; never log the URL, which is
+    // a secret.
+    NotifyError::retryable(FailureReason::Other, format!("webhook request failed: {e}"))
 }
 
 impl Webhook {
@@ -151,36 +163,123 @@ impl Webhook {
             tocsin_core::config::SecretSource::Inline(u) => reqwest::Url::parse(u).ok(),
             tocsin_core::config::SecretSource::File(_) => None,
         };
-        Ok(Webhook { conf, client, parsed })
+        let plain = match (&parsed, &conf.http.proxy_url) {
+            (Some(url), None) => crate::http1::Origin::of(url),
+            _ => None,
+        };
+        Ok(Webhook {
+            conf,
+            client,
+            user_agent: user_agent.to_string(),
+            parsed,
+            plain,
+        })
     }
 
     async fn send(&self, data: &NotifyData) -> Result<(), NotifyError> {
-        let req = match &self.parsed {
-            Some(url) => self.client.post(url.clone()),
-            None => {
-                let url = read_secret(&self.conf.url).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
-                self.client.post(&url)
-            }
-        };
         // Sized for a few alerts, so that a small body is written without growing the buffer.
         let mut body = Vec::with_capacity(1024 + 512 * data.alerts.len().min(64));
         serde_json::to_writer(&mut body, &payload(data, self.conf.max_alerts))
             .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
-        let req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
-        let req =
-            crate::http::authorize(req, &self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
-        let resp = req.send().await.map_err(|e| {
-            // Transport errors (refused, reset, timeouts) are worth retrying; never log the URL,
-            // which is a secret.
-            NotifyError::retryable(
-                FailureReason::Other,
-                format!("webhook request failed: {}", e.without_url()),
-            )
-        })?;
+        let auth =
+            crate::http::authorization(&self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
+        if let (Some(origin), Some(url)) = (&self.plain, &self.parsed) {
+            return self.send_plain(origin, url, body, auth).await;
+        }
+        let url = match &self.parsed {
+            Some(url) => url.clone(),
+            None => {
+                let url = read_secret(&self.conf.url).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
+                reqwest::Url::parse(&url).map_err(|e| transport_error(format!("invalid URL: {e}")))?
+            }
+        };
+        self.send_full(reqwest::Method::POST, url, Some(body), auth).await
+    }
+
+    /// Sends through reqwest, which follows redirects as configured.
+    async fn send_full(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        body: Option<Vec<u8>>,
+        auth: Option<String>,
+    ) -> Result<(), NotifyError> {
+        let mut req = self.client.request(method, url);
+        if let Some(body) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        }
+        if let Some(a) = auth {
+            let mut v = reqwest::header::HeaderValue::try_from(a)
+                .map_err(|_| NotifyError::fatal(FailureReason::Other, "invalid authorization header value"))?;
+            v.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
+        let resp = req.send().await.map_err(|e| transport_error(e.without_url()))?;
         classify(resp.status().as_u16(), || async {
             resp.text().await.unwrap_or_default()
         })
         .await
+    }
+
+    /// Sends on the lean client, following redirects like Go's client (and reqwest): 301, 302
+    /// and 303 continue with a GET without body, 307 and 308 repeat the request; credentials are
+    /// not sent to another host or port. A redirect to anything but plain HTTP goes on in reqwest.
+    async fn send_plain(
+        &self,
+        origin: &crate::http1::Origin,
+        configured: &reqwest::Url,
+        body: Vec<u8>,
+        mut auth: Option<String>,
+    ) -> Result<(), NotifyError> {
+        let mut url = Cow::Borrowed(configured);
+        let mut post = true;
+        let mut elsewhere: Option<crate::http1::Origin> = None;
+        let mut redirects = 0;
+        loop {
+            let on = elsewhere.as_ref().unwrap_or(origin);
+            let request = crate::http1::encode(
+                if post { "POST" } else { "GET" },
+                &url,
+                on.host(),
+                &self.user_agent,
+                auth.as_deref(),
+                post.then_some(("application/json", body.as_slice())),
+            );
+            let resp = on.send(&request).await.map_err(transport_error)?;
+            let location = match resp.location {
+                Some(l) if self.conf.http.follow_redirects && matches!(resp.status, 301 | 302 | 303 | 307 | 308) => l,
+                _ => {
+                    return classify(resp.status, || async {
+                        String::from_utf8_lossy(&resp.body).into_owned()
+                    })
+                    .await;
+                }
+            };
+            if redirects == MAX_REDIRECTS {
+                return Err(transport_error(format_args!("stopped after {MAX_REDIRECTS} redirects")));
+            }
+            redirects += 1;
+            let next = url
+                .join(&location)
+                .map_err(|e| transport_error(format!("failed to parse Location header {location:?}: {e}")))?;
+            if (next.host_str(), next.port_or_known_default()) != (url.host_str(), url.port_or_known_default()) {
+                auth = None;
+            }
+            post &= matches!(resp.status, 307 | 308);
+            if origin.serves(&next) {
+                elsewhere = None;
+            } else if let Some(o) = crate::http1::Origin::of(&next) {
+                elsewhere = Some(o);
+            } else {
+                let (method, body) = if post {
+                    (reqwest::Method::POST, Some(body))
+                } else {
+                    (reqwest::Method::GET, None)
+                };
+                return self.send_full(method, next, body, auth).await;
+            }
+            url = Cow::Owned(next);
+        }
     }
 }
 
@@ -194,7 +293,11 @@ where
         return Ok(());
     }
     let mut text = body().await;
-    text.truncate(512);
+    let mut end = text.len().min(512);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
     let msg = format!("unexpected status code {status}: {text}");
     if status / 100 == 5 {
         Err(NotifyError::retryable(FailureReason::ServerError, msg))

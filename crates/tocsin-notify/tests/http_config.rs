@@ -81,7 +81,10 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, seen: Seen, resp
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 let line = text.lines().next().unwrap().to_string();
-                seen.lock().unwrap().push(line.clone());
+                let authorized = text[..end].to_ascii_lowercase().contains("\r\nauthorization:");
+                let body = if len > 0 { " with body" } else { "" };
+                let auth = if authorized { " with authorization" } else { "" };
+                seen.lock().unwrap().push(format!("{line}{body}{auth}"));
                 let _ = s.write_all(respond(&line).as_bytes()).await;
                 let _ = s.shutdown().await;
                 return;
@@ -130,13 +133,20 @@ async fn tls_server(pki: &Pki, require_client_cert: bool) -> (SocketAddr, Seen) 
 
 async fn plain_server(respond: fn(&str) -> String) -> (SocketAddr, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_plain(listener, Seen::default(), respond)
+}
+
+fn serve_plain(
+    listener: TcpListener,
+    seen: Seen,
+    respond: impl Fn(&str) -> String + Clone + Send + 'static,
+) -> (SocketAddr, Seen) {
     let addr = listener.local_addr().unwrap();
-    let seen = Seen::default();
     let s = seen.clone();
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
-            tokio::spawn(serve_one(tcp, s.clone(), respond));
+            tokio::spawn(serve_one(tcp, s.clone(), respond.clone()));
         }
     });
     (addr, seen)
@@ -184,7 +194,7 @@ async fn ca_file_trusts_a_private_ca_and_nothing_else_does() {
     inline.notify(&data()).await.unwrap();
     assert_eq!(
         seen.lock().unwrap().clone(),
-        ["POST /hook HTTP/1.1", "POST /hook HTTP/1.1"]
+        ["POST /hook HTTP/1.1 with body", "POST /hook HTTP/1.1 with body"]
     );
     // Without the CA the certificate is not trusted; that is a transport error, retried.
     let err = webhook(url.clone(), HttpClientConfig::default())
@@ -215,7 +225,7 @@ async fn client_certificate_is_presented_for_mutual_tls() {
         }),
     );
     with_cert.notify(&data()).await.unwrap();
-    assert_eq!(seen.lock().unwrap().clone(), ["POST /mtls HTTP/1.1"]);
+    assert_eq!(seen.lock().unwrap().clone(), ["POST /mtls HTTP/1.1 with body"]);
     let without = webhook(url, tls(|t| t.ca_file = Some(pki.path("ca.pem"))));
     assert!(without.notify(&data()).await.is_err());
     assert_eq!(seen.lock().unwrap().len(), 1);
@@ -252,7 +262,7 @@ async fn redirects_are_followed_only_when_allowed() {
         .unwrap();
     assert_eq!(
         seen.lock().unwrap().clone(),
-        ["POST /old HTTP/1.1", "POST /new HTTP/1.1"]
+        ["POST /old HTTP/1.1 with body", "POST /new HTTP/1.1 with body"]
     );
     let no_follow = HttpClientConfig {
         follow_redirects: false,
@@ -277,6 +287,60 @@ async fn proxy_url_sends_requests_through_the_proxy() {
         .unwrap();
     assert_eq!(
         seen.lock().unwrap().clone(),
-        ["POST http://hook.internal.test/alerts HTTP/1.1"]
+        ["POST http://hook.internal.test/alerts HTTP/1.1 with body"]
     );
+}
+
+#[tokio::test]
+async fn see_other_continues_with_a_get_and_credentials_stay_on_their_host() {
+    // Both on 127.0.0.1; a different port is another origin for credentials, as in Go.
+    let other = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let (addr, seen) = serve_plain(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Seen::default(),
+        move |line: &str| {
+            let to = if line.starts_with("POST /see-other") {
+                "/same-host"
+            } else if line.starts_with("GET /same-host") {
+                &format!("http://127.0.0.1:{other_port}/elsewhere")
+            } else {
+                return ok_response(line);
+            };
+            format!("HTTP/1.1 303 See Other\r\nlocation: {to}\r\ncontent-length: 0\r\n\r\n")
+        },
+    );
+    let (_, seen_other) = serve_plain(other, Seen::default(), ok_response);
+    let http = HttpClientConfig {
+        authorization: Some(("Bearer".into(), SecretSource::Inline("s3cret".into()))),
+        ..Default::default()
+    };
+    webhook(format!("http://127.0.0.1:{}/see-other", addr.port()), http)
+        .notify(&data())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [
+            "POST /see-other HTTP/1.1 with body with authorization",
+            "GET /same-host HTTP/1.1 with authorization"
+        ]
+    );
+    assert_eq!(seen_other.lock().unwrap().clone(), ["GET /elsewhere HTTP/1.1"]);
+}
+
+#[tokio::test]
+async fn endless_redirects_stop_after_ten() {
+    let (addr, seen) =
+        plain_server(|_| "HTTP/1.1 302 Found\r\nlocation: /again\r\ncontent-length: 0\r\n\r\n".to_string()).await;
+    let err = webhook(
+        format!("http://127.0.0.1:{}/again", addr.port()),
+        HttpClientConfig::default(),
+    )
+    .notify(&data())
+    .await
+    .unwrap_err();
+    assert!(err.retryable);
+    assert_eq!(err.message, "webhook request failed: stopped after 10 redirects");
+    assert_eq!(seen.lock().unwrap().len(), 11);
 }
