@@ -1,7 +1,6 @@
 //! Aggregation-group contents (§3.2): the alerts of one group, flush snapshots and clean-up.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -13,7 +12,9 @@ use crate::time::ZERO;
 /// The alerts of one aggregation group.
 #[derive(Clone, Debug, Default)]
 pub struct GroupAlerts {
-    alerts: HashMap<Fingerprint, Arc<Alert>>,
+    /// Keyed by fingerprint with foldhash: SipHash of the key was a tenth of inserting a
+    /// re-sent alert; foldhash is still seeded per process.
+    alerts: foldhash::HashMap<Fingerprint, Arc<Alert>>,
 }
 
 impl GroupAlerts {

@@ -1,6 +1,7 @@
 //! The alert store: sharded by fingerprint so ingestion never waits on a global lock (§3.1).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -31,12 +32,15 @@ impl AlertStore {
     /// Stores an alert, merging it with the stored version (§3.1); returns what is stored now.
     pub fn put(&self, alert: Alert, now: Timestamp) -> Arc<Alert> {
         let mut shard = self.shard(alert.fingerprint).write();
-        let merged = match shard.get(&alert.fingerprint) {
-            Some(old) => Arc::new(Alert::store_merge(old, alert, now)),
-            None => Arc::new(alert),
-        };
-        shard.insert(merged.fingerprint, merged.clone());
-        merged
+        // One probe of the shard (hashbrown's foldhash, not std's SipHash: the key is a hash).
+        match shard.entry(alert.fingerprint) {
+            Entry::Occupied(mut e) => {
+                let merged = Arc::new(Alert::store_merge(e.get(), alert, now));
+                e.insert(merged.clone());
+                merged
+            }
+            Entry::Vacant(e) => e.insert(Arc::new(alert)).clone(),
+        }
     }
 
     /// Returns every stored alert (a snapshot; shards are read one at a time).
