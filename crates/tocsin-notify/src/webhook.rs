@@ -259,9 +259,10 @@ impl Webhook {
                 return Err(transport_error(format_args!("stopped after {MAX_REDIRECTS} redirects")));
             }
             redirects += 1;
+            // Not quoted: a Location may carry the same secrets as the URL.
             let next = url
                 .join(&location)
-                .map_err(|e| transport_error(format!("failed to parse Location header {location:?}: {e}")))?;
+                .map_err(|e| transport_error(format!("failed to parse Location header: {e}")))?;
             if (next.host_str(), next.port_or_known_default()) != (url.host_str(), url.port_or_known_default()) {
                 auth = None;
             }
