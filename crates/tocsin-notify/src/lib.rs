@@ -2,8 +2,9 @@
 //!
 //! Entry points: [`Notifier`] (one integration instance), [`build_integrations`] (a receiver's
 //! integrations from validated config), [`send_with_retry`] (Alertmanager's RetryStage) and
-//! [`webhook::payload`] (the version 4 webhook body, a pure function) and [`email::Email`] (SMTP
-//! with bodies rendered by `tocsin-template`).
+//! [`webhook::payload`] (the version 4 webhook body, a pure function), [`email::Email`] (SMTP
+//! with bodies rendered by `tocsin-template`) and [`http1::Origin`] (the lean HTTP/1.1 client
+//! that sends webhooks to plain `http://` URLs; reqwest sends the rest).
 //!
 //! Depends on `tocsin-core` for the domain types; must not depend on the server, the cluster or
 //! on any global state. It performs network and file I/O (secrets in `*_file`) at send time.
