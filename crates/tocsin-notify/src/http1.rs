@@ -34,7 +34,7 @@ pub struct Response {
     pub status: u16,
     /// The `Location` header, for redirects.
     pub location: Option<String>,
-    /// The body's first [`KEEP_BODY`] bytes.
+    /// The body's first 4 KiB.
     pub body: Vec<u8>,
 }
 
