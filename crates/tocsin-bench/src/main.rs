@@ -442,19 +442,21 @@ async fn notifications(client: &reqwest::Client, base: &str, sink: &Sink, a: &Ar
     // Where the time went: a slow start (groups still falling due, connections opening) or the
     // steady rate.
     let at = |q: usize| {
-        got[(got.len() - 1) * q / 100]
+        got[got.len().saturating_sub(1) * q / 100]
             .saturating_duration_since(due)
             .as_secs_f64()
             * 1e3
     };
-    eprintln!(
-        "    notifications after the first group fell due: first {:.1} ms, 10% {:.1} ms, half {:.1} ms, 90% {:.1} ms, last {:.1} ms",
-        at(0),
-        at(10),
-        at(50),
-        at(90),
-        at(100)
-    );
+    if !got.is_empty() {
+        eprintln!(
+            "    notifications after the first group fell due: first {:.1} ms, 10% {:.1} ms, half {:.1} ms, 90% {:.1} ms, last {:.1} ms",
+            at(0),
+            at(10),
+            at(50),
+            at(90),
+            at(100)
+        );
+    }
     Ok(a.groups as f64 / last.saturating_duration_since(due).as_secs_f64())
 }
 

@@ -6,15 +6,13 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::alert::Alert;
-use crate::labels::{Fingerprint, LabelSet};
+use crate::labels::{FingerprintMap, LabelSet};
 use crate::time::ZERO;
 
 /// The alerts of one aggregation group.
 #[derive(Clone, Debug, Default)]
 pub struct GroupAlerts {
-    /// Keyed by fingerprint with foldhash: SipHash of the key was a tenth of inserting a
-    /// re-sent alert; foldhash is still seeded per process.
-    alerts: foldhash::HashMap<Fingerprint, Arc<Alert>>,
+    alerts: FingerprintMap<Arc<Alert>>,
 }
 
 impl GroupAlerts {

@@ -9,6 +9,11 @@ pub use crate::labelset::LabelSet;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Fingerprint(pub u64);
 
+/// A map keyed by fingerprint, for the alert store and each group's alerts. Hashed with foldhash:
+/// std's SipHash of the key was a tenth of storing a re-sent alert. foldhash is seeded per process,
+/// so fingerprints crafted to collide cannot flood it.
+pub type FingerprintMap<V> = foldhash::HashMap<Fingerprint, V>;
+
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)

@@ -1,38 +1,37 @@
 //! The alert store: sharded by fingerprint so ingestion never waits on a global lock (§3.1).
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use parking_lot::RwLock;
 use tocsin_core::alert::Alert;
-use tocsin_core::labels::Fingerprint;
+use tocsin_core::labels::{Fingerprint, FingerprintMap};
 
 const SHARDS: usize = 32;
 
 /// All alerts received, merged per fingerprint.
 pub struct AlertStore {
-    shards: Vec<RwLock<HashMap<Fingerprint, Arc<Alert>>>>,
+    shards: Vec<RwLock<FingerprintMap<Arc<Alert>>>>,
 }
 
 impl Default for AlertStore {
     fn default() -> Self {
         AlertStore {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(FingerprintMap::default())).collect(),
         }
     }
 }
 
 impl AlertStore {
-    fn shard(&self, fp: Fingerprint) -> &RwLock<HashMap<Fingerprint, Arc<Alert>>> {
+    fn shard(&self, fp: Fingerprint) -> &RwLock<FingerprintMap<Arc<Alert>>> {
         &self.shards[(fp.0 as usize) % SHARDS]
     }
 
     /// Stores an alert, merging it with the stored version (§3.1); returns what is stored now.
     pub fn put(&self, alert: Alert, now: Timestamp) -> Arc<Alert> {
         let mut shard = self.shard(alert.fingerprint).write();
-        // One probe of the shard (hashbrown's foldhash, not std's SipHash: the key is a hash).
+        // One probe of the shard for the lookup and the replacement.
         match shard.entry(alert.fingerprint) {
             Entry::Occupied(mut e) => {
                 let merged = Arc::new(Alert::store_merge(e.get(), alert, now));
