@@ -347,67 +347,130 @@ impl<'de> serde::de::Visitor<'de> for SetVisitor {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LabelSet, A::Error> {
-        SCRATCH.with_borrow_mut(|buf| {
-            // Written in the packed form as read: a one-byte count placeholder, then each name
-            // and value with its length. Sorted input (Prometheus sends it so) is copied out
-            // once; anything else is re-packed through `from_pairs`.
-            buf.clear();
-            buf.push('\0');
-            let (mut count, mut sorted, mut prev) = (0usize, true, 0..0);
-            while let Some(len) = map.next_key_seed(AppendPart(buf))? {
-                let name = buf.len() - len..buf.len();
-                sorted &= count == 0 || buf[prev.clone()] < buf[name.clone()];
-                prev = name;
-                map.next_value_seed(AppendPart(buf))?;
-                count += 1;
+        SCRATCH.with_borrow_mut(|b| {
+            // A set left half-built by an earlier error is discarded.
+            b.clear();
+            while map.next_key_seed(AppendPart { to: b, name: true })?.is_some() {
+                map.next_value_seed(AppendPart { to: b, name: false })?;
             }
-            if count == 0 {
-                return Ok(LabelSet::new());
-            }
-            let mut head = String::new();
-            push_len(&mut head, count);
-            buf.replace_range(0..1, &head);
-            let set = LabelSet {
-                packed: Box::from(buf.as_str()),
-            };
-            if sorted {
-                return Ok(set);
-            }
-            let mut pairs: Vec<(&str, &str)> = set.iter().collect();
-            Ok(LabelSet::from_pairs(&mut pairs))
+            Ok(b.finish())
         })
     }
 }
 
 thread_local! {
-    /// Per-thread buffer that decoded label sets are assembled in, then copied out at their
+    /// Per-thread builder that decoded label sets are assembled in, then copied out at their
     /// exact size (growing a fresh buffer per set was a fifth of decoding an alert batch).
-    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static SCRATCH: std::cell::RefCell<LabelSetBuilder> = std::cell::RefCell::new(LabelSetBuilder::new());
 }
 
-/// Appends a deserialised string to a buffer, preceded by its length, instead of allocating it;
-/// yields the string's length.
-struct AppendPart<'a>(&'a mut String);
+/// Builds label sets from names and values in the order a decoder reads them, without a string
+/// per label: each is written once, in the packed form, into a buffer kept across sets, and the
+/// finished set is copied out at its exact size. Sorted input (Prometheus sends it so) is copied
+/// once; anything else is re-packed through `from_pairs` (a later value for a name wins).
+#[derive(Debug)]
+pub struct LabelSetBuilder {
+    /// A one-byte count placeholder, then each name and value with its length.
+    buf: String,
+    count: usize,
+    sorted: bool,
+    /// Where the last name is in `buf`.
+    prev: std::ops::Range<usize>,
+}
+
+impl Default for LabelSetBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LabelSetBuilder {
+    /// Returns a builder with no labels pushed.
+    pub fn new() -> Self {
+        LabelSetBuilder {
+            buf: String::from("\0"),
+            count: 0,
+            sorted: true,
+            prev: 0..0,
+        }
+    }
+
+    /// Discards what was pushed since the last [`finish`](Self::finish).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.buf.push('\0');
+        self.count = 0;
+        self.sorted = true;
+        self.prev = 0..0;
+    }
+
+    /// Appends a label's name; its value must follow.
+    pub fn push_name(&mut self, name: &str) {
+        push_len(&mut self.buf, name.len());
+        let at = self.buf.len();
+        self.buf.push_str(name);
+        let name = at..self.buf.len();
+        self.sorted &= self.count == 0 || self.buf[self.prev.clone()] < self.buf[name.clone()];
+        self.prev = name;
+    }
+
+    /// Appends the value of the name pushed last.
+    pub fn push_value(&mut self, value: &str) {
+        push_len(&mut self.buf, value.len());
+        self.buf.push_str(value);
+        self.count += 1;
+    }
+
+    /// Returns the set of the labels pushed since the last call, and starts the next one.
+    pub fn finish(&mut self) -> LabelSet {
+        if self.count == 0 {
+            self.clear();
+            return LabelSet::new();
+        }
+        let mut head = String::new();
+        push_len(&mut head, self.count);
+        self.buf.replace_range(0..1, &head);
+        let set = LabelSet {
+            packed: Box::from(self.buf.as_str()),
+        };
+        let sorted = self.sorted;
+        self.clear();
+        if sorted {
+            return set;
+        }
+        let mut pairs: Vec<(&str, &str)> = set.iter().collect();
+        LabelSet::from_pairs(&mut pairs)
+    }
+}
+
+/// Appends a deserialised name or value to a builder instead of allocating it.
+struct AppendPart<'a> {
+    to: &'a mut LabelSetBuilder,
+    name: bool,
+}
 
 impl<'de> serde::de::DeserializeSeed<'de> for AppendPart<'_> {
-    type Value = usize;
+    type Value = ();
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for AppendPart<'_> {
-    type Value = usize;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string")
     }
 
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<usize, E> {
-        push_len(self.0, v.len());
-        self.0.push_str(v);
-        Ok(v.len())
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        if self.name {
+            self.to.push_name(v);
+        } else {
+            self.to.push_value(v);
+        }
+        Ok(())
     }
 }
 

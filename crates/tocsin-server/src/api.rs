@@ -9,15 +9,16 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
-use tocsin_core::alert::{Alert, PostedAlert};
+use tocsin_core::alert::Alert;
 use tocsin_core::group::{label_set_order, sort_alerts};
-use tocsin_core::labels::{Fingerprint, LabelSet, labels_to_string};
+use tocsin_core::labels::{Fingerprint, LabelSet};
 use tocsin_core::matchers::{Matcher, all_match, parse_matcher};
 use tocsin_core::regex_go;
-use tocsin_core::time::{Millis, ZERO, format_millis, parse_rfc3339};
+use tocsin_core::time::{Millis, ZERO, format_millis};
 
+use crate::alerts_body::{DecodedBatch, decode_alerts, rejection_message};
 use crate::app::App;
 
 /// Largest request body accepted; larger ones get 413.
@@ -771,150 +772,8 @@ async fn get_status(State(app): State<Arc<App>>) -> Response {
     json_response(StatusCode::OK, &body)
 }
 
-/// Decodes one array item of a POST /api/v2/alerts body.
-fn decode_alert(v: &Value) -> Result<PostedAlert, String> {
-    let obj = v.as_object().ok_or("alert must be a JSON object")?;
-    let map = |key: &str, required: bool| -> Result<LabelSet, String> {
-        match obj.get(key) {
-            None | Some(Value::Null) if required => Err(format!("{key} in body is required")),
-            None | Some(Value::Null) => Ok(LabelSet::new()),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => Err(format!("{key}.{k} in body must be of type string")),
-                })
-                .collect(),
-            Some(_) => Err(format!("{key} in body must be of type object")),
-        }
-    };
-    let time = |key: &str| -> Result<Timestamp, String> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(ZERO),
-            Some(Value::String(s)) if s.is_empty() => Ok(ZERO),
-            Some(Value::String(s)) => {
-                parse_rfc3339(s).map_err(|e| format!("{key} in body must be of type date-time: {e}"))
-            }
-            Some(_) => Err(format!("{key} in body must be of type date-time")),
-        }
-    };
-    let generator_url = match obj.get("generatorURL") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err("generatorURL in body must be of type uri".into()),
-    };
-    Ok(PostedAlert {
-        labels: map("labels", true)?,
-        annotations: map("annotations", false)?,
-        starts_at: time("startsAt")?,
-        ends_at: time("endsAt")?,
-        generator_url,
-    })
-}
-
-fn describe(raw: &serde_json::value::RawValue) -> String {
-    let v: Value = serde_json::from_str(raw.get()).unwrap_or_default();
-    v.get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            let ls: LabelSet = m
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect();
-            format!(" {}", labels_to_string(&ls))
-        })
-        .unwrap_or_default()
-}
-
-/// A decoded POST /api/v2/alerts body.
-pub struct DecodedBatch<'a> {
-    /// The raw items, for naming rejected ones.
-    pub items: Vec<&'a serde_json::value::RawValue>,
-    /// The decodable alerts.
-    pub valid: Vec<PostedAlert>,
-    /// Index in `items` of each entry of `valid`.
-    pub index_of: Vec<usize>,
-    /// (index, message) of items that could not be decoded.
-    pub errors: Vec<(usize, String)>,
-}
-
-/// The usual shape of a posted alert, decoded without an intermediate `Value`. Anything it does
-/// not accept (a null or missing `labels`, a non-string label value, a bad date, a duplicate key)
-/// is decoded again by [`decode_alert`], which names the problem.
-#[derive(Deserialize)]
-struct TypedAlert<'a> {
-    labels: LabelSet,
-    #[serde(default)]
-    annotations: Option<LabelSet>,
-    #[serde(default, rename = "startsAt", borrow)]
-    starts_at: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, rename = "endsAt", borrow)]
-    ends_at: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, rename = "generatorURL")]
-    generator_url: Option<String>,
-}
-
-fn typed_time(s: Option<&str>) -> Option<Timestamp> {
-    match s {
-        None | Some("") => Some(ZERO),
-        Some(s) => parse_rfc3339(s).ok(),
-    }
-}
-
-fn decode_item(raw: &serde_json::value::RawValue) -> Result<PostedAlert, String> {
-    if let Ok(t) = serde_json::from_str::<TypedAlert<'_>>(raw.get())
-        && let (Some(starts_at), Some(ends_at)) = (typed_time(t.starts_at.as_deref()), typed_time(t.ends_at.as_deref()))
-    {
-        return Ok(PostedAlert {
-            labels: t.labels,
-            annotations: t.annotations.unwrap_or_default(),
-            starts_at,
-            ends_at,
-            generator_url: t.generator_url.unwrap_or_default(),
-        });
-    }
-    let v: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
-    decode_alert(&v)
-}
-
-/// Decodes a POST /api/v2/alerts body item by item.
-///
-/// # Errors
-/// A body that is not a JSON array, with go-openapi's message.
-pub fn decode_alerts(body: &[u8]) -> Result<DecodedBatch<'_>, String> {
-    let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(body) {
-        Ok(items) => items,
-        // Tell "valid JSON, but not an array" from malformed JSON, as go-openapi does.
-        Err(_) => {
-            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => "parsing alerts body from \"\" failed, because json: cannot unmarshal non-array into Go value of type models.PostableAlerts".into(),
-                Err(e) => format!("parsing alerts body from \"\" failed, because {e}"),
-            });
-        }
-    };
-    let mut errors = Vec::new();
-    let mut valid = Vec::with_capacity(items.len());
-    let mut index_of = Vec::with_capacity(items.len());
-    for (i, raw) in items.iter().enumerate() {
-        match decode_item(raw) {
-            Ok(p) => {
-                valid.push(p);
-                index_of.push(i);
-            }
-            Err(e) => errors.push((i, e)),
-        }
-    }
-    Ok(DecodedBatch {
-        items,
-        valid,
-        index_of,
-        errors,
-    })
-}
-
 async fn post_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let DecodedBatch {
-        items,
         valid,
         index_of,
         mut errors,
@@ -922,20 +781,15 @@ async fn post_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(d) => d,
         Err(msg) => return error_object(StatusCode::BAD_REQUEST, 400, msg),
     };
+    let total = index_of.len() + errors.len();
     for r in app.post_alerts(valid) {
         errors.push((index_of[r.index], r.message));
     }
     if errors.is_empty() {
         return StatusCode::OK.into_response();
     }
-    errors.sort_by_key(|(i, _)| *i);
-    let msg = errors
-        .iter()
-        .map(|(i, e)| format!("alert {i}{}: {e}", describe(items[*i])))
-        .collect::<Vec<_>>()
-        .join("; ");
-    tracing::debug!(invalid = errors.len(), total = items.len(), "rejected alerts");
-    error_string(StatusCode::BAD_REQUEST, msg)
+    tracing::debug!(invalid = errors.len(), total, "rejected alerts");
+    error_string(StatusCode::BAD_REQUEST, rejection_message(&body, errors))
 }
 
 #[cfg(test)]
@@ -1015,52 +869,5 @@ mod tests {
             group.write_json(&mut buf);
             proptest::prop_assert_eq!(String::from_utf8(buf).unwrap(), serde_json::to_string(&group).unwrap());
         }
-    }
-
-    fn errors(body: &str) -> Vec<(usize, String)> {
-        decode_alerts(body.as_bytes()).unwrap().errors
-    }
-
-    #[test]
-    fn body_that_is_not_an_array_gets_go_openapis_message() {
-        let e = decode_alerts(br#"{"labels": {}}"#).err().unwrap();
-        assert!(
-            e.ends_with("cannot unmarshal non-array into Go value of type models.PostableAlerts"),
-            "{e}"
-        );
-        let e = decode_alerts(b"[1,").err().unwrap();
-        assert!(
-            e.starts_with("parsing alerts body from \"\" failed, because EOF"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn items_the_fast_path_refuses_are_named_precisely() {
-        let body = r#"[
-            {"labels": {"a": "b"}, "annotations": null, "startsAt": "", "endsAt": null, "generatorURL": null, "status": "x"},
-            {"labels": {"a": 1}},
-            {"labels": {"a": "b"}, "endsAt": "yesterday"},
-            {"labels": {"a": "b"}, "generatorURL": 5},
-            7,
-            {"labels": {"a": "b"}, "labels": {"a": "c"}},
-            {"labels": {"a": "\u00e9\n"}, "startsAt": "2026-12-02T10:00:00.5+01:00"}
-        ]"#;
-        let d = decode_alerts(body.as_bytes()).unwrap();
-        assert_eq!(d.index_of, [0, 5, 6]);
-        // A duplicate key keeps the last value, as Go's decoder does.
-        assert_eq!(d.valid[1].labels.get("a"), Some("c"));
-        assert_eq!(d.valid[2].labels.get("a"), Some("é\n"));
-        assert_eq!(d.valid[2].starts_at.to_string(), "2026-12-02T09:00:00.5Z");
-        let msgs: Vec<(usize, String)> = errors(body);
-        assert_eq!(msgs[0], (1, "labels.a in body must be of type string".to_string()));
-        assert_eq!(msgs[1].0, 2);
-        assert!(
-            msgs[1].1.starts_with("endsAt in body must be of type date-time"),
-            "{}",
-            msgs[1].1
-        );
-        assert_eq!(msgs[2], (3, "generatorURL in body must be of type uri".to_string()));
-        assert_eq!(msgs[3], (4, "alert must be a JSON object".to_string()));
     }
 }

@@ -5,6 +5,7 @@
 //! [`api::router`]. This crate is the composition root: it may depend on every other crate; no
 //! other crate depends on it. The wall clock is read once, in [`clock::Clock::system`].
 
+pub mod alerts_body;
 pub mod api;
 mod api_silences;
 pub mod app;
