@@ -42,7 +42,10 @@ fn len_chars(mut n: usize) -> impl Iterator<Item = char> {
 }
 
 fn push_len(out: &mut String, n: usize) {
-    out.extend(len_chars(n));
+    match u8::try_from(n) {
+        Ok(short @ 0..0x80) => out.push(char::from(short)),
+        _ => out.extend(len_chars(n)),
+    }
 }
 
 /// Returns how many bytes `push_len` writes for `n`.
@@ -180,11 +183,16 @@ impl LabelSet {
 
     /// Keeps only the labels for which `keep(name, value)` holds.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        let keeps: Vec<bool> = self.iter().map(|(n, v)| keep(n, v)).collect();
-        if keeps.iter().all(|&k| k) {
+        // Every posted alert's labels and annotations pass through here, and nearly always all
+        // are kept: nothing is allocated until the first label that is not.
+        let mut rest = self.iter();
+        let kept = rest.by_ref().take_while(|&(n, v)| keep(n, v)).count();
+        if kept == self.len() {
             return;
         }
-        *self = Self::from_sorted(self.iter().zip(keeps).filter(|(_, k)| *k).map(|(p, _)| p));
+        let rest: Vec<(&str, &str)> = rest.filter(|&(n, v)| keep(n, v)).collect();
+        let set = Self::from_sorted(self.iter().take(kept).chain(rest.iter().copied()));
+        *self = set;
     }
 
     /// Builds a set from pairs already sorted by name with no name twice.
@@ -370,7 +378,7 @@ thread_local! {
 /// once; anything else is re-packed through `from_pairs` (a later value for a name wins).
 #[derive(Debug)]
 pub struct LabelSetBuilder {
-    /// A one-byte count placeholder, then each name and value with its length.
+    /// A one-byte placeholder for the count, then each name and value with its length.
     buf: String,
     count: usize,
     sorted: bool,
@@ -427,11 +435,12 @@ impl LabelSetBuilder {
             self.clear();
             return LabelSet::new();
         }
-        let mut head = String::new();
-        push_len(&mut head, self.count);
-        self.buf.replace_range(0..1, &head);
+        let body = &self.buf[1..];
+        let mut packed = String::with_capacity(len_bytes(self.count) + body.len());
+        push_len(&mut packed, self.count);
+        packed.push_str(body);
         let set = LabelSet {
-            packed: Box::from(self.buf.as_str()),
+            packed: packed.into_boxed_str(),
         };
         let sorted = self.sorted;
         self.clear();
@@ -507,6 +516,34 @@ mod tests {
             assert_eq!(len_bytes(n), counted.len());
             assert_eq!(read_len(counted.as_bytes(), 0), (n, counted.len()));
         }
+    }
+
+    #[test]
+    fn the_builder_packs_any_count_in_any_order() {
+        let mut b = LabelSetBuilder::new();
+        for count in [0, 1, 127, 128, 300] {
+            let pairs: Vec<(String, String)> = (0..count).map(|i| (format!("l{i:03}"), "v".repeat(i))).collect();
+            for reversed in [false, true] {
+                let order: Vec<&(String, String)> = if reversed {
+                    pairs.iter().rev().collect()
+                } else {
+                    pairs.iter().collect()
+                };
+                for (n, v) in &order {
+                    b.push_name(n);
+                    b.push_value(v);
+                }
+                let built = b.finish();
+                assert_eq!(built, pairs.iter().cloned().collect::<LabelSet>(), "{count} labels");
+                assert_eq!(built.len(), count);
+            }
+        }
+        // A half-built set is dropped by `clear`.
+        b.push_name("x");
+        b.clear();
+        b.push_name("a");
+        b.push_value("1");
+        assert_eq!(b.finish(), LabelSet::from([("a", "1")]));
     }
 
     #[test]
