@@ -225,6 +225,11 @@ mod tests {
             parse_rfc3339("1969-12-31T23:59:59.000000001Z").unwrap().as_nanosecond(),
             -999_999_999
         );
+        // Year 0 and the days before 1970 go through the era arithmetic's negative side.
+        for early in ["0000-12-01T00:00:00Z", "0000-02-29T12:00:00Z", "1600-03-01T00:00:00Z"] {
+            assert_eq!(parse_utc(early), early.parse::<Timestamp>().ok(), "{early}");
+            assert!(parse_utc(early).is_some(), "{early}");
+        }
         for bad in [
             "2026-02-30T00:00:00Z",
             "2026-13-01T00:00:00Z",
