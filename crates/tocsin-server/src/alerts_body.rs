@@ -1,9 +1,9 @@
 //! Decoding a POST /api/v2/alerts body: every valid alert is kept and every bad item is named.
 //!
 //! Three tiers, cheapest first. A well-formed batch of the usual shape is read in one pass by
-//! [`scan`] (no `serde_json`); any batch it does not take is split into items, each decoded into
+//! `scan` (no `serde_json`); any batch it does not take is split into items, each decoded into
 //! a typed alert, and an item that fails that is decoded again as a `Value` by
-//! [`decode_alert`], which names the problem with go-openapi's message. The scan only takes what
+//! `decode_alert`, which names the problem with go-openapi's message. The scan only takes what
 //! the typed decoding would decode to the same alerts (a property test holds it to that), so
 //! which tier decoded a batch never shows.
 
