@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tocsin_core::alert::{Alert, prepare};
 use tocsin_core::config::{LoadOptions, load};
+use tocsin_core::labels::NameValidation;
 use tocsin_server::alerts_body::decode_alerts;
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
+use tocsin_server::dispatch::Dispatcher;
 
 /// The routing tree shared with the tocsin-core hot-path benchmarks.
 const CONFIG: &str = include_str!("../../tocsin-core/benches/routes.yml");
@@ -84,5 +87,39 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest);
+/// Group insert alone: 1,000 stored alerts routed into their aggregation groups, as every POST
+/// does after storing (routes matched, group key written, the group's alert map updated).
+fn group_insert(c: &mut Criterion) {
+    let config = load(CONFIG, std::path::Path::new("."), &LoadOptions::default()).unwrap();
+    let now: jiff::Timestamp = "2026-11-23T18:35:00Z".parse().unwrap();
+    let alerts: Vec<Arc<Alert>> = decode_alerts(&body(1000, 0))
+        .unwrap()
+        .valid
+        .into_iter()
+        .map(|p| Arc::new(prepare(p, now, config.resolve_timeout, NameValidation::Utf8).unwrap()))
+        .collect();
+    let at = tokio::time::Instant::now();
+    let mut g = c.benchmark_group("group_insert_1000_alerts");
+    g.throughput(criterion::Throughput::Elements(1000));
+    // Steady state: every alert is already in its group and is replaced there.
+    let mut d = Dispatcher::default();
+    d.insert(&config.route, &alerts, at, now);
+    g.bench_function("existing_groups", |b| {
+        b.iter(|| assert!(!d.insert(&config.route, &alerts, at, now)));
+    });
+    // Into an empty dispatcher: groups created (labels, key, timer) as alerts first arrive.
+    g.bench_function("new_groups", |b| {
+        b.iter_batched(
+            Dispatcher::default,
+            |mut d| {
+                assert!(d.insert(&config.route, &alerts, at, now));
+                d
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest, group_insert);
 criterion_main!(benches);
