@@ -4,13 +4,14 @@
 //! Each `--server NAME=BINARY` is started fresh on free 127.0.0.1 ports with a temporary
 //! config and storage (`tocsin` or an Alertmanager binary: both take the same flags), measured,
 //! and stopped. Figures: ingest rate of distinct alerts (batches over several connections; the
-//! median of several runs, each into a fresh server) with POST latency p50/p99, GET /api/v2/alerts and /alerts/groups latency (median of runs), server
-//! RSS per stored alert, server CPU per 1k alerts re-sent in steady state (every alert re-posted
-//! each interval with a new `endsAt`, as Prometheus does), silence creation rate, RSS per
-//! silence, GET /api/v2/silences latency, start-up time with the silences on disk, and
-//! notifications/s when many single-alert groups fall due at once (into a built-in webhook sink).
-//! The generator's and the sink's own ceilings are measured first, so they are known not to be
-//! the bottleneck. Every loop is bounded in count, and every request has a timeout.
+//! median of several runs, each into a fresh server) with POST latency p50/p99, GET
+//! /api/v2/alerts and /alerts/groups latency (median of runs), server RSS per stored alert,
+//! server CPU per 1k alerts re-sent in steady state (every alert re-posted each interval with a
+//! new `endsAt`, as Prometheus does), silence creation rate, RSS per silence, GET
+//! /api/v2/silences latency, start-up time with the silences on disk, and notifications/s when
+//! many single-alert groups fall due at once (into a built-in webhook sink). The generator's and
+//! the sink's own ceilings are measured first, so they are known not to be the bottleneck. Every
+//! loop is bounded in count, and every request has a timeout.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
