@@ -21,8 +21,10 @@ use tokio::sync::watch;
 
 /// Key holding a node's replication (gRPC) address.
 pub const GRPC_KEY: &str = "grpc";
-/// Key set once a node has settled and may count for positions.
+/// Key set once a node has settled (shown in the status API; a settling node does not send).
 pub const READY_KEY: &str = "ready";
+/// Key set when a node is shutting down: it stops counting for positions at once.
+pub const LEAVING_KEY: &str = "leaving";
 /// Key holding a digest of a node's replicated state; peers sync when theirs differs.
 pub const DIGEST_KEY: &str = "digest";
 
@@ -52,6 +54,8 @@ pub struct MembershipConfig {
 pub struct Member {
     /// Node id.
     pub name: String,
+    /// The generation of this life of the node (the newest one seen).
+    pub generation: u64,
     /// Gossip address.
     pub address: SocketAddr,
     /// Replication address, if published.
@@ -60,10 +64,19 @@ pub struct Member {
     pub ready: bool,
     /// Its published state digest, if any.
     pub digest: Option<String>,
+    /// It announced that it is shutting down.
+    pub leaving: bool,
 }
 
-/// Returns the position of `self_id` among the ready live members, each node id counted once
-/// (several generations of a restarted node are one member), sorted by name.
+/// Returns the position of `self_id` among the live member ids, each counted once (several
+/// generations of a restarted node are one member), sorted by name.
+///
+/// The rule that keeps two replicas from sharing a position: every live member that is not
+/// leaving counts, settled or not, and the node itself always counts. Counting only settled
+/// members let a newcomer count itself as soon as it settled while its peers, who had not yet
+/// seen its ready flag, did not count it: both at the same position for a gossip round. A
+/// settling member that sorts first delays the others by one peer_timeout (it sends nothing
+/// until settled): a delay, not a duplicate.
 pub fn position_of(self_id: &str, live_ready_ids: impl IntoIterator<Item = String>) -> usize {
     let mut ids: Vec<String> = live_ready_ids.into_iter().collect();
     ids.sort();
@@ -77,10 +90,12 @@ fn members_of(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<Member> {
     for (id, state) in nodes {
         let m = Member {
             name: id.node_id.to_string(),
+            generation: id.generation_id,
             address: id.gossip_advertise_addr,
             grpc_addr: state.get(GRPC_KEY).map(String::from),
             ready: state.get(READY_KEY) == Some("true"),
             digest: state.get(DIGEST_KEY).map(String::from),
+            leaving: state.get(LEAVING_KEY) == Some("true"),
         };
         match by_name.get(&m.name) {
             Some((g, _)) if *g >= id.generation_id => {}
@@ -96,6 +111,7 @@ fn members_of(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<Member> {
 pub struct Membership {
     handle: ChitchatHandle,
     node_id: String,
+    generation: u64,
     position: Arc<AtomicUsize>,
     members_rx: watch::Receiver<Vec<Member>>,
 }
@@ -151,7 +167,7 @@ impl Membership {
                     &me,
                     members
                         .iter()
-                        .filter(|m| m.ready || m.name == me)
+                        .filter(|m| !m.leaving || m.name == me)
                         .map(|m| m.name.clone()),
                 );
                 if pos.swap(p, Ordering::SeqCst) != p {
@@ -169,6 +185,7 @@ impl Membership {
         Ok(Membership {
             handle,
             node_id: cfg.node_id,
+            generation: cfg.generation,
             position,
             members_rx,
         })
@@ -192,6 +209,11 @@ impl Membership {
         &self.node_id
     }
 
+    /// Returns this node's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Returns the current position (0 = notifies first).
     pub fn position(&self) -> usize {
         self.position.load(Ordering::SeqCst)
@@ -202,7 +224,7 @@ impl Membership {
         self.members_rx.borrow().clone()
     }
 
-    /// Marks this node settled: it now counts for other nodes' positions.
+    /// Marks this node settled.
     pub async fn set_ready(&self) {
         self.set(READY_KEY, "true").await;
     }
@@ -210,6 +232,7 @@ impl Membership {
     /// Leaving: no longer counts for positions, so peers re-rank at the next gossip round rather
     /// than after failure detection.
     pub async fn set_leaving(&self) {
+        self.set(LEAVING_KEY, "true").await;
         self.set(READY_KEY, "false").await;
     }
 

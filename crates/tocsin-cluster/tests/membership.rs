@@ -12,6 +12,12 @@ fn addr(i: u16) -> SocketAddr {
 }
 
 async fn node(t: &ChannelTransport, i: u16, generation: u64) -> Membership {
+    let m = settling_node(t, i, generation).await;
+    m.set_ready().await;
+    m
+}
+
+async fn settling_node(t: &ChannelTransport, i: u16, generation: u64) -> Membership {
     let cfg = MembershipConfig {
         node_id: format!("node-{i}"),
         generation,
@@ -22,9 +28,7 @@ async fn node(t: &ChannelTransport, i: u16, generation: u64) -> Membership {
         gossip_interval: Duration::from_millis(200),
         grpc_addr: format!("127.0.0.1:{}", 29_000 + i),
     };
-    let m = Membership::start(cfg, t).await.unwrap();
-    m.set_ready().await;
-    m
+    Membership::start(cfg, t).await.unwrap()
 }
 
 async fn settle(nodes: &[&Membership], want: &[usize], what: &str) {
@@ -75,4 +79,25 @@ async fn restarted_node_replaces_its_old_self() {
     settle(&[&n0, &n1b, &n2], &[0, 1, 2], "restarted").await;
     let names: Vec<String> = n0.members().iter().map(|m| m.name.clone()).collect();
     assert_eq!(names, ["node-0", "node-1", "node-2"], "one entry per node id");
+    assert_eq!(n0.members()[1].generation, 2, "the newest life");
+}
+
+#[tokio::test(start_paused = true)]
+async fn settling_members_count_for_positions_and_leaving_ones_do_not() {
+    // A member counts from the moment peers see it, settled or not: when it settles, nobody's
+    // position changes, so no two replicas share one.
+    let t = ChannelTransport::with_mtu(65_507);
+    let n0 = settling_node(&t, 0, 1).await;
+    let n1 = node(&t, 1, 1).await;
+    let n2 = node(&t, 2, 1).await;
+    settle(&[&n0, &n1, &n2], &[0, 1, 2], "node-0 still settling").await;
+    assert!(!n1.members()[0].ready);
+    n0.set_ready().await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!([n0.position(), n1.position(), n2.position()], [0, 1, 2]);
+    }
+    // A leaving member stops counting at the next gossip round, long before failure detection.
+    n0.set_leaving().await;
+    settle(&[&n1, &n2], &[0, 1], "node-0 leaving").await;
 }

@@ -1,17 +1,17 @@
-//! In-flight claims: "replica X is sending group G to integration R until deadline D".
+//! In-flight claims: "replica X (at generation g) is sending group G to integration R until
+//! deadline D".
 //!
 //! Alertmanager's stagger assumes a send finishes within one peer timeout; when a receiver is
 //! slower, the next replica finds no log entry and sends again. A replica about to send replicates
 //! a claim first; a peer that sees a live claim waits for the claimant's log entry, its release,
-//! or the deadline, whichever comes first. A claim is dead once released, past its deadline,
-//! superseded by a log entry written at or after it, or held by a replica that is not a live
-//! member, so a dead claimant never blocks delivery (fail-open).
+//! or the deadline, whichever comes first. This module stores and merges claims; when a claim
+//! blocks is the delivery machine's rule ([`crate::delivery`]).
 
 use std::collections::HashMap;
 
 use jiff::Timestamp;
 
-use crate::nflog::{Entry, ReceiverKey};
+use crate::nflog::ReceiverKey;
 
 /// One claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub struct Claim {
     pub receiver: ReceiverKey,
     /// Node name of the claimant.
     pub sender: String,
+    /// The claimant's generation: a claimant restarted under the same name holds none of the
+    /// claims of its previous life.
+    pub generation: u64,
     /// When the claim was made (orders a claimant's successive claims).
     pub created: Timestamp,
     /// When the claimant gives up sending.
@@ -41,8 +44,8 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Merges a claim, local or remote: per claimant the newest wins, and at equal creation a
-    /// release wins. Claims already past their deadline are ignored. Returns whether state changed.
+    /// Merges a claim, local or remote: per claimant the newest wins (a later generation, then a
+    /// later creation), and at equal creation a release wins. Claims already past their deadline are ignored. Returns whether state changed.
     pub fn merge(&mut self, c: Claim, now: Timestamp) -> bool {
         if c.deadline <= now {
             return false;
@@ -52,7 +55,7 @@ impl Claims {
             .entry((c.group_key.clone(), c.receiver.clone()))
             .or_default();
         match per.get(&c.sender) {
-            Some(cur) if (cur.created, cur.released) >= (c.created, c.released) => false,
+            Some(cur) if (cur.generation, cur.created, cur.released) >= (c.generation, c.created, c.released) => false,
             _ => {
                 per.insert(c.sender.clone(), c);
                 true
@@ -60,29 +63,13 @@ impl Claims {
         }
     }
 
-    /// Returns the live claim of another replica on a group's integration with the latest
-    /// deadline. `logged` is that integration's log entry: a claim made at or before it has
-    /// been fulfilled. `is_live` says whether a node is a live member.
-    pub fn blocking(
-        &self,
-        group_key: &str,
-        receiver: &ReceiverKey,
-        me: &str,
-        logged: Option<&Entry>,
-        now: Timestamp,
-        is_live: impl Fn(&str) -> bool,
-    ) -> Option<&Claim> {
+    /// Iterates over the claims on one group's integration, one per claimant.
+    pub fn of(&self, group_key: &str, receiver: &ReceiverKey) -> impl Iterator<Item = &Claim> {
+        // The key is cloned for the lookup: a claim check is made once per send decision.
         self.by_target
-            .get(&(group_key.to_string(), receiver.clone()))?
-            .values()
-            .filter(|c| {
-                c.sender != me
-                    && !c.released
-                    && c.deadline > now
-                    && logged.is_none_or(|e| e.timestamp < c.created)
-                    && is_live(&c.sender)
-            })
-            .max_by_key(|c| c.deadline)
+            .get(&(group_key.to_string(), receiver.clone()))
+            .into_iter()
+            .flat_map(HashMap::values)
     }
 
     /// Deletes claims past their deadline; returns how many.
@@ -132,53 +119,11 @@ mod tests {
             group_key: "{}:{}".into(),
             receiver: rk(),
             sender: sender.into(),
+            generation: 1,
             created: at(created),
             deadline: at(deadline),
             released: false,
         }
-    }
-
-    fn entry(ts: i64) -> Entry {
-        Entry {
-            group_key: "{}:{}".into(),
-            receiver: rk(),
-            timestamp: at(ts),
-            firing_alerts: vec![1],
-            resolved_alerts: vec![],
-            expires_at: at(ts + 3600),
-        }
-    }
-
-    fn blocking<'a>(c: &'a Claims, logged: Option<&Entry>, now: i64, live: &[&str]) -> Option<&'a str> {
-        c.blocking("{}:{}", &rk(), "me", logged, at(now), |n| live.contains(&n))
-            .map(|c| c.sender.as_str())
-    }
-
-    #[test]
-    fn a_live_peer_claim_blocks_until_its_deadline() {
-        let mut c = Claims::default();
-        assert!(c.merge(claim("a", 0, 60), at(0)));
-        assert_eq!(blocking(&c, None, 30, &["a"]), Some("a"));
-        assert_eq!(blocking(&c, None, 60, &["a"]), None);
-    }
-
-    #[test]
-    fn own_dead_released_or_fulfilled_claims_do_not_block() {
-        let mut c = Claims::default();
-        c.merge(claim("me", 0, 60), at(0));
-        assert_eq!(blocking(&c, None, 1, &["me"]), None);
-        c.merge(claim("a", 0, 60), at(0));
-        assert_eq!(blocking(&c, None, 1, &["me"]), None, "claimant left the cluster");
-        assert_eq!(
-            blocking(&c, Some(&entry(5)), 6, &["a"]),
-            None,
-            "claimant logged its send"
-        );
-        assert_eq!(blocking(&c, Some(&entry(-5)), 6, &["a"]), Some("a"), "older entry");
-        let mut rel = claim("a", 0, 60);
-        rel.released = true;
-        assert!(c.merge(rel, at(2)));
-        assert_eq!(blocking(&c, None, 3, &["a"]), None);
     }
 
     #[test]
@@ -191,6 +136,13 @@ mod tests {
         assert!(!c.merge(claim("a", 10, 60), at(10)));
         assert!(!c.merge(claim("a", 5, 60), at(10)), "older claim");
         assert!(c.merge(claim("a", 20, 80), at(20)), "newer claim");
+        let mut restarted = claim("a", 1, 80);
+        restarted.generation = 2;
+        assert!(
+            c.merge(restarted, at(20)),
+            "a later generation wins whatever its creation"
+        );
+        assert_eq!(c.of("{}:{}", &rk()).map(|c| c.generation).collect::<Vec<_>>(), vec![2]);
         assert!(!c.merge(claim("b", 0, 5), at(10)), "already past its deadline");
         assert_eq!(c.len(), 1);
         assert_eq!(c.gc(at(80)), 1);

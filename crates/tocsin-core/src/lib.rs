@@ -4,7 +4,8 @@
 //! compatible regexes from [`regex_go`]), Prometheus durations ([`duration`]), the configuration
 //! file ([`config::load`]), the routing tree ([`route`]), alert ingestion and merge ([`alert`]),
 //! aggregation-group contents ([`group`]), inhibition ([`inhibit`]), time intervals
-//! ([`timeinterval`]), the notification log with the dedup decision ([`nflog`]), in-flight send claims
+//! ([`timeinterval`]), the notification log with the dedup decision ([`nflog`]), the delivery state
+//! machine of one flush to one integration ([`delivery`]), in-flight send claims
 //! ([`claim`]), silences
 //! ([`silence`]) and the Alertmanager-compatible snapshot codec ([`snapshot`]).
 //!
@@ -14,6 +15,7 @@
 pub mod alert;
 pub mod claim;
 pub mod config;
+pub mod delivery;
 pub mod duration;
 pub mod group;
 pub mod inhibit;

@@ -24,7 +24,7 @@ use tocsin_core::config::Receiver;
 use tocsin_core::labels::LabelSet;
 use tocsin_core::nflog::NotifyReason;
 
-pub use retry::send_with_retry;
+pub use retry::{Event, Sent, send_with_retry};
 
 /// A boxed future, as returned by [`Notifier::notify`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

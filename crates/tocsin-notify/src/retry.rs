@@ -24,9 +24,30 @@ pub struct Attempt {
     pub error: Option<NotifyError>,
 }
 
+/// What the caller of [`send_with_retry`] is told, and asked.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An attempt ended (for metrics and logs); the answer is ignored.
+    Attempt(&'a Attempt),
+    /// A retry is due: answer `false` to stop (the notification was delivered elsewhere).
+    Retry,
+}
+
+/// How a send ended well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The receiver accepted the notification at this attempt (1-based).
+    Delivered {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The caller stopped the retries after a failed attempt.
+    Stopped,
+}
+
 /// Sends `data` through the integration, retrying retryable errors with backoff until
-/// `deadline`; each attempt is bounded by the integration's timeout. `on_attempt` sees every
-/// attempt (for metrics and logs).
+/// `deadline`; each attempt is bounded by the integration's timeout. `on_event` sees every
+/// attempt (for metrics and logs) and decides before each retry whether to go on.
 ///
 /// # Errors
 /// The last error for a non-retryable failure, or a context error when the deadline passed or
@@ -36,8 +57,8 @@ pub async fn send_with_retry(
     data: &NotifyData,
     deadline: Instant,
     cancel: &tokio::sync::watch::Receiver<bool>,
-    mut on_attempt: impl FnMut(&Attempt),
-) -> Result<u32, NotifyError> {
+    mut on_event: impl FnMut(Event<'_>) -> bool,
+) -> Result<Sent, NotifyError> {
     let mut cancel = cancel.clone();
     let mut interval = INITIAL;
     let mut last: Option<NotifyError> = None;
@@ -61,6 +82,9 @@ pub async fn send_with_retry(
                 _ = cancel.changed() => {
                     return Err(context_error(FailureReason::ContextCanceled, last));
                 }
+            }
+            if !on_event(Event::Retry) {
+                return Ok(Sent::Stopped);
             }
         }
         // Waiting for a slot is not part of the attempt's time or timeout.
@@ -108,9 +132,9 @@ pub async fn send_with_retry(
             duration: started.elapsed(),
             error: result.clone().err(),
         };
-        span.in_scope(|| on_attempt(&attempt));
+        span.in_scope(|| on_event(Event::Attempt(&attempt)));
         match result {
-            Ok(()) => return Ok(number),
+            Ok(()) => return Ok(Sent::Delivered { attempts: number }),
             Err(e) if e.reason == FailureReason::ContextDeadlineExceeded => {
                 return Err(context_error(FailureReason::ContextDeadlineExceeded, last.or(Some(e))));
             }
@@ -209,10 +233,12 @@ mod tests {
         let n = flaky(3, true);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let start = Instant::now();
-        let attempts = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(60), &rx, |_| {})
-            .await
-            .unwrap();
-        assert_eq!(attempts, 4);
+        let attempts = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(60), &rx, |_| {
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(attempts, Sent::Delivered { attempts: 4 });
         let times = n.times.lock().unwrap().clone();
         assert_eq!(times[0], start);
         // 500ms ±50%, then 750ms ±50%.
@@ -233,16 +259,20 @@ mod tests {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let n = flaky(u32::MAX, true);
         let start = Instant::now();
-        let err = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(10), &rx, |_| {})
-            .await
-            .unwrap_err();
+        let err = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(10), &rx, |_| {
+            true
+        })
+        .await
+        .unwrap_err();
         assert_eq!(err.reason, FailureReason::ContextDeadlineExceeded);
         assert_eq!(err.message, "context deadline exceeded: last error: boom");
         assert_eq!(Instant::now(), start + Duration::from_secs(10));
         let n = flaky(u32::MAX, false);
-        let err = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(100), &rx, |_| {})
-            .await
-            .unwrap_err();
+        let err = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(100), &rx, |_| {
+            true
+        })
+        .await
+        .unwrap_err();
         assert_eq!(err.reason, FailureReason::ServerError);
         assert_eq!(n.calls.load(Ordering::SeqCst), 1);
     }
@@ -271,8 +301,11 @@ mod tests {
         };
         let start = Instant::now();
         let mut seen = Vec::new();
-        let err = send_with_retry(&i, &data(), start + Duration::from_secs(3), &rx, |a| {
-            seen.push(a.clone())
+        let err = send_with_retry(&i, &data(), start + Duration::from_secs(3), &rx, |e| {
+            if let Event::Attempt(a) = e {
+                seen.push(a.clone());
+            }
+            true
         })
         .await
         .unwrap_err();
@@ -324,9 +357,12 @@ mod tests {
         for _ in 0..total {
             let (i, rx) = (i.clone(), rx.clone());
             set.spawn(async move {
-                send_with_retry(&i, &data(), start + Duration::from_secs(60), &rx, |a| {
+                send_with_retry(&i, &data(), start + Duration::from_secs(60), &rx, |e| {
                     // The wait for a slot is not counted in the attempt.
-                    assert_eq!(a.duration, Duration::from_secs(1));
+                    if let Event::Attempt(a) = e {
+                        assert_eq!(a.duration, Duration::from_secs(1));
+                    }
+                    true
                 })
                 .await
                 .map(|_| Instant::now())
@@ -347,10 +383,26 @@ mod tests {
         let i = integ(&flaky(0, true), None);
         let _all = i.in_flight.acquire_many(crate::MAX_IN_FLIGHT as u32).await.unwrap();
         let start = Instant::now();
-        let err = send_with_retry(&i, &data(), start + Duration::from_secs(5), &rx, |_| {})
+        let err = send_with_retry(&i, &data(), start + Duration::from_secs(5), &rx, |_| true)
             .await
             .unwrap_err();
         assert_eq!(err.reason, FailureReason::ContextDeadlineExceeded);
         assert_eq!(Instant::now(), start + Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_caller_can_stop_the_retries() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let n = flaky(u32::MAX, true);
+        let start = Instant::now();
+        let mut retries = 0;
+        let sent = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(60), &rx, |e| {
+            retries += u32::from(matches!(e, Event::Retry));
+            retries < 2
+        })
+        .await
+        .unwrap();
+        assert_eq!(sent, Sent::Stopped);
+        assert_eq!(n.calls.load(Ordering::SeqCst), 2, "asked before the third attempt");
     }
 }

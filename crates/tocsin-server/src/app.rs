@@ -1,6 +1,6 @@
 //! The running replica: alert store, dispatcher, notification pipeline, configuration reload.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +11,14 @@ use prometheus_client::metrics::counter::Counter;
 use tocsin_core::alert::{Alert, PostedAlert, prepare};
 use tocsin_core::claim::{Claim, Claims};
 use tocsin_core::config::{Config, LoadOptions, Receiver, load};
+use tocsin_core::delivery::{Delivery, Look, NodeId, Params, Step, View};
 use tocsin_core::inhibit::Inhibitor;
 use tocsin_core::labels::hash_alert;
-use tocsin_core::nflog::{Entry, Nflog, ReceiverKey, needs_update};
+use tocsin_core::nflog::{Entry, Nflog, ReceiverKey};
 use tocsin_core::route::Route;
 use tocsin_core::silence::{Limits, MeshSilence, Silence, SilenceError, Silences};
 use tocsin_core::timeinterval::any_contains;
-use tocsin_notify::{Integration, NotifyData, Shared, send_with_retry};
+use tocsin_notify::{Event, Integration, NotifyData, Sent, Shared, send_with_retry};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
@@ -37,9 +38,6 @@ impl Drop for InFlight<'_> {
         }
     }
 }
-
-/// How often a replica waiting on a peer's claim re-checks that the claimant is still a member.
-const CLAIM_RECHECK: Duration = Duration::from_secs(1);
 
 /// Builds a receiver's integrations; tests inject in-memory notifiers here.
 pub type NotifierFactory = Arc<dyn Fn(&Receiver, &Shared) -> Result<Vec<Integration>, String> + Send + Sync>;
@@ -501,7 +499,7 @@ impl App {
                 let _done = InFlight(&app);
                 let mut job = job;
                 loop {
-                    let ok = app.pipeline(&active, &mut job).await;
+                    let ok = app.pipeline(&active, &job).await;
                     let next = app
                         .dispatcher
                         .lock()
@@ -532,40 +530,64 @@ impl App {
     }
 
     /// The notification pipeline of one flush (§3.3); returns whether every integration succeeded.
-    /// Replicas after the first wait `position × peer_timeout` and then decide from the group's
-    /// current alerts, so an alert resolved during the wait is not notified as firing.
-    async fn pipeline(self: &Arc<Self>, active: &Arc<Active>, job: &mut FlushJob) -> bool {
+    /// What to send, when, and whether at all is each integration's [`Delivery`] machine; this
+    /// executes its steps.
+    async fn pipeline(self: &Arc<Self>, active: &Arc<Active>, job: &FlushJob) -> bool {
         let Some(route) = active.config.route.nodes.get(job.id.0) else {
             return true;
         };
         let peer = self.peer();
         peer.wait_ready().await;
-        let wait = self.settings.peer_timeout * peer.position() as u32;
-        if !wait.is_zero() {
-            let mut cancel = active.cancel.subscribe();
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.wait_for(|c| *c) => return false,
-            }
-            let now = self.clock.now();
-            let Some((stored, sent)) = self.dispatcher.lock().snapshot(&job.id, job.generation, now) else {
-                return true;
-            };
-            (job.stored, job.sent, job.now, job.tick) = (stored, sent, now, job.tick + wait);
+        let position = peer.position();
+        let alerts = self.look_at(active, route, &job.sent, job.now, true);
+        if alerts.is_empty() {
+            return true;
         }
-        let job = &*job;
-        let now = job.now;
+        let Some(integrations) = active.integrations.get(&route.receiver) else {
+            return true;
+        };
+        if let [integ] = integrations.as_slice() {
+            // The usual receiver: one integration, sent from this task without spawning another.
+            return self.deliver(active, route, integ, job, &alerts, position).await;
+        }
+        let alerts = Arc::new(alerts);
+        let mut set = tokio::task::JoinSet::new();
+        for integ in integrations.clone() {
+            let (app, active, alerts, job) = (self.clone(), active.clone(), alerts.clone(), job.clone());
+            let span = tracing::Span::current();
+            set.spawn(
+                async move {
+                    let route = &active.config.route.nodes[job.id.0];
+                    app.deliver(&active, route, &integ, &job, &alerts, position).await
+                }
+                .instrument(span),
+            );
+        }
+        let mut ok = true;
+        while let Some(r) = set.join_next().await {
+            ok &= r.unwrap_or(false);
+        }
+        ok
+    }
+
+    /// One look at a group's alerts at `now`: inhibited, time-muted and silenced alerts are
+    /// dropped (and counted, when `count`: the tick's look is counted, later looks are not).
+    fn look_at(&self, active: &Active, route: &Route, sent: &[Alert], now: Timestamp, count: bool) -> Vec<Alert> {
+        let count = |reason: &str, n: usize| {
+            if count {
+                self.count_suppressed(reason, n);
+            }
+        };
         let alerts: Vec<Alert> = {
             let ih = self.inhibitor.read();
-            job.sent
-                .iter()
+            sent.iter()
                 .filter(|a| ih.inhibited_by(&a.labels, now).is_none())
                 .cloned()
                 .collect()
         };
-        self.count_suppressed("inhibition", job.sent.len() - alerts.len());
+        count("inhibition", sent.len() - alerts.len());
         if alerts.is_empty() {
-            return true;
+            return alerts;
         }
         if self.muted_by_time(active, route, now).is_some() {
             let hit = |n: &String| {
@@ -580,8 +602,8 @@ impl App {
             } else {
                 "mute_time_interval"
             };
-            self.count_suppressed(reason, alerts.len());
-            return true;
+            count(reason, alerts.len());
+            return Vec::new();
         }
         let before = alerts.len();
         let alerts: Vec<Alert> = {
@@ -591,35 +613,8 @@ impl App {
                 .filter(|a| sil.silenced_by(&a.labels, now).is_empty())
                 .collect()
         };
-        self.count_suppressed("silence", before - alerts.len());
-        if alerts.is_empty() {
-            return true;
-        }
-        let Some(integrations) = active.integrations.get(&route.receiver) else {
-            return true;
-        };
-        if let [integ] = integrations.as_slice() {
-            // The usual receiver: one integration, sent from this task without spawning another.
-            return self.notify_integration(active, route, integ, job, &alerts).await;
-        }
-        let alerts = Arc::new(alerts);
-        let mut set = tokio::task::JoinSet::new();
-        for integ in integrations.clone() {
-            let (app, active, alerts, job) = (self.clone(), active.clone(), alerts.clone(), job.clone());
-            let span = tracing::Span::current();
-            set.spawn(
-                async move {
-                    let route = &active.config.route.nodes[job.id.0];
-                    app.notify_integration(&active, route, &integ, &job, &alerts).await
-                }
-                .instrument(span),
-            );
-        }
-        let mut ok = true;
-        while let Some(r) = set.join_next().await {
-            ok &= r.unwrap_or(false);
-        }
-        ok
+        count("silence", before - alerts.len());
+        alerts
     }
 
     fn count_suppressed(&self, reason: &str, n: usize) {
@@ -640,72 +635,119 @@ impl App {
         (!muting.is_empty()).then_some(muting)
     }
 
-    /// Dedup, send with retry and log, for one integration (§3.3 stage 6).
-    async fn notify_integration(
+    /// Asks the delivery machine with what this replica sees now.
+    fn ask<T>(&self, peer: &dyn Peer, group_key: &str, rk: &ReceiverKey, f: impl FnOnce(&View<'_>) -> T) -> T {
+        let live = |n: &str, g: u64| peer.is_live(n, g);
+        let nflog = self.nflog.lock();
+        let claims = self.claims.lock();
+        f(&View {
+            now: self.clock.now(),
+            entry: nflog.query(group_key, rk),
+            claims: &claims,
+            live: &live,
+        })
+    }
+
+    /// Records a local claim or release and replicates it.
+    fn replicate_claim(&self, peer: &dyn Peer, c: &Claim) {
+        self.claims.lock().merge(c.clone(), self.clock.now());
+        peer.broadcast_claim(c);
+    }
+
+    /// Runs one integration's delivery machine (§3.3 stage 6): waits, dedup, claim, send with
+    /// retry, release, log. `alerts` is the tick's look.
+    async fn deliver(
         &self,
         active: &Active,
         route: &Route,
         integ: &Integration,
         job: &FlushJob,
         alerts: &[Alert],
+        position: usize,
     ) -> bool {
-        let now = job.now;
-        let mut firing = HashSet::new();
-        let mut resolved = HashSet::new();
-        for a in alerts {
-            if a.resolved_at(now) {
-                resolved.insert(hash_alert(&a.labels));
-            } else {
-                firing.insert(hash_alert(&a.labels));
-            }
-        }
+        let look_of = |alerts: &[Alert], now| {
+            Look::from_alerts(alerts.iter().map(|a| (hash_alert(&a.labels), a.resolved_at(now))))
+        };
+        let peer = self.peer();
         let rk = ReceiverKey {
             group_name: route.receiver.clone(),
             integration: integ.kind.to_string(),
             idx: integ.idx,
         };
         let group_key = &job.id.1;
-        let peer = self.peer();
+        let mut look = look_of(alerts, job.now);
+        let mut machine = Delivery::new(
+            Params {
+                me: (!peer.name().is_empty()).then(|| NodeId {
+                    name: peer.name().to_string(),
+                    generation: peer.generation(),
+                }),
+                group_key: group_key.clone(),
+                receiver: rk.clone(),
+                send_resolved: integ.send_resolved,
+                repeat_interval: route.repeat_interval,
+                peer_wait: self.settings.peer_timeout.saturating_mul(position as u32),
+                tick: job.now,
+                budget: route.group_interval.max(Duration::from_secs(10)),
+                attempt_timeout: integ.timeout,
+            },
+            look.clone(),
+        );
+        let (mut alerts, mut look_now) = (std::borrow::Cow::Borrowed(alerts), job.now);
         let mut replicated = self.replicated.subscribe();
         let mut cancel = active.cancel.subscribe();
-        // Decide, and while a live peer is mid-send for this integration, wait for its outcome:
-        // its log entry (then decide again), its release or its deadline (then send).
-        let reason = loop {
+        let (reason, claim, within) = loop {
             replicated.borrow_and_update();
-            let entry = self.nflog.lock().query(group_key, &rk).cloned();
-            let Some(reason) = needs_update(
-                entry.as_ref(),
-                &firing,
-                &resolved,
-                integ.send_resolved,
-                route.repeat_interval,
-                now,
-            ) else {
-                debug!(integration = integ.kind, "notification deduplicated");
-                return true;
-            };
-            let wall = self.clock.now();
-            let until = self
-                .claims
-                .lock()
-                .blocking(group_key, &rk, peer.name(), entry.as_ref(), wall, |n| peer.is_live(n))
-                .map(|c| (c.sender.clone(), c.deadline.duration_since(wall)));
-            let Some((claimant, left)) = until else { break reason };
-            debug!(integration = integ.kind, %claimant, "waiting for a peer's in-flight notification");
-            // Re-check at least every second: the claimant may leave the cluster.
-            let nap = Duration::try_from(left).unwrap_or_default().min(CLAIM_RECHECK);
-            tokio::select! {
-                _ = tokio::time::sleep(nap) => {}
-                _ = replicated.changed() => {}
-                _ = cancel.wait_for(|c| *c) => return false,
+            match self.ask(&*peer, group_key, &rk, |v| machine.decide(v, &look)) {
+                Step::Quiet => {
+                    debug!(integration = integ.kind, "notification deduplicated");
+                    return true;
+                }
+                Step::Send {
+                    reason,
+                    claim,
+                    within,
+                    claim_expired,
+                } => {
+                    if claim_expired {
+                        debug!(
+                            integration = integ.kind,
+                            "sending after a peer's claim ended without a log entry"
+                        );
+                    }
+                    break (reason, claim, within);
+                }
+                Step::Wait {
+                    duration,
+                    on_change,
+                    why,
+                } => {
+                    debug!(integration = integ.kind, ?why, ?duration, "waiting before deciding");
+                    tokio::select! {
+                        _ = tokio::time::sleep(duration) => {}
+                        _ = replicated.changed(), if on_change => {}
+                        _ = cancel.wait_for(|c| *c) => return false,
+                    }
+                    // A fresh look at the group after every wait.
+                    let now = self.clock.now();
+                    let Some((_, sent)) = self.dispatcher.lock().snapshot(&job.id, job.generation, now) else {
+                        return true;
+                    };
+                    let fresh = self.look_at(active, route, &sent, now, false);
+                    if fresh.is_empty() {
+                        return true;
+                    }
+                    look = look_of(&fresh, now);
+                    (alerts, look_now) = (std::borrow::Cow::Owned(fresh), now);
+                }
             }
         };
         let series = self.metrics.integration(integ.kind);
         series.notifications.inc();
         let to_send: Vec<Alert> = if integ.send_resolved {
-            alerts.to_vec()
+            alerts.into_owned()
         } else {
-            alerts.iter().filter(|a| !a.resolved_at(now)).cloned().collect()
+            alerts.iter().filter(|a| !a.resolved_at(look_now)).cloned().collect()
         };
         if !to_send.is_empty() {
             let data = NotifyData {
@@ -716,61 +758,60 @@ impl App {
                 external_url: self.settings.external_url.clone(),
                 alerts: to_send,
             };
-            let deadline = job.tick + route.group_interval.max(Duration::from_secs(10));
-            // Only a cluster member (it has a name) tells its peers it is sending.
-            let claim = (!peer.name().is_empty()).then(|| Claim {
-                group_key: group_key.clone(),
-                receiver: rk.clone(),
-                sender: peer.name().to_string(),
-                created: self.clock.now(),
-                deadline: self.clock.at(deadline),
-                released: false,
-            });
-            if let Some(claim) = &claim {
-                self.claims.lock().merge(claim.clone(), claim.created);
-                peer.broadcast_claim(claim);
+            if let Some(c) = &claim {
+                self.replicate_claim(&*peer, c);
             }
-            let result = send_with_retry(integ, &data, deadline, &cancel, |a| {
-                series.requests.inc();
-                series.latency.observe(a.duration.as_secs_f64());
-                if let Some(e) = &a.error {
-                    series.requests_failed.inc();
-                    debug!(err = %e, "notify attempt failed");
+            let deadline = Instant::now() + within;
+            let result = send_with_retry(integ, &data, deadline, &cancel, |e| match e {
+                Event::Attempt(a) => {
+                    series.requests.inc();
+                    series.latency.observe(a.duration.as_secs_f64());
+                    if let Some(e) = &a.error {
+                        series.requests_failed.inc();
+                        debug!(err = %e, "notify attempt failed");
+                        // Peers waiting on this send may go ahead at once (fail-open).
+                        if let Some(release) = machine.attempt_failed(self.clock.now()) {
+                            self.replicate_claim(&*peer, &release);
+                        }
+                    }
+                    true
                 }
+                Event::Retry => self.ask(&*peer, group_key, &rk, |v| machine.keep_trying(v)),
             })
             .await;
-            if let Err(e) = result {
-                // Peers waiting on this send may go ahead at once.
-                if let Some(mut claim) = claim {
-                    claim.released = true;
-                    self.claims.lock().merge(claim.clone(), self.clock.now());
-                    peer.broadcast_claim(&claim);
+            match result {
+                Ok(Sent::Stopped) => {
+                    debug!(integration = integ.kind, "a peer delivered while this replica retried");
+                    return true;
                 }
-                let fl = crate::metrics::FailedLabels {
-                    integration: integ.kind.into(),
-                    reason: e.reason.as_str().into(),
-                };
-                self.metrics.notifications_failed.get_or_create(&fl).inc();
-                warn!(
-                    group_key = %group_key,
-                    receiver = %route.receiver,
+                Ok(Sent::Delivered { .. }) => debug!(
                     integration = integ.kind,
-                    reason = e.reason.as_str(),
-                    err = %e,
-                    "notify failed"
-                );
-                return false;
+                    alerts = data.alerts.len(),
+                    reason = reason.as_str(),
+                    "notify success"
+                ),
+                Err(e) => {
+                    if let Some(release) = machine.failed(self.clock.now()) {
+                        self.replicate_claim(&*peer, &release);
+                    }
+                    let fl = crate::metrics::FailedLabels {
+                        integration: integ.kind.into(),
+                        reason: e.reason.as_str().into(),
+                    };
+                    self.metrics.notifications_failed.get_or_create(&fl).inc();
+                    warn!(
+                        group_key = %group_key,
+                        receiver = %route.receiver,
+                        integration = integ.kind,
+                        reason = e.reason.as_str(),
+                        err = %e,
+                        "notify failed"
+                    );
+                    return false;
+                }
             }
-            debug!(
-                integration = integ.kind,
-                alerts = data.alerts.len(),
-                reason = reason.as_str(),
-                "notify success"
-            );
         }
-        let (mut f, mut r): (Vec<u64>, Vec<u64>) = (firing.into_iter().collect(), resolved.into_iter().collect());
-        f.sort_unstable();
-        r.sort_unstable();
+        let (f, r) = machine.succeeded();
         let logged = self
             .nflog
             .lock()

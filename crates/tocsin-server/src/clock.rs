@@ -1,37 +1,88 @@
-//! Wall-clock time derived from tokio's clock, so that paused-time tests move it too.
+//! Wall-clock time: the system clock in production, tokio's clock in paused-time tests.
+//!
+//! Every timestamp is read when it is needed, so an NTP step or a suspend moves this replica's
+//! timestamps with the host's clock (the generation a peer sees reads the same clock). Timers
+//! never use it: they run on tokio's monotonic `Instant`, and [`Clock::at`] maps an instant to
+//! wall time as `now + (instant - Instant::now())`.
 
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 
-/// Maps tokio instants to wall-clock timestamps from one anchor taken at start.
+/// Where wall-clock time comes from.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    base_wall: Timestamp,
-    base: Instant,
+    /// `None`: the system clock. `Some`: virtual time anchored at one wall instant (tests).
+    virtual_base: Option<(Timestamp, Instant)>,
 }
 
 impl Clock {
-    /// Anchors the clock at `wall` = now.
+    /// Virtual wall time: `wall` now, advancing with tokio's clock (paused-time tests, benches).
     pub fn new(wall: Timestamp) -> Self {
         Clock {
-            base_wall: wall,
-            base: Instant::now(),
+            virtual_base: Some((wall, Instant::now())),
         }
     }
 
-    /// Anchors at the system time (the only place the server reads the wall clock).
+    /// The system clock, read at every call (the only place the server reads the wall clock).
     pub fn system() -> Self {
-        Self::new(Timestamp::now())
+        Clock { virtual_base: None }
     }
 
     /// Returns the current wall-clock time.
     pub fn now(&self) -> Timestamp {
-        self.at(Instant::now())
+        match self.virtual_base {
+            None => Timestamp::now(),
+            Some((wall, base)) => {
+                let d = SignedDuration::try_from(Instant::now().saturating_duration_since(base))
+                    .unwrap_or(SignedDuration::MAX);
+                wall.checked_add(d).unwrap_or(wall)
+            }
+        }
     }
 
-    /// Returns the wall-clock time of an instant.
+    /// Returns the wall-clock time of an instant, relative to now.
     pub fn at(&self, i: Instant) -> Timestamp {
-        let d = SignedDuration::try_from(i.saturating_duration_since(self.base)).unwrap_or(SignedDuration::MAX);
-        self.base_wall.checked_add(d).unwrap_or(self.base_wall)
+        let now_i = Instant::now();
+        let now = self.now();
+        let shifted = if i >= now_i {
+            SignedDuration::try_from(i - now_i).map(|d| now.checked_add(d))
+        } else {
+            SignedDuration::try_from(now_i - i).map(|d| now.checked_sub(d))
+        };
+        match shifted {
+            Ok(Ok(t)) => t,
+            _ => now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn virtual_time_follows_tokio_and_maps_instants_both_ways() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let c = Clock::new(t0);
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(c.now(), t0 + SignedDuration::from_secs(5));
+        assert_eq!(c.at(start), t0);
+        assert_eq!(
+            c.at(start + Duration::from_secs(65)),
+            t0 + SignedDuration::from_secs(65)
+        );
+    }
+
+    #[test]
+    fn the_system_clock_is_read_at_every_call() {
+        // Not anchored at start: it agrees with the host's clock now, whatever happened since.
+        let c = Clock::system();
+        std::thread::sleep(Duration::from_millis(20));
+        let (before, got, after) = (Timestamp::now(), c.now(), Timestamp::now());
+        assert!(before <= got && got <= after, "{before} {got} {after}");
+        let later = c.at(Instant::now() + Duration::from_secs(60));
+        assert!(later >= after + SignedDuration::from_secs(59), "{later}");
     }
 }

@@ -31,6 +31,7 @@ fn claim_to_pb(c: &Claim) -> ClaimPb {
         integration: c.receiver.integration.clone(),
         idx: c.receiver.idx,
         sender: c.sender.clone(),
+        generation: c.generation,
         created_ms: c.created.as_millisecond(),
         deadline_ms: c.deadline.as_millisecond(),
         released: c.released,
@@ -47,6 +48,7 @@ fn claim_from_pb(p: &ClaimPb) -> Result<Claim, String> {
             idx: p.idx,
         },
         sender: p.sender.clone(),
+        generation: p.generation,
         created: ts(p.created_ms)?,
         deadline: ts(p.deadline_ms)?,
         released: p.released,
@@ -250,8 +252,16 @@ impl Peer for ClusterPeer {
         self.membership.node_id()
     }
 
-    fn is_live(&self, name: &str) -> bool {
-        self.membership.members().iter().any(|m| m.name == name)
+    fn generation(&self) -> u64 {
+        self.membership.generation()
+    }
+
+    fn is_live(&self, name: &str, generation: u64) -> bool {
+        // Members hold the newest generation seen per name.
+        self.membership
+            .members()
+            .iter()
+            .any(|m| m.name == name && m.generation == generation)
     }
 
     fn broadcast_claim(&self, c: &Claim) {

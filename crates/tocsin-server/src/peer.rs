@@ -21,8 +21,11 @@ pub trait Peer: Send + Sync {
     fn wait_ready(&self) -> BoxFuture<'_, ()>;
     /// This replica's node name (empty when alone).
     fn name(&self) -> &str;
-    /// Whether a node is a live member of the cluster.
-    fn is_live(&self, name: &str) -> bool;
+    /// This life's generation (start time in ms; 0 when alone).
+    fn generation(&self) -> u64;
+    /// Whether a node is a live member of the cluster at that generation: a node restarted
+    /// under the same name is live only at its new one.
+    fn is_live(&self, name: &str, generation: u64) -> bool;
     /// Replicates an in-flight claim made or released locally.
     fn broadcast_claim(&self, claim: &Claim);
     /// Replicates a notification log entry written locally.
@@ -45,7 +48,10 @@ impl Peer for SingleNode {
     fn name(&self) -> &str {
         ""
     }
-    fn is_live(&self, _: &str) -> bool {
+    fn generation(&self) -> u64 {
+        0
+    }
+    fn is_live(&self, _: &str, _: u64) -> bool {
         false
     }
     fn broadcast_claim(&self, _: &Claim) {}

@@ -23,12 +23,12 @@ use tokio::time::Instant;
 
 const LATENCY: Duration = Duration::from_millis(50);
 
-fn t0() -> Timestamp {
-    "2026-01-01T00:00:00Z".parse().unwrap()
-}
-
 fn at(s: f64) -> Timestamp {
-    t0().checked_add(SignedDuration::from_secs_f64(s)).unwrap()
+    "2026-01-01T00:00:00Z"
+        .parse::<Timestamp>()
+        .unwrap()
+        .checked_add(SignedDuration::from_secs_f64(s))
+        .unwrap()
 }
 
 type Log = Arc<Mutex<Vec<(String, f64, Vec<String>)>>>;
@@ -38,6 +38,8 @@ type Log = Arc<Mutex<Vec<(String, f64, Vec<String>)>>>;
 struct Receiving {
     takes: Duration,
     fails: bool,
+    /// A failure is retryable (a 5xx) rather than fatal (a 4xx).
+    retryable: bool,
 }
 
 struct Recorder {
@@ -64,6 +66,12 @@ impl Notifier for Recorder {
                 .collect();
             self.log.lock().unwrap().push((self.node.clone(), t, alerts));
             tokio::time::sleep(self.receiving.takes).await;
+            if self.receiving.fails && self.receiving.retryable {
+                return Err(NotifyError::retryable(
+                    FailureReason::ServerError,
+                    "503 Service Unavailable",
+                ));
+            }
             if self.receiving.fails {
                 return Err(NotifyError::fatal(FailureReason::ClientError, "400 Bad Request"));
             }
@@ -79,10 +87,16 @@ struct Net {
     cut: Mutex<HashSet<(usize, usize)>>,
     /// Crashed nodes: nothing reaches them or leaves them, and members no longer list them.
     down: Mutex<HashSet<usize>>,
+    /// Each node's current generation (a restart bumps it).
+    generations: Mutex<Vec<u64>>,
 }
 
 impl Net {
-    fn deliver(&self, from: usize, f: impl Fn(&App) + Send + Sync + Clone + 'static) {
+    fn deliver(&self, from: usize, generation: u64, f: impl Fn(&App) + Send + Sync + Clone + 'static) {
+        // A process killed by a restart sends nothing more.
+        if self.generations.lock().unwrap()[from] != generation {
+            return;
+        }
         let nodes = self.nodes.lock().unwrap().clone();
         let down = self.down.lock().unwrap().clone();
         for (to, app) in nodes.into_iter().enumerate() {
@@ -106,6 +120,7 @@ impl Net {
 
 struct SimPeer {
     idx: usize,
+    generation: u64,
     name: String,
     position: AtomicUsize,
     net: Arc<Net>,
@@ -121,25 +136,29 @@ impl Peer for SimPeer {
     fn name(&self) -> &str {
         &self.name
     }
-    fn is_live(&self, name: &str) -> bool {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+    fn is_live(&self, name: &str, generation: u64) -> bool {
         let down = self.net.down.lock().unwrap();
-        (0..self.net.nodes.lock().unwrap().len()).any(|i| format!("n{i}") == name && !down.contains(&i))
+        let generations = self.net.generations.lock().unwrap();
+        (0..generations.len()).any(|i| format!("n{i}") == name && !down.contains(&i) && generations[i] == generation)
     }
     fn broadcast_claim(&self, c: &Claim) {
         let c = c.clone();
-        self.net.deliver(self.idx, move |app| {
+        self.net.deliver(self.idx, self.generation, move |app| {
             app.merge_claim(c.clone());
         });
     }
     fn broadcast_nflog(&self, e: &Entry) {
         let e = e.clone();
-        self.net.deliver(self.idx, move |app| {
+        self.net.deliver(self.idx, self.generation, move |app| {
             app.merge_nflog(e.clone());
         });
     }
     fn broadcast_silence(&self, m: &MeshSilence) {
         let m = m.clone();
-        self.net.deliver(self.idx, move |app| {
+        self.net.deliver(self.idx, self.generation, move |app| {
             app.merge_silence(m.clone());
         });
     }
@@ -151,6 +170,9 @@ struct Cluster {
     net: Arc<Net>,
     log: Log,
     start: Instant,
+    config: String,
+    peer_timeout: Duration,
+    receiving: Arc<dyn Fn(usize) -> Receiving>,
 }
 
 const CONFIG: &str = "route:\n  receiver: r\n  group_by: []\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n";
@@ -160,57 +182,84 @@ impl Cluster {
         Self::start_with(n, CONFIG, |_| Receiving::default())
     }
 
-    fn start_with(n: usize, config: &str, receiving: impl Fn(usize) -> Receiving) -> Cluster {
-        let net = Arc::new(Net::default());
-        let log = Log::default();
-        let start = Instant::now();
-        let mut apps = Vec::new();
-        let mut peers = Vec::new();
+    fn start_with(n: usize, config: &str, receiving: impl Fn(usize) -> Receiving + 'static) -> Cluster {
+        Self::start_full(n, config, Duration::from_secs(15), receiving)
+    }
+
+    fn start_full(
+        n: usize,
+        config: &str,
+        peer_timeout: Duration,
+        receiving: impl Fn(usize) -> Receiving + 'static,
+    ) -> Cluster {
+        let mut c = Cluster {
+            apps: Vec::new(),
+            peers: Vec::new(),
+            net: Arc::new(Net::default()),
+            log: Log::default(),
+            start: Instant::now(),
+            config: config.to_string(),
+            peer_timeout,
+            receiving: Arc::new(receiving),
+        };
         for i in 0..n {
-            let l = log.clone();
-            let rcv = receiving(i);
-            let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
-                Ok(r.webhooks
-                    .iter()
-                    .enumerate()
-                    .map(|(k, w)| Integration {
-                        kind: "webhook",
-                        idx: k as u32,
-                        send_resolved: w.send_resolved,
-                        timeout: None,
-                        in_flight: tocsin_notify::in_flight_limit(),
-                        notifier: Arc::new(Recorder {
-                            node: format!("n{i}"),
-                            start,
-                            log: l.clone(),
-                            receiving: rcv,
-                        }),
-                    })
-                    .collect())
-            });
-            let config = load(config, std::path::Path::new("."), &Default::default()).unwrap();
-            let app = App::new(Settings::new("unused.yml"), config, factory, Clock::new(t0())).unwrap();
-            let peer = Arc::new(SimPeer {
-                idx: i,
-                name: format!("n{i}"),
-                position: AtomicUsize::new(i),
-                net: net.clone(),
-            });
-            app.set_peer(peer.clone());
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            std::mem::forget(tx);
-            tokio::spawn(app.clone().run_scheduler(rx));
-            net.nodes.lock().unwrap().push(Arc::downgrade(&app));
-            apps.push(app);
-            peers.push(peer);
+            c.net.generations.lock().unwrap().push(1);
+            c.net.nodes.lock().unwrap().push(Weak::new());
+            let (app, peer) = c.node(i);
+            c.apps.push(app);
+            c.peers.push(peer);
         }
-        Cluster {
-            apps,
-            peers,
-            net,
-            log,
-            start,
-        }
+        c
+    }
+
+    /// Starts node `i` at its current generation, with empty state.
+    fn node(&self, i: usize) -> (Arc<App>, Arc<SimPeer>) {
+        let (l, start, rcv) = (self.log.clone(), self.start, (self.receiving)(i));
+        let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
+            Ok(r.webhooks
+                .iter()
+                .enumerate()
+                .map(|(k, w)| Integration {
+                    kind: "webhook",
+                    idx: k as u32,
+                    send_resolved: w.send_resolved,
+                    timeout: None,
+                    in_flight: tocsin_notify::in_flight_limit(),
+                    notifier: Arc::new(Recorder {
+                        node: format!("n{i}"),
+                        start,
+                        log: l.clone(),
+                        receiving: rcv,
+                    }),
+                })
+                .collect())
+        });
+        let config = load(&self.config, std::path::Path::new("."), &Default::default()).unwrap();
+        let mut settings = Settings::new("unused.yml");
+        settings.peer_timeout = self.peer_timeout;
+        let app = App::new(settings, config, factory, Clock::new(at(0.0))).unwrap();
+        let peer = Arc::new(SimPeer {
+            idx: i,
+            generation: self.net.generations.lock().unwrap()[i],
+            name: format!("n{i}"),
+            position: AtomicUsize::new(i),
+            net: self.net.clone(),
+        });
+        app.set_peer(peer.clone());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        std::mem::forget(tx);
+        tokio::spawn(app.clone().run_scheduler(rx));
+        self.net.nodes.lock().unwrap()[i] = Arc::downgrade(&app);
+        (app, peer)
+    }
+
+    /// Kills node `i` and starts it again at once under the same name, without its state (a
+    /// StatefulSet pod on a rolling update with an emptyDir). Its old life's sends still reach
+    /// the receiver, but nothing it does reaches its peers any more.
+    fn restart(&mut self, i: usize) {
+        self.net.generations.lock().unwrap()[i] += 1;
+        let (app, peer) = self.node(i);
+        (self.apps[i], self.peers[i]) = (app, peer);
     }
 
     async fn until(&self, t: f64) {
@@ -350,6 +399,7 @@ fn slow(fails: bool) -> impl Fn(usize) -> Receiving {
     move |_| Receiving {
         takes: Duration::from_secs(20),
         fails,
+        retryable: false,
     }
 }
 
@@ -379,12 +429,82 @@ async fn claimant_that_crashes_mid_send_does_not_block_delivery() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn claimant_restarted_mid_send_under_its_name_does_not_block_delivery() {
+    // n0 is killed at 5 during its 20 s send and comes back at once as n0, generation 2, still
+    // at position 0. Its old claim names generation 1: n1 sends at its usual 2 + 15 s. (Before,
+    // liveness was checked by name and n1 waited for the claim's deadline, 2 + 60 s.)
+    let mut c = Cluster::start_with(3, SLOW_CONFIG, slow(false));
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    c.until(5.0).await;
+    c.restart(0);
+    let all = c.received(120.0).await;
+    assert_eq!(all, vec![got("n0", 2.0, &["test1"]), got("n1", 17.0, &["test1"])]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claimant_whose_receiver_refuses_releases_after_one_attempt() {
+    // The operator's case: n0's receiver answers 503 at once, every time; the others' work.
+    // n0 releases its claim at its first failed attempt, so n1 delivers at its position wait
+    // (2 + 15 s), and n0 stops retrying once n1's entry arrives. Before, n0 retried for the
+    // whole flush budget while n1 and n2 waited on its claim: nothing reached the receiver.
+    let c = Cluster::start_with(3, SLOW_CONFIG, |i| Receiving {
+        takes: Duration::ZERO,
+        fails: i == 0,
+        retryable: true,
+    });
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    let all = c.received(120.0).await;
+    let delivered: Vec<_> = all.iter().filter(|(n, _, _)| n != "n0").cloned().collect();
+    assert_eq!(delivered, vec![got("n1", 17.0, &["test1"])]);
+    let last_try = all
+        .iter()
+        .filter(|(n, _, _)| n == "n0")
+        .map(|(_, t, _)| *t)
+        .fold(0.0, f64::max);
+    assert!(last_try <= 17.05 + 3.0, "n0 kept retrying until {last_try}");
+}
+
+/// Every group is its own alert; group_interval equals the peer timeout, as in the operator's
+/// test of resolved duplicates.
+const FAST_CONFIG: &str = "route:\n  receiver: r\n  group_by: [alertname]\n  group_wait: 2s\n  group_interval: 2s\n  repeat_interval: 1h\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n    send_resolved: true\n";
+
+#[tokio::test(start_paused = true)]
+async fn resolved_once_per_group_when_group_interval_equals_the_peer_timeout() {
+    // 50 groups on 3 replicas at peer_timeout 2 s, resolved at a moment that falls in the middle
+    // of the replicas' waits. Each group: one firing and one resolved notification. Before, the
+    // replica at position 1 judged the resolve that arrived during its wait at the same instant
+    // position 0 sent it at its next tick: two or three resolved notifications per group.
+    let c = Cluster::start_full(3, FAST_CONFIG, Duration::from_secs(2), |_| Receiving::default());
+    for round in 0..5 {
+        let t = 1.0 + 20.0 * f64::from(round);
+        let names: Vec<String> = (0..50).map(|g| format!("g{g}")).collect();
+        for (k, n) in names.iter().enumerate() {
+            c.push(t + 0.01 * k as f64, &[0, 1, 2], n, 0.0).await;
+        }
+        for (k, n) in names.iter().enumerate() {
+            c.push(t + 7.3 + 0.013 * k as f64, &[0, 1, 2], n, t + 7.3).await;
+        }
+    }
+    let all = c.received(200.0).await;
+    for g in 0..50 {
+        let name = format!("g{g}");
+        let firing = all.iter().filter(|(_, _, a)| a == &vec![name.clone()]).count();
+        let resolved = all
+            .iter()
+            .filter(|(_, _, a)| a == &vec![format!("{name} resolved")])
+            .count();
+        assert_eq!((firing, resolved), (5, 5), "{name}: {all:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn failed_send_releases_the_claim_at_once() {
     // n0's receiver rejects the notification at 22; n1, waiting on n0's claim since 17, sends as
     // soon as the release arrives (22 + 50 ms of network), not at the claim's deadline (62).
     let c = Cluster::start_with(2, SLOW_CONFIG, |i| Receiving {
         takes: Duration::from_secs(20),
         fails: i == 0,
+        retryable: false,
     });
     c.push(1.0, &[0, 1], "test1", 0.0).await;
     let all = c.received(30.0).await;
