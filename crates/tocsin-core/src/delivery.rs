@@ -6,6 +6,8 @@
 //! glue:
 //!
 //! - **Position wait.** The replica at position k first waits `k × peer_timeout`.
+//! - **Newer entries win.** A log entry written after this replica's tick means a peer decided
+//!   later, from a fresher look: the replica stays quiet.
 //! - **Two looks.** After any wait the group is looked at again. The replica sends only when
 //!   both the look taken at its tick and the fresh look need a notification (Alertmanager's
 //!   dedup rule applied to each), and then sends the fresh one. The tick look stands for what
@@ -18,11 +20,15 @@
 //!   restarted under the same name no longer blocks), it is not released, not past its
 //!   deadline and not fulfilled by a log entry written at or after it. The claimant releases
 //!   it at its first failed attempt, so the next replica tries at once (fail-open), and it
-//!   keeps retrying only while the log does not show that a peer delivered.
+//!   keeps retrying only while the log does not show that a peer delivered. A claimant waits
+//!   [`CLAIM_SETTLE`] after replicating its claim and yields to an earlier competing claim:
+//!   replicas whose group timers are out of phase can decide within one push's latency.
 //! - **Bounds.** A claim's deadline is its first attempt's bound (the integration's timeout,
 //!   else the flush budget). Whatever peers claim, a replica honours claims only until its
-//!   tick + the flush budget and then sends anyway: a stuck or forged claim delays delivery
-//!   by at most one budget (`group_interval`, at least 10 s), never for ever.
+//!   tick + two flush budgets (`group_interval`, at least 10 s, each) and then sends anyway: a
+//!   stuck or forged claim delays delivery by at most that, never for ever. Two, because the
+//!   replicas' group timers are not in phase: a claimant that ticked up to one budget after us
+//!   may hold its claim for one budget more.
 //!
 //! Pure: no clock, no I/O. Timestamps are wall-clock values the caller read; waits are durations
 //! the caller sleeps on its monotonic clock.
@@ -38,6 +44,11 @@ use crate::nflog::{Entry, NotifyReason, ReceiverKey, needs_update};
 /// How often a replica waiting on a peer's claim looks again (the claimant may leave, restart or
 /// release without the release reaching us).
 pub const CLAIM_RECHECK: Duration = Duration::from_secs(1);
+
+/// How long a claimant waits after replicating its claim before it sends: longer than a push
+/// takes between replicas, so that two replicas that decided within that time both see each
+/// other's claim, and only the earlier one (then the lower name) sends.
+pub const CLAIM_SETTLE: Duration = Duration::from_millis(200);
 
 /// The least time a send gets once the decision to send is taken, even when waits used up the
 /// flush budget.
@@ -131,17 +142,33 @@ pub enum Step {
     },
     /// Nothing to send: the log already holds this state, or nothing in it needs a notification.
     Quiet,
-    /// Replicate `claim` (when clustered), then send the fresh look's alerts within `within`.
+    /// Replicate this claim, sleep `settle`, then call [`Delivery::decide`] again.
+    Claim {
+        /// The claim.
+        claim: Claim,
+        /// How long to wait before deciding again.
+        settle: Duration,
+    },
+    /// Send the fresh look's alerts within `within`.
     Send {
         /// Alertmanager's notification reason.
         reason: NotifyReason,
-        /// The claim to replicate before the first attempt.
-        claim: Option<Claim>,
         /// The send's deadline, from now.
         within: Duration,
         /// Whether a peer's claim was given up on (its deadline or our budget passed).
         claim_expired: bool,
     },
+}
+
+/// The log entry a successful send writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged {
+    /// Firing fingerprints, sorted.
+    pub firing: Vec<u64>,
+    /// Resolved fingerprints, sorted.
+    pub resolved: Vec<u64>,
+    /// The entry's timestamp.
+    pub at: Timestamp,
 }
 
 /// Why the machine waits.
@@ -160,11 +187,8 @@ pub enum WaitReason {
 enum Phase {
     Start,
     Deciding,
-    Sending {
-        claim: Option<Box<Claim>>,
-        look: Look,
-        released: bool,
-    },
+    Claimed,
+    Sending { look: Look, since: Timestamp },
     Done,
 }
 
@@ -176,13 +200,28 @@ pub struct Delivery {
     phase: Phase,
     /// A blocking claim was seen and not yet gone.
     waited_on_claim: bool,
+    /// The claimant (name, generation) waited on last.
+    waited_on: Option<(String, u64)>,
     /// A wait happened: looks passed since may differ from the tick's.
     waited: bool,
+    /// Our claim, replicated and neither released nor fulfilled yet.
+    claimed: Option<Box<Claim>>,
 }
 
 fn plus(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
         .unwrap_or(Timestamp::MAX)
+}
+
+/// Rounds up to a whole millisecond.
+fn ceil_ms(t: Timestamp) -> Timestamp {
+    let ms = t.as_millisecond();
+    let down = Timestamp::from_millisecond(ms).unwrap_or(t);
+    if down < t {
+        Timestamp::from_millisecond(ms + 1).unwrap_or(t)
+    } else {
+        down
+    }
 }
 
 fn until(from: Timestamp, to: Timestamp) -> Duration {
@@ -197,7 +236,9 @@ impl Delivery {
             tick_look,
             phase: Phase::Start,
             waited_on_claim: false,
+            waited_on: None,
             waited: false,
+            claimed: None,
         }
     }
 
@@ -217,14 +258,18 @@ impl Delivery {
         )
     }
 
-    /// The peer claim that blocks this send, if any.
+    /// The peer claim that blocks this send, if any. Once we hold a claim, only claims made
+    /// before it (then by a lower name) block.
     fn blocking<'c>(&self, v: &View<'c>) -> Option<&'c Claim> {
         let me = self.p.me.as_ref()?;
+        let ours = self.claimed.as_deref();
         v.claims
             .of(&self.p.group_key, &self.p.receiver)
             .filter(|c| {
                 let mine = c.sender == me.name && c.generation == me.generation;
+                let earlier = ours.is_none_or(|o| (c.created, &c.sender) < (o.created, &o.sender));
                 !mine
+                    && earlier
                     && !c.released
                     && c.deadline > v.now
                     && v.entry.is_none_or(|e| e.timestamp < c.created)
@@ -246,26 +291,32 @@ impl Delivery {
                 };
             }
         }
-        if self.phase != Phase::Deciding {
+        if !matches!(self.phase, Phase::Deciding | Phase::Claimed) {
             return Step::Quiet;
         }
-        let tick = self.need(v.entry, &self.tick_look, v.now);
-        // Before any wait the caller's look is the tick's: one evaluation serves both.
-        let fresh = if self.waited {
-            self.need(v.entry, look, v.now)
-        } else {
-            tick
-        };
-        let (Some(_), Some(reason)) = (tick, fresh) else {
+        // A peer logged a send after our tick: its look was newer than our tick's, so our tick
+        // is handled, and what its entry lacks is the next tick's business. Judging our older
+        // tick look against its newer entry would "resolve" alerts it just notified firing.
+        if v.entry.is_some_and(|e| e.timestamp > self.p.tick) {
+            self.phase = Phase::Done;
+            return Step::Quiet;
+        }
+        let Some(_) = self.need(v.entry, &self.tick_look, v.now) else {
             self.phase = Phase::Done;
             return Step::Quiet;
         };
         let budget_end = plus(self.p.tick, self.p.budget);
+        let honour_until = plus(budget_end, self.p.budget);
         let mut claim_expired = false;
+        // A live claim is waited on even when the fresh look needs nothing: the claimant is
+        // sending a state we do not know, and if it dies before logging, what the receiver
+        // holds is unknown.
         if let Some(c) = self.blocking(v) {
-            if v.now < budget_end {
+            if v.now < honour_until {
                 (self.waited_on_claim, self.waited) = (true, true);
-                let left = until(v.now, c.deadline.min(budget_end));
+                self.waited_on = Some((c.sender.clone(), c.generation));
+                self.phase = Phase::Deciding;
+                let left = until(v.now, c.deadline.min(honour_until));
                 return Step::Wait {
                     duration: left.min(CLAIM_RECHECK).max(Duration::from_millis(1)),
                     on_change: true,
@@ -280,72 +331,139 @@ impl Delivery {
             // released, past its deadline, or its claimant died.
             claim_expired = true;
         }
-        let within = until(v.now, budget_end).max(MIN_SEND_BUDGET);
-        let claim = self.p.me.as_ref().map(|me| Claim {
-            group_key: self.p.group_key.clone(),
-            receiver: self.p.receiver.clone(),
-            sender: me.name.clone(),
-            generation: me.generation,
-            created: v.now,
-            deadline: plus(v.now, self.p.attempt_timeout.unwrap_or(within).min(within)),
-            released: false,
+        // Before any wait the caller's look is the tick's: one evaluation serves both.
+        let fresh = if self.waited {
+            self.need(v.entry, look, v.now)
+        } else {
+            self.need(v.entry, &self.tick_look, v.now)
+        };
+        // After a claim ended without a log entry, the claimant may or may not have delivered
+        // about our tick's state (found by tocsin-chaos, seed 4468: a claimant killed after its
+        // receiver got "resolved", the alert firing again, and the log still saying "firing").
+        // A fresh look that differs from the tick's is then sent even when the log says it was
+        // notified: a duplicate at worst, never a silence. A claimant that released its claim
+        // reported a failure, and the log stands.
+        // A released claim says its send failed: the receiver holds what the log says.
+        let released = self.waited_on.as_ref().is_some_and(|(n, g)| {
+            v.claims
+                .of(&self.p.group_key, &self.p.receiver)
+                .any(|c| &c.sender == n && c.generation == *g && c.released)
         });
+        let unknown = claim_expired && !released && *look != self.tick_look;
+        let reason = match fresh {
+            Some(r) => r,
+            None if unknown && look.firing.is_empty() => NotifyReason::AllAlertsResolved,
+            None if unknown => NotifyReason::NewAlertsAdded,
+            None => {
+                self.phase = Phase::Done;
+                return Step::Quiet;
+            }
+        };
+        let within = until(v.now, budget_end).max(MIN_SEND_BUDGET);
+        if let (Phase::Deciding, Some(me)) = (&self.phase, &self.p.me) {
+            let claim = self.new_claim(me, v, within);
+            self.claimed = Some(Box::new(claim.clone()));
+            (self.phase, self.waited) = (Phase::Claimed, true);
+            return Step::Claim {
+                claim,
+                settle: CLAIM_SETTLE,
+            };
+        }
         self.phase = Phase::Sending {
-            claim: claim.clone().map(Box::new),
             look: look.clone(),
-            released: false,
+            since: v.now,
         };
         Step::Send {
             reason,
-            claim,
             within,
             claim_expired,
         }
     }
 
-    /// An attempt failed: returns the release to replicate, the first time, so the next replica
-    /// tries at once instead of waiting on a claimant that cannot deliver.
-    pub fn attempt_failed(&mut self, now: Timestamp) -> Option<Claim> {
-        let Phase::Sending { claim, released, .. } = &mut self.phase else {
-            return None;
-        };
-        if *released {
-            return None;
+    fn new_claim(&self, me: &NodeId, v: &View<'_>, within: Duration) -> Claim {
+        // A claim is fulfilled by a log entry written at or after it, so it must be created
+        // strictly after the entry it is about to supersede: on a whole millisecond (claims
+        // travel in ms) past that entry. Sent at the same instant, it would look fulfilled.
+        let created = v
+            .entry
+            .map_or(v.now, |e| v.now.max(plus(e.timestamp, Duration::from_millis(1))));
+        let created = ceil_ms(created);
+        Claim {
+            group_key: self.p.group_key.clone(),
+            receiver: self.p.receiver.clone(),
+            sender: me.name.clone(),
+            generation: me.generation,
+            created,
+            deadline: plus(created, self.p.attempt_timeout.unwrap_or(within).min(within)),
+            released: false,
         }
-        *released = true;
-        let mut c = Claim::clone(claim.as_ref()?);
+    }
+
+    /// Gives up our claim, if one is outstanding: returns the release to replicate. Called when
+    /// the flush ends without a send (quiet, cancelled, the group gone) and after a failure.
+    pub fn abandon(&mut self, now: Timestamp) -> Option<Claim> {
+        let mut c = *self.claimed.take()?;
         c.released = true;
         c.created = c.created.max(now);
         Some(c)
     }
 
-    /// Before a retry: whether to try again. Stops once the log shows that what is being sent
-    /// was delivered by a peer (one went ahead after our release).
+    /// An attempt failed: returns the release to replicate, the first time, so the next replica
+    /// tries at once instead of waiting on a claimant that cannot deliver.
+    pub fn attempt_failed(&mut self, now: Timestamp) -> Option<Claim> {
+        self.abandon(now)
+    }
+
+    /// Before a retry: whether to try again. Stops once the log shows that a peer delivered
+    /// after this send began, or a live peer claimed after it (one went ahead after our
+    /// release): its look was at least as fresh as ours, and retrying ours could deliver a
+    /// firing state after its resolved one. What it lacks, or fails to deliver, the next tick
+    /// notifies.
     pub fn keep_trying(&self, v: &View<'_>) -> bool {
         match &self.phase {
-            Phase::Sending { look, .. } => self.need(v.entry, look, v.now).is_some(),
+            Phase::Sending { look, since } => {
+                let taken_over = self.p.me.as_ref().is_some_and(|me| {
+                    v.claims.of(&self.p.group_key, &self.p.receiver).any(|c| {
+                        c.sender != me.name
+                            && !c.released
+                            && c.created > *since
+                            && c.deadline > v.now
+                            && (v.live)(&c.sender, c.generation)
+                    })
+                });
+                !taken_over && v.entry.is_none_or(|e| e.timestamp < *since) && self.need(v.entry, look, v.now).is_some()
+            }
             _ => false,
         }
     }
 
-    /// The send succeeded: returns the sorted firing and resolved fingerprints to log.
-    pub fn succeeded(&mut self) -> (Vec<u64>, Vec<u64>) {
+    /// The send succeeded: returns what to log, the sorted firing and resolved fingerprints and
+    /// the entry's timestamp: `now`, but never before the claim it fulfils.
+    pub fn succeeded(&mut self, now: Timestamp) -> Logged {
+        let claim = self.claimed.take();
         let Phase::Sending { look, .. } = std::mem::replace(&mut self.phase, Phase::Done) else {
-            return (vec![], vec![]);
+            return Logged {
+                firing: vec![],
+                resolved: vec![],
+                at: now,
+            };
         };
-        let mut f: Vec<u64> = look.firing.into_iter().collect();
-        let mut r: Vec<u64> = look.resolved.into_iter().collect();
-        f.sort_unstable();
-        r.sort_unstable();
-        (f, r)
+        let mut firing: Vec<u64> = look.firing.into_iter().collect();
+        let mut resolved: Vec<u64> = look.resolved.into_iter().collect();
+        firing.sort_unstable();
+        resolved.sort_unstable();
+        Logged {
+            firing,
+            resolved,
+            at: claim.map_or(now, |c| now.max(c.created)),
+        }
     }
 
     /// The send gave up (deadline, fatal error, cancel): returns the release to replicate, if
     /// it was not released yet.
     pub fn failed(&mut self, now: Timestamp) -> Option<Claim> {
-        let release = self.attempt_failed(now);
         self.phase = Phase::Done;
-        release
+        self.abandon(now)
     }
 }
 
@@ -365,16 +483,12 @@ mod tests {
         }
     }
 
-    fn node(name: &str, generation: u64) -> NodeId {
-        NodeId {
-            name: name.into(),
-            generation,
-        }
-    }
-
     fn params(me: &str, position: u32) -> Params {
         Params {
-            me: Some(node(me, 1)),
+            me: Some(NodeId {
+                name: me.into(),
+                generation: 1,
+            }),
             group_key: "{}:{}".into(),
             receiver: rk(),
             send_resolved: true,
@@ -411,7 +525,7 @@ mod tests {
         }
     }
 
-    /// Members alive, by name and generation.
+    /// What one replica sees: claims, the log entry, members alive by name and generation.
     struct World {
         claims: Claims,
         entry: Option<Entry>,
@@ -427,20 +541,9 @@ mod tests {
             }
         }
 
-        fn decide(&self, d: &mut Delivery, now: i64, look: &Look) -> Step {
+        fn view<T>(&self, now: i64, f: impl FnOnce(&View<'_>) -> T) -> T {
             let live = |n: &str, g: u64| self.live.iter().any(|(m, h)| m == n && *h == g);
-            let v = View {
-                now: at(now),
-                entry: self.entry.as_ref(),
-                claims: &self.claims,
-                live: &live,
-            };
-            d.decide(&v, look)
-        }
-
-        fn keep_trying(&self, d: &Delivery, now: i64) -> bool {
-            let live = |_: &str, _: u64| true;
-            d.keep_trying(&View {
+            f(&View {
                 now: at(now),
                 entry: self.entry.as_ref(),
                 claims: &self.claims,
@@ -448,16 +551,31 @@ mod tests {
             })
         }
 
-        /// Runs the machine as the server does, with the same look every time, until it sends
-        /// or stays quiet; returns the step and the virtual time.
-        fn run(&self, d: &mut Delivery, mut now: i64, look: &Look) -> (Step, i64) {
+        /// One decision; a claim it makes is replicated at once.
+        fn decide(&mut self, d: &mut Delivery, now: i64, look: &Look) -> Step {
+            let step = self.view(now, |v| d.decide(v, look));
+            if let Step::Claim { claim, .. } = &step {
+                self.claims.merge(claim.clone(), at(now));
+            }
+            step
+        }
+
+        /// Decides until the machine sends or stays quiet, with the same look every time;
+        /// returns the step, the claim it made if any, and the virtual time.
+        fn run(&mut self, d: &mut Delivery, mut now: i64, look: &Look) -> (Step, Option<Claim>, i64) {
+            let mut claim = None;
             for _ in 0..10_000 {
                 match self.decide(d, now, look) {
                     Step::Wait { duration, .. } => now += duration.as_secs().max(1) as i64,
-                    s => return (s, now),
+                    Step::Claim { claim: c, .. } => claim = Some(c),
+                    s => return (s, claim, now),
                 }
             }
             panic!("the machine never decided");
+        }
+
+        fn keep_trying(&self, d: &Delivery, now: i64) -> bool {
+            self.view(now, |v| d.keep_trying(v))
         }
     }
 
@@ -466,18 +584,28 @@ mod tests {
     }
 
     #[test]
-    fn first_position_sends_at_once_and_claims() {
-        let w = World::new(&[("a", 1), ("b", 1)]);
+    fn first_position_claims_settles_and_sends() {
+        let mut w = World::new(&[("a", 1), ("b", 1)]);
         let mut d = Delivery::new(params("a", 0), firing(&[1]));
-        let s = w.decide(&mut d, 0, &firing(&[1]));
-        let Step::Send { reason, claim, .. } = s else {
-            panic!("{s:?}")
+        let Step::Claim { claim: c, settle } = w.decide(&mut d, 0, &firing(&[1])) else {
+            panic!()
         };
-        assert_eq!(reason, NotifyReason::FirstNotification);
-        let c = claim.unwrap();
+        assert_eq!(settle, CLAIM_SETTLE);
         assert_eq!((c.sender.as_str(), c.generation, c.created), ("a", 1, at(0)));
         assert_eq!(c.deadline, at(300), "no attempt timeout: the flush budget");
-        assert_eq!(d.succeeded(), (vec![1], vec![]));
+        let s = w.decide(&mut d, 0, &firing(&[1]));
+        assert!(
+            matches!(
+                s,
+                Step::Send {
+                    reason: NotifyReason::FirstNotification,
+                    ..
+                }
+            ),
+            "{s:?}"
+        );
+        let logged = d.succeeded(at(0));
+        assert_eq!((logged.firing, logged.at), (vec![1], at(0)));
     }
 
     #[test]
@@ -502,18 +630,17 @@ mod tests {
         // name (a StatefulSet pod) blocked every peer with its dead claim for group_interval.
         let mut w = World::new(&[("a", 2), ("b", 1)]);
         let mut dead = Delivery::new(params("a", 0), firing(&[1]));
-        let Step::Send { claim: Some(c), .. } = w.decide(&mut dead, 0, &firing(&[1])) else {
-            panic!()
-        };
-        assert!(w.claims.merge(c, at(0)));
+        w.run(&mut dead, 0, &firing(&[1]));
         let mut d = Delivery::new(params("b", 1), firing(&[1]));
-        let (s, t) = w.run(&mut d, 0, &firing(&[1]));
+        let (s, _, t) = w.run(&mut d, 0, &firing(&[1]));
         assert!(sends(&s), "{s:?}");
         assert_eq!(t, 15, "at the position wait, not at the claim's deadline");
-        // The same claim from the live generation blocks.
+        // The same claim from the live generation blocks until its deadline.
         w.live = vec![("a".into(), 1), ("b".into(), 1)];
         let mut d = Delivery::new(params("b", 1), firing(&[1]));
-        assert!(matches!(w.run(&mut d, 0, &firing(&[1])), (Step::Send { .. }, 300)));
+        let (s, _, t) = w.run(&mut d, 0, &firing(&[1]));
+        assert!(sends(&s));
+        assert_eq!(t, 300);
     }
 
     #[test]
@@ -522,16 +649,14 @@ mod tests {
         // claimant that could not reach its receiver held every peer for group_interval.
         let mut w = World::new(&[("a", 1), ("b", 1)]);
         let mut a = Delivery::new(params("a", 0), firing(&[1]));
-        let Step::Send { claim: Some(c), .. } = w.decide(&mut a, 0, &firing(&[1])) else {
-            panic!()
-        };
-        w.claims.merge(c, at(0));
+        assert!(sends(&w.run(&mut a, 0, &firing(&[1])).0));
         let release = a.attempt_failed(at(1)).expect("first failure releases");
         assert!(release.released);
         assert_eq!(a.attempt_failed(at(2)), None, "released once");
         w.claims.merge(release, at(1));
+        assert!(w.keep_trying(&a, 1), "alone with its release, a keeps trying");
         let mut b = Delivery::new(params("b", 1), firing(&[1]));
-        let (s, t) = w.run(&mut b, 0, &firing(&[1]));
+        let (s, _, t) = w.run(&mut b, 0, &firing(&[1]));
         assert!(
             matches!(
                 s,
@@ -543,10 +668,20 @@ mod tests {
             "{s:?}"
         );
         assert_eq!(t, 15);
-        // a keeps retrying only until b's entry shows the delivery.
-        assert!(w.keep_trying(&a, 10));
+        // a stops retrying once b took over: b's live claim made after a's send began (seed
+        // 848 of tocsin-chaos: a slow peer's notification under way, its entry not yet
+        // written) or b's entry.
+        assert!(!w.keep_trying(&a, 16));
+        w.claims = Claims::default();
+        assert!(w.keep_trying(&a, 16));
         w.entry = Some(entry(&[1], &[], 15));
         assert!(!w.keep_trying(&a, 16));
+        // Even when b's entry is of a newer state (the alert resolved meanwhile): a retry of
+        // a's "firing" would arrive after b's "resolved".
+        w.entry = Some(entry(&[], &[1], 15));
+        assert!(!w.keep_trying(&a, 16));
+        w.entry = Some(entry(&[], &[1], -5));
+        assert!(w.keep_trying(&a, 16), "an entry older than the send does not stop it");
     }
 
     #[test]
@@ -569,10 +704,7 @@ mod tests {
         // Bug: after waiting on a claim the replica sent the alerts taken before the wait.
         let mut w = World::new(&[("a", 1), ("b", 1)]);
         let mut a = Delivery::new(params("a", 0), firing(&[1]));
-        let Step::Send { claim: Some(c), .. } = w.decide(&mut a, 0, &firing(&[1])) else {
-            panic!()
-        };
-        w.claims.merge(c, at(0));
+        w.run(&mut a, 0, &firing(&[1]));
         let mut b = Delivery::new(params("b", 1), firing(&[1]));
         assert!(matches!(w.decide(&mut b, 0, &firing(&[1])), Step::Wait { .. }));
         assert!(matches!(
@@ -596,24 +728,145 @@ mod tests {
     fn a_claim_fulfilled_by_the_log_ends_the_wait_without_a_send() {
         let mut w = World::new(&[("a", 1), ("b", 1)]);
         let mut a = Delivery::new(params("a", 0), firing(&[1]));
-        let Step::Send { claim: Some(c), .. } = w.decide(&mut a, 0, &firing(&[1])) else {
-            panic!()
-        };
-        w.claims.merge(c, at(0));
+        w.run(&mut a, 0, &firing(&[1]));
         let mut b = Delivery::new(params("b", 1), firing(&[1]));
         w.decide(&mut b, 0, &firing(&[1]));
         assert!(matches!(
             w.decide(&mut b, 15, &firing(&[1])),
             Step::Wait { on_change: true, .. }
         ));
-        w.entry = Some(entry(&[1], &[], 20));
+        w.entry = Some(entry(&[1], &[], 0));
         assert_eq!(w.decide(&mut b, 20, &firing(&[1])), Step::Quiet);
     }
 
     #[test]
-    fn no_claim_blocks_longer_than_the_flush_budget() {
+    fn a_claim_made_at_the_instant_of_the_previous_entry_still_blocks() {
+        // Found by tocsin-chaos (seed 11): a claimant whose pending flush started the instant
+        // its previous send was logged made a claim with the entry's timestamp, which peers
+        // took as already fulfilled, and sent a duplicate.
+        let mut w = World::new(&[("a", 1), ("b", 1)]);
+        w.entry = Some(entry(&[1], &[], 0));
+        let mut a = Delivery::new(params("a", 0), firing(&[1, 2]));
+        let (_, Some(c), _) = w.run(&mut a, 0, &firing(&[1, 2])) else {
+            panic!()
+        };
+        assert!(c.created > at(0));
+        let mut p = params("b", 1);
+        p.peer_wait = Duration::ZERO;
+        let mut b = Delivery::new(p, firing(&[1, 2]));
+        assert!(matches!(
+            w.decide(&mut b, 0, &firing(&[1, 2])),
+            Step::Wait { on_change: true, .. }
+        ));
+        // Its own entry, logged at once, fulfils it.
+        let logged = a.succeeded(at(0));
+        assert_eq!(logged.at, c.created);
+        let mut e = entry(&[1, 2], &[], 0);
+        e.timestamp = logged.at;
+        w.entry = Some(e);
+        assert_eq!(w.decide(&mut b, 1, &firing(&[1, 2])), Step::Quiet);
+    }
+
+    #[test]
+    fn of_two_claims_made_within_the_settle_time_only_the_earlier_sends() {
+        // Found by tocsin-chaos (seeds 157, 213, 233): replicas whose group timers are out of
+        // phase decided at the same instant, each before the other's claim arrived, and both
+        // sent. Each now waits CLAIM_SETTLE after claiming; the later (then higher-named)
+        // claimant yields and waits on the earlier claim.
+        // Each decides before the other's claim arrives: two views, then the claims cross.
+        let (mut wa, mut wb) = (World::new(&[("a", 1), ("b", 1)]), World::new(&[("a", 1), ("b", 1)]));
+        let mut a = Delivery::new(params("a", 0), firing(&[1]));
+        let mut b = Delivery::new(params("b", 0), firing(&[1]));
+        let Step::Claim { claim: cb, .. } = wb.decide(&mut b, 0, &firing(&[1])) else {
+            panic!()
+        };
+        let Step::Claim { claim: ca, .. } = wa.decide(&mut a, 0, &firing(&[1])) else {
+            panic!()
+        };
+        wa.claims.merge(cb, at(0));
+        wb.claims.merge(ca, at(0));
+        // Same instant: the lower name wins.
+        assert!(sends(&wa.decide(&mut a, 0, &firing(&[1]))));
+        assert!(matches!(
+            wb.decide(&mut b, 0, &firing(&[1])),
+            Step::Wait {
+                why: WaitReason::PeerClaim { ref claimant },
+                ..
+            } if claimant == "a"
+        ));
+        // a delivers and logs; b stays quiet and gives up its claim.
+        let logged = a.succeeded(at(0));
+        let mut e = entry(&logged.firing, &[], 0);
+        e.timestamp = logged.at;
+        wb.entry = Some(e);
+        assert_eq!(wb.decide(&mut b, 1, &firing(&[1])), Step::Quiet);
+        assert!(b.abandon(at(1)).is_some_and(|r| r.released && r.sender == "b"));
+    }
+
+    #[test]
+    fn an_entry_newer_than_the_tick_wins() {
+        // Found by tocsin-chaos (seed 101): position 4 ticked at 0 with only resolved alerts,
+        // position 0 notified a new firing alert at 10; at 12 position 4 judged its old look
+        // ("all resolved") against that entry and sent, and so did position 3.
+        let mut w = World::new(&[("a", 1), ("b", 1)]);
+        let mut d = Delivery::new(params("b", 1), resolved(&[1, 2]));
+        w.decide(&mut d, 0, &resolved(&[1, 2]));
+        w.entry = Some(entry(&[3], &[2], 10));
+        let fresh = Look {
+            firing: [3].into(),
+            resolved: [1, 2].into(),
+        };
+        assert_eq!(w.decide(&mut d, 15, &fresh), Step::Quiet);
+    }
+
+    #[test]
+    fn a_claimant_that_dies_before_logging_leaves_the_receiver_unknown() {
+        // tocsin-chaos seed 4468: a was notifying "resolved" (the log said "firing"), died
+        // after its receiver got it and before logging; the alert fired again meanwhile. The
+        // log still says "firing", but the receiver may hold "resolved": b sends the fresh
+        // "firing" instead of staying quiet.
+        let mut w = World::new(&[("a", 1), ("b", 1)]);
+        w.entry = Some(entry(&[1], &[], -30));
+        let mut a = Delivery::new(params("a", 0), resolved(&[1]));
+        assert!(sends(&w.run(&mut a, 0, &resolved(&[1])).0));
+        let mut b = Delivery::new(params("b", 1), resolved(&[1]));
+        w.decide(&mut b, 0, &resolved(&[1]));
+        // At 15 the alert fires again: the log says nothing is new, but a's claim is live.
+        assert!(matches!(
+            w.decide(&mut b, 15, &firing(&[1])),
+            Step::Wait { on_change: true, .. }
+        ));
+        w.live = vec![("b".into(), 1)];
+        let (s, _, _) = w.run(&mut b, 20, &firing(&[1]));
+        assert!(
+            matches!(
+                s,
+                Step::Send {
+                    claim_expired: true,
+                    ..
+                }
+            ),
+            "{s:?}"
+        );
+        // Had the look not changed, the log would decide as usual.
+        let mut w = World::new(&[("a", 1), ("b", 1)]);
+        w.entry = Some(entry(&[1], &[], -30));
+        let mut a = Delivery::new(params("a", 0), firing(&[1, 2]));
+        w.run(&mut a, 0, &firing(&[1, 2]));
+        let mut b = Delivery::new(params("b", 1), firing(&[1, 2]));
+        w.decide(&mut b, 0, &firing(&[1, 2]));
+        w.decide(&mut b, 15, &firing(&[1, 2]));
+        w.live = vec![("b".into(), 1)];
+        assert!(
+            sends(&w.run(&mut b, 20, &firing(&[1, 2])).0),
+            "the tick's state is still not logged"
+        );
+    }
+
+    #[test]
+    fn no_claim_blocks_longer_than_two_flush_budgets() {
         // A live member's claim with a deadline in 9999 (a bug or a forgery) delays the send by
-        // the flush budget at most; the send then still gets its minimum time.
+        // two flush budgets at most; the send then still gets its minimum time.
         let mut w = World::new(&[("a", 1), ("b", 1)]);
         w.claims.merge(
             Claim {
@@ -628,8 +881,8 @@ mod tests {
             at(0),
         );
         let mut b = Delivery::new(params("b", 1), firing(&[1]));
-        let (s, t) = w.run(&mut b, 0, &firing(&[1]));
-        assert_eq!(t, 300);
+        let (s, _, t) = w.run(&mut b, 0, &firing(&[1]));
+        assert_eq!(t, 600);
         assert!(
             matches!(s, Step::Send { within, claim_expired: true, .. } if within == MIN_SEND_BUDGET),
             "{s:?}"
@@ -638,11 +891,11 @@ mod tests {
 
     #[test]
     fn the_claim_deadline_is_the_first_attempt_bound() {
-        let w = World::new(&[("a", 1)]);
+        let mut w = World::new(&[("a", 1)]);
         let mut p = params("a", 0);
         p.attempt_timeout = Some(Duration::from_secs(5));
         let mut d = Delivery::new(p, firing(&[1]));
-        let Step::Send { claim: Some(c), .. } = w.decide(&mut d, 0, &firing(&[1])) else {
+        let Step::Claim { claim: c, .. } = w.decide(&mut d, 0, &firing(&[1])) else {
             panic!()
         };
         assert_eq!(c.deadline, at(5));
@@ -654,10 +907,7 @@ mod tests {
         let mut p = params("x", 0);
         p.me = None;
         let mut d = Delivery::new(p, firing(&[1]));
-        assert!(matches!(
-            w.decide(&mut d, 0, &firing(&[1])),
-            Step::Send { claim: None, .. }
-        ));
+        assert!(sends(&w.decide(&mut d, 0, &firing(&[1]))), "no claim, no settle");
         // Position 1 with alert 1 logged; alert 2 joins during the wait: next tick's business.
         w.entry = Some(entry(&[1], &[], 0));
         let mut d = Delivery::new(params("b", 1), firing(&[1]));
@@ -671,7 +921,7 @@ mod tests {
         w.entry = Some(entry(&[1], &[], -100));
         let mut d = Delivery::new(params("b", 1), firing(&[1, 2]));
         w.decide(&mut d, 0, &firing(&[1, 2]));
-        let s = w.decide(&mut d, 15, &firing(&[1, 2, 3]));
+        let (s, _, _) = w.run(&mut d, 15, &firing(&[1, 2, 3]));
         assert!(
             matches!(
                 s,
@@ -682,6 +932,6 @@ mod tests {
             ),
             "{s:?}"
         );
-        assert_eq!(d.succeeded(), (vec![1, 2, 3], vec![]));
+        assert_eq!(d.succeeded(at(15)).firing, vec![1, 2, 3]);
     }
 }

@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use tocsin_core::alert::{Alert, PostedAlert, prepare};
 use tocsin_core::claim::{Claim, Claims};
 use tocsin_core::config::{Config, LoadOptions, Receiver, load};
-use tocsin_core::delivery::{Delivery, Look, NodeId, Params, Step, View};
+use tocsin_core::delivery::{Delivery, Logged, Look, NodeId, Params, Step, View};
 use tocsin_core::inhibit::Inhibitor;
 use tocsin_core::labels::hash_alert;
 use tocsin_core::nflog::{Entry, Nflog, ReceiverKey};
@@ -696,16 +696,22 @@ impl App {
         let (mut alerts, mut look_now) = (std::borrow::Cow::Borrowed(alerts), job.now);
         let mut replicated = self.replicated.subscribe();
         let mut cancel = active.cancel.subscribe();
-        let (reason, claim, within) = loop {
+        // Ends the flush without a send: a claim still held is released.
+        let abandon = |machine: &mut Delivery, ok: bool| {
+            if let Some(release) = machine.abandon(self.clock.now()) {
+                self.replicate_claim(&*peer, &release);
+            }
+            ok
+        };
+        let (reason, within) = loop {
             replicated.borrow_and_update();
-            match self.ask(&*peer, group_key, &rk, |v| machine.decide(v, &look)) {
+            let (sleep, on_change) = match self.ask(&*peer, group_key, &rk, |v| machine.decide(v, &look)) {
                 Step::Quiet => {
                     debug!(integration = integ.kind, "notification deduplicated");
-                    return true;
+                    return abandon(&mut machine, true);
                 }
                 Step::Send {
                     reason,
-                    claim,
                     within,
                     claim_expired,
                 } => {
@@ -715,7 +721,11 @@ impl App {
                             "sending after a peer's claim ended without a log entry"
                         );
                     }
-                    break (reason, claim, within);
+                    break (reason, within);
+                }
+                Step::Claim { claim, settle } => {
+                    self.replicate_claim(&*peer, &claim);
+                    (settle, false)
                 }
                 Step::Wait {
                     duration,
@@ -723,24 +733,25 @@ impl App {
                     why,
                 } => {
                     debug!(integration = integ.kind, ?why, ?duration, "waiting before deciding");
-                    tokio::select! {
-                        _ = tokio::time::sleep(duration) => {}
-                        _ = replicated.changed(), if on_change => {}
-                        _ = cancel.wait_for(|c| *c) => return false,
-                    }
-                    // A fresh look at the group after every wait.
-                    let now = self.clock.now();
-                    let Some((_, sent)) = self.dispatcher.lock().snapshot(&job.id, job.generation, now) else {
-                        return true;
-                    };
-                    let fresh = self.look_at(active, route, &sent, now, false);
-                    if fresh.is_empty() {
-                        return true;
-                    }
-                    look = look_of(&fresh, now);
-                    (alerts, look_now) = (std::borrow::Cow::Owned(fresh), now);
+                    (duration, on_change)
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = replicated.changed(), if on_change => {}
+                _ = cancel.wait_for(|c| *c) => return abandon(&mut machine, false),
             }
+            // A fresh look at the group after every wait.
+            let now = self.clock.now();
+            let Some((_, sent)) = self.dispatcher.lock().snapshot(&job.id, job.generation, now) else {
+                return abandon(&mut machine, true);
+            };
+            let fresh = self.look_at(active, route, &sent, now, false);
+            if fresh.is_empty() {
+                return abandon(&mut machine, true);
+            }
+            look = look_of(&fresh, now);
+            (alerts, look_now) = (std::borrow::Cow::Owned(fresh), now);
         };
         let series = self.metrics.integration(integ.kind);
         series.notifications.inc();
@@ -758,9 +769,6 @@ impl App {
                 external_url: self.settings.external_url.clone(),
                 alerts: to_send,
             };
-            if let Some(c) = &claim {
-                self.replicate_claim(&*peer, c);
-            }
             let deadline = Instant::now() + within;
             let result = send_with_retry(integ, &data, deadline, &cancel, |e| match e {
                 Event::Attempt(a) => {
@@ -811,16 +819,16 @@ impl App {
                 }
             }
         }
-        let (f, r) = machine.succeeded();
+        let Logged { firing, resolved, at } = machine.succeeded(self.clock.now());
         let logged = self
             .nflog
             .lock()
             .log(
                 group_key,
                 &rk,
-                f,
-                r,
-                self.clock.now(),
+                firing,
+                resolved,
+                at,
                 route.repeat_interval * 2,
                 self.settings.retention,
             )

@@ -22,6 +22,8 @@ use tocsin_server::peer::{self, Peer};
 use tokio::time::Instant;
 
 const LATENCY: Duration = Duration::from_millis(50);
+/// A clustered replica replicates its claim and waits this long before it sends.
+const SETTLE: f64 = 0.2;
 
 fn at(s: f64) -> Timestamp {
     "2026-01-01T00:00:00Z"
@@ -306,7 +308,7 @@ async fn three_replicas_notify_once() {
     // first replica at 2; the others wait 15s and 30s and find it in the log.
     let c = Cluster::start(3);
     c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
-    assert_eq!(c.received(60.0).await, vec![got("n0", 2.0, &["test1"])]);
+    assert_eq!(c.received(60.0).await, vec![got("n0", 2.0 + SETTLE, &["test1"])]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -315,7 +317,7 @@ async fn next_replica_sends_one_peer_timeout_later_when_the_first_is_down() {
     // failure detection removes it: n1 sends at 2 + 15s, n2 sees n1's entry at 2 + 30s.
     let c = Cluster::start(3);
     c.push(1.0, &[1, 2], "test1", 0.0).await;
-    assert_eq!(c.received(60.0).await, vec![got("n1", 17.0, &["test1"])]);
+    assert_eq!(c.received(60.0).await, vec![got("n1", 17.0 + SETTLE, &["test1"])]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -347,9 +349,9 @@ async fn partition_sends_once_per_side_and_no_duplicate_after_healing() {
     assert_eq!(
         all,
         vec![
-            got("n0", 2.0, &["test1"]),
-            got("n1", 2.0, &["test1"]),
-            got("n0", 51.0, &["test1", "test2"])
+            got("n0", 2.0 + SETTLE, &["test1"]),
+            got("n1", 2.0 + SETTLE, &["test1"]),
+            got("n0", 51.0 + SETTLE, &["test1", "test2"])
         ]
     );
 }
@@ -381,14 +383,14 @@ async fn silence_created_on_one_replica_mutes_on_all() {
     let id = c.apps[2].set_silence(s, || "sil-1".into()).unwrap();
     c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
     c.push(1.0, &[0, 1, 2], "other", 0.0).await;
-    assert_eq!(c.received(60.0).await, vec![got("n0", 2.0, &["other"])]);
+    assert_eq!(c.received(60.0).await, vec![got("n0", 2.0 + SETTLE, &["other"])]);
     for a in &c.apps {
         assert!(a.silences.read().get(&id).is_some());
     }
     // Expiring it on n1 releases the alert everywhere: n0 notifies at its next tick.
     c.apps[1].expire_silence(&id).unwrap();
     let all = c.received(120.0).await;
-    assert_eq!(all.last().unwrap(), &got("n0", 61.0, &["other", "test1"]));
+    assert_eq!(all.last().unwrap(), &got("n0", 61.0 + SETTLE, &["other", "test1"]));
     assert_eq!(all.len(), 2);
 }
 
@@ -409,7 +411,7 @@ async fn receiver_slower_than_the_peer_timeout_is_notified_once() {
     // entry at 17 and sends again; here n1 sees n0's claim, waits, and finds the entry at 22.
     let c = Cluster::start_with(3, SLOW_CONFIG, slow(false));
     c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
-    assert_eq!(c.received(120.0).await, vec![got("n0", 2.0, &["test1"])]);
+    assert_eq!(c.received(120.0).await, vec![got("n0", 2.0 + SETTLE, &["test1"])]);
     for a in &c.apps {
         assert_eq!(a.nflog.lock().len(), 1, "every replica holds n0's entry");
     }
@@ -425,7 +427,13 @@ async fn claimant_that_crashes_mid_send_does_not_block_delivery() {
     c.net.down.lock().unwrap().insert(0);
     c.positions(&[0, 0, 1]);
     let all = c.received(120.0).await;
-    assert_eq!(all, vec![got("n0", 2.0, &["test1"]), got("n1", 17.0, &["test1"])]);
+    assert_eq!(
+        all,
+        vec![
+            got("n0", 2.0 + SETTLE, &["test1"]),
+            got("n1", 17.0 + SETTLE, &["test1"])
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -438,7 +446,13 @@ async fn claimant_restarted_mid_send_under_its_name_does_not_block_delivery() {
     c.until(5.0).await;
     c.restart(0);
     let all = c.received(120.0).await;
-    assert_eq!(all, vec![got("n0", 2.0, &["test1"]), got("n1", 17.0, &["test1"])]);
+    assert_eq!(
+        all,
+        vec![
+            got("n0", 2.0 + SETTLE, &["test1"]),
+            got("n1", 17.0 + SETTLE, &["test1"])
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -455,7 +469,7 @@ async fn a_claimant_whose_receiver_refuses_releases_after_one_attempt() {
     c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
     let all = c.received(120.0).await;
     let delivered: Vec<_> = all.iter().filter(|(n, _, _)| n != "n0").cloned().collect();
-    assert_eq!(delivered, vec![got("n1", 17.0, &["test1"])]);
+    assert_eq!(delivered, vec![got("n1", 17.0 + SETTLE, &["test1"])]);
     let last_try = all
         .iter()
         .filter(|(n, _, _)| n == "n0")
@@ -508,7 +522,13 @@ async fn failed_send_releases_the_claim_at_once() {
     });
     c.push(1.0, &[0, 1], "test1", 0.0).await;
     let all = c.received(30.0).await;
-    assert_eq!(all, vec![got("n0", 2.0, &["test1"]), got("n1", 22.05, &["test1"])]);
+    assert_eq!(
+        all,
+        vec![
+            got("n0", 2.0 + SETTLE, &["test1"]),
+            got("n1", 22.0 + 2.0 * SETTLE + 0.05, &["test1"])
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]

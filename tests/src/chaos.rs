@@ -1,0 +1,941 @@
+//! The chaos simulation: a seeded scenario, its run in virtual time, and the history checker.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tocsin_core::alert::PostedAlert;
+use tocsin_core::claim::Claim;
+use tocsin_core::config::{Receiver, load};
+use tocsin_core::nflog::Entry;
+use tocsin_core::silence::MeshSilence;
+use tocsin_core::time::{ZERO, is_zero};
+use tocsin_notify::{BoxFuture, FailureReason, Integration, Notifier, NotifyData, NotifyError};
+use tocsin_server::app::{App, NotifierFactory, Settings};
+use tocsin_server::clock::Clock;
+use tocsin_server::peer::{self, Peer};
+use tokio::time::Instant;
+
+/// How long a replica goes unheard before its peers count it dead.
+pub const FAILURE_DETECTION: f64 = 5.0;
+/// How often Prometheus posts every alert to every replica it reaches.
+pub const POST_EVERY: f64 = 5.0;
+/// How often each replica pulls its peers' full state.
+pub const ANTI_ENTROPY_EVERY: f64 = 10.0;
+/// One-way network latency between replicas.
+pub const LATENCY: Duration = Duration::from_millis(40);
+/// How often the simulated membership is recomputed.
+const VIEW_EVERY: f64 = 0.25;
+/// The longest a slow receiver takes to answer: less than the least flush budget (10 s), past
+/// which the sender gives up on a request its receiver may still accept (a duplicate that
+/// Alertmanager shares).
+const SLOWEST: f64 = 9.0;
+
+/// How one replica's receiver behaves.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Behaviour {
+    /// Answers at once.
+    Fast,
+    /// Answers after this many seconds.
+    Slow(f64),
+    /// Refuses every request with a 503.
+    Failing,
+    /// Refuses with a 503 during these windows (seconds), answers at once otherwise.
+    Flapping(Vec<(f64, f64)>),
+}
+
+impl Behaviour {
+    fn delivers(&self) -> bool {
+        matches!(self, Behaviour::Fast | Behaviour::Slow(_))
+    }
+}
+
+/// One alert: its group and the intervals (seconds) during which it fires.
+#[derive(Clone, Debug)]
+pub struct AlertPlan {
+    /// `alertname`.
+    pub name: String,
+    /// The `grp` label, grouped by.
+    pub group: String,
+    /// Firing intervals `[start, end)`, sorted, disjoint.
+    pub firing: Vec<(f64, f64)>,
+}
+
+/// A fault injected at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Links from `a` to `b` drop everything between the two times (both directions unless
+    /// `one_way`).
+    Partition {
+        /// Sides: each pair (a in side 0, b in side 1) is cut.
+        side: Vec<usize>,
+        /// Start.
+        from: f64,
+        /// Heal.
+        until: f64,
+        /// Only messages from `side` to the rest are dropped.
+        one_way: bool,
+    },
+    /// `node` dies at `at` and restarts at `restart` under its name (a new generation), with its
+    /// nflog and silences when `disk`.
+    Kill {
+        /// Replica.
+        node: usize,
+        /// Death.
+        at: f64,
+        /// Restart.
+        restart: f64,
+        /// Keeps its state.
+        disk: bool,
+    },
+}
+
+impl Fault {
+    fn window(&self) -> (f64, f64) {
+        match self {
+            Fault::Partition { from, until, .. } => (*from, *until),
+            Fault::Kill { at, restart, .. } => (*at, *restart),
+        }
+    }
+}
+
+/// Everything one seed decides.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The seed.
+    pub seed: u64,
+    /// Replicas.
+    pub n: usize,
+    /// `--cluster.peer-timeout`, seconds.
+    pub peer_timeout: f64,
+    /// `group_wait`, seconds.
+    pub group_wait: f64,
+    /// `group_interval`, seconds.
+    pub group_interval: f64,
+    /// Per replica.
+    pub receivers: Vec<Behaviour>,
+    /// The alerts.
+    pub alerts: Vec<AlertPlan>,
+    /// The faults.
+    pub faults: Vec<Fault>,
+    /// When the schedule ends; the run goes on for [`Scenario::tail`] more with no fault.
+    pub duration: f64,
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+impl Scenario {
+    /// The scenario of a seed.
+    pub fn generate(seed: u64) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = rng.random_range(3..=5);
+        let duration = 300.0;
+        // One replica always delivers and is never killed: without it, silence would be right.
+        let anchor = rng.random_range(0..n);
+        let receivers = (0..n)
+            .map(|i| {
+                if i == anchor {
+                    return if rng.random_bool(0.7) {
+                        Behaviour::Fast
+                    } else {
+                        Behaviour::Slow(round(rng.random_range(0.5..SLOWEST)))
+                    };
+                }
+                match rng.random_range(0..10) {
+                    0..=4 => Behaviour::Fast,
+                    5..=6 => Behaviour::Slow(round(rng.random_range(0.5..SLOWEST))),
+                    7 => Behaviour::Failing,
+                    _ => {
+                        let mut windows = Vec::new();
+                        let mut t = rng.random_range(0.0..60.0);
+                        while t < duration {
+                            let len = rng.random_range(1.0..40.0);
+                            windows.push((round(t), round(t + len)));
+                            t += len + rng.random_range(5.0..80.0);
+                        }
+                        Behaviour::Flapping(windows)
+                    }
+                }
+            })
+            .collect();
+        let groups = rng.random_range(1..=4);
+        let mut alerts = Vec::new();
+        for k in 0..rng.random_range(1..=6) {
+            let mut firing = Vec::new();
+            let mut t = rng.random_range(0.0..40.0);
+            while t < duration - 10.0 {
+                let len = rng.random_range(3.0..150.0);
+                firing.push((round(t), round((t + len).min(duration))));
+                t += len + rng.random_range(3.0..100.0);
+            }
+            alerts.push(AlertPlan {
+                name: format!("a{k}"),
+                group: format!("g{}", rng.random_range(0..groups)),
+                firing,
+            });
+        }
+        let mut faults = Vec::new();
+        for _ in 0..rng.random_range(0..=3) {
+            let from = round(rng.random_range(10.0..duration - 20.0));
+            let until = round((from + rng.random_range(2.0..90.0)).min(duration));
+            if rng.random_bool(0.5) {
+                let mut side: Vec<usize> = (0..n).filter(|_| rng.random_bool(0.4)).collect();
+                if side.is_empty() || side.len() == n {
+                    side = vec![rng.random_range(0..n)];
+                }
+                faults.push(Fault::Partition {
+                    side,
+                    from,
+                    until,
+                    one_way: rng.random_bool(0.3),
+                });
+            } else {
+                let node = (anchor + rng.random_range(1..n)) % n;
+                let overlaps = faults
+                    .iter()
+                    .any(|f| matches!(f, Fault::Kill { node: m, .. } if *m == node));
+                if !overlaps {
+                    faults.push(Fault::Kill {
+                        node,
+                        at: from,
+                        restart: round((from + rng.random_range(0.0..40.0)).min(duration)),
+                        disk: rng.random_bool(0.5),
+                    });
+                }
+            }
+        }
+        Scenario {
+            seed,
+            n,
+            peer_timeout: round(rng.random_range(1.0..4.0)),
+            group_wait: round(rng.random_range(0.5..4.0)),
+            group_interval: round(rng.random_range(2.0..12.0)),
+            receivers,
+            alerts,
+            faults,
+            duration,
+        }
+    }
+
+    /// The longest a firing state may wait for its notification: the group's first wait and one
+    /// interval, every position's wait, failure detection, the slowest receiver, and one post.
+    pub fn bound(&self) -> f64 {
+        self.group_wait
+            + self.group_interval
+            + self.n as f64 * self.peer_timeout
+            + FAILURE_DETECTION
+            + SLOWEST
+            + POST_EVERY
+            + ANTI_ENTROPY_EVERY
+    }
+
+    /// How long the run goes on after the schedule, with every fault healed.
+    pub fn tail(&self) -> f64 {
+        2.0 * self.bound()
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "route:\n  receiver: r\n  group_by: [grp]\n  group_wait: {}ms\n  group_interval: {}ms\n  repeat_interval: 1h\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n    send_resolved: true\n",
+            (self.group_wait * 1000.0) as u64,
+            (self.group_interval * 1000.0) as u64
+        )
+    }
+
+    fn firing_at(&self, alert: &AlertPlan, t: f64) -> Option<(f64, f64)> {
+        alert.firing.iter().copied().find(|(s, e)| *s <= t && t < *e)
+    }
+}
+
+/// The start of the run under way (for log timestamps in virtual seconds).
+pub static RUN_START: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Prints log timestamps as virtual seconds since the run's start.
+pub struct VirtualTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let start = RUN_START.lock().unwrap_or_else(Instant::now);
+        write!(w, "{:8.3}", (Instant::now() - start).as_secs_f64())
+    }
+}
+
+/// One request a receiver got.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    /// Seconds since the start.
+    pub t: f64,
+    /// The replica that sent it.
+    pub node: usize,
+    /// The `grp` label.
+    pub group: String,
+    /// Alert names notified firing.
+    pub firing: Vec<String>,
+    /// Alert names notified resolved.
+    pub resolved: Vec<String>,
+    /// The receiver refused it.
+    pub refused: bool,
+}
+
+/// The simulated network and membership.
+struct Net {
+    start: Instant,
+    alive: Vec<bool>,
+    generation: Vec<u64>,
+    /// Directed links that drop everything: (from, to).
+    cut: HashSet<(usize, usize)>,
+    apps: Vec<Weak<App>>,
+    /// Per observer: when each peer was last heard and at which generation.
+    heard: Vec<Vec<(f64, u64)>>,
+    history: Vec<Received>,
+}
+
+impl Net {
+    fn now(&self) -> f64 {
+        (Instant::now() - self.start).as_secs_f64()
+    }
+
+    fn up(&self, from: usize, to: usize) -> bool {
+        self.alive[from] && self.alive[to] && !self.cut.contains(&(from, to))
+    }
+
+    fn live_in_view(&self, observer: usize, j: usize, now: f64) -> bool {
+        j == observer || now - self.heard[observer][j].0 <= FAILURE_DETECTION
+    }
+}
+
+type SharedNet = Arc<Mutex<Net>>;
+
+struct SimPeer {
+    idx: usize,
+    generation: u64,
+    name: String,
+    position: AtomicUsize,
+    net: SharedNet,
+}
+
+impl SimPeer {
+    fn send(&self, f: impl Fn(&App) + Send + Sync + Clone + 'static) {
+        let net = self.net.lock();
+        if net.generation[self.idx] != self.generation || !net.alive[self.idx] {
+            return;
+        }
+        for to in 0..net.apps.len() {
+            if to == self.idx || !net.up(self.idx, to) {
+                continue;
+            }
+            let (f, shared, target_gen) = (f.clone(), self.net.clone(), net.generation[to]);
+            tokio::spawn(async move {
+                tokio::time::sleep(LATENCY).await;
+                let app = {
+                    let n = shared.lock();
+                    if n.generation[to] != target_gen || !n.alive[to] {
+                        return;
+                    }
+                    n.apps[to].upgrade()
+                };
+                if let Some(app) = app {
+                    f(&app);
+                }
+            });
+        }
+    }
+}
+
+impl Peer for SimPeer {
+    fn position(&self) -> usize {
+        self.position.load(Ordering::SeqCst)
+    }
+    fn wait_ready(&self) -> peer::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+    fn is_live(&self, name: &str, generation: u64) -> bool {
+        let Some(j) = name.strip_prefix('n').and_then(|s| s.parse::<usize>().ok()) else {
+            return false;
+        };
+        let net = self.net.lock();
+        let now = net.now();
+        j < net.apps.len() && net.live_in_view(self.idx, j, now) && net.heard[self.idx][j].1 == generation
+    }
+    fn broadcast_claim(&self, c: &Claim) {
+        let c = c.clone();
+        self.send(move |app| {
+            app.merge_claim(c.clone());
+        });
+    }
+    fn broadcast_nflog(&self, e: &Entry) {
+        let e = e.clone();
+        self.send(move |app| {
+            app.merge_nflog(e.clone());
+        });
+    }
+    fn broadcast_silence(&self, m: &MeshSilence) {
+        let m = m.clone();
+        self.send(move |app| {
+            app.merge_silence(m.clone());
+        });
+    }
+}
+
+struct SimReceiver {
+    node: usize,
+    generation: u64,
+    behaviour: Behaviour,
+    net: SharedNet,
+}
+
+impl Notifier for SimReceiver {
+    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            let (t, dead) = {
+                let net = self.net.lock();
+                let dead = net.generation[self.node] != self.generation || !net.alive[self.node];
+                (net.now(), dead)
+            };
+            if dead {
+                // A dead process sends nothing more.
+                std::future::pending::<()>().await;
+            }
+            let refused = match &self.behaviour {
+                Behaviour::Failing => true,
+                Behaviour::Flapping(w) => w.iter().any(|(a, b)| *a <= t && t < *b),
+                _ => false,
+            };
+            let mut firing = Vec::new();
+            let mut resolved = Vec::new();
+            for a in &d.alerts {
+                let name = a.labels["alertname"].to_string();
+                if is_zero(a.ends_at) {
+                    firing.push(name)
+                } else {
+                    resolved.push(name)
+                }
+            }
+            firing.sort();
+            resolved.sort();
+            let group = d.group_labels.get("grp").unwrap_or_default().to_string();
+            self.net.lock().history.push(Received {
+                t,
+                node: self.node,
+                group,
+                firing,
+                resolved,
+                refused,
+            });
+            if refused {
+                return Err(NotifyError::retryable(
+                    FailureReason::ServerError,
+                    "503 Service Unavailable",
+                ));
+            }
+            if let Behaviour::Slow(s) = self.behaviour {
+                tokio::time::sleep(Duration::from_secs_f64(s)).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn at(t0: Timestamp, s: f64) -> Timestamp {
+    t0.checked_add(SignedDuration::from_secs_f64(s)).unwrap()
+}
+
+struct Node {
+    app: Arc<App>,
+    peer: Arc<SimPeer>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+struct World<'a> {
+    s: &'a Scenario,
+    net: SharedNet,
+    nodes: Vec<Node>,
+    t0: Timestamp,
+}
+
+impl World<'_> {
+    fn start_node(&self, i: usize) -> Node {
+        let (generation, start) = {
+            let n = self.net.lock();
+            (n.generation[i], n.start)
+        };
+        let behaviour = self.s.receivers[i].clone();
+        let net = self.net.clone();
+        let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
+            Ok(r.webhooks
+                .iter()
+                .enumerate()
+                .map(|(k, w)| Integration {
+                    kind: "webhook",
+                    idx: k as u32,
+                    send_resolved: w.send_resolved,
+                    timeout: None,
+                    in_flight: tocsin_notify::in_flight_limit(),
+                    notifier: Arc::new(SimReceiver {
+                        node: i,
+                        generation,
+                        behaviour: behaviour.clone(),
+                        net: net.clone(),
+                    }),
+                })
+                .collect())
+        });
+        let config = load(&self.s.config(), std::path::Path::new("."), &Default::default()).unwrap();
+        let mut settings = Settings::new("unused.yml");
+        settings.peer_timeout = Duration::from_secs_f64(self.s.peer_timeout);
+        let elapsed = (Instant::now() - start).as_secs_f64();
+        let app = App::new(settings, config, factory, Clock::new(at(self.t0, elapsed))).unwrap();
+        let peer = Arc::new(SimPeer {
+            idx: i,
+            generation,
+            name: format!("n{i}"),
+            position: AtomicUsize::new(i),
+            net: self.net.clone(),
+        });
+        app.set_peer(peer.clone());
+        self.net.lock().apps[i] = Arc::downgrade(&app);
+        let (stop, _) = tokio::sync::watch::channel(false);
+        Node { app, peer, stop }
+    }
+
+    fn run_node(&self, i: usize) {
+        let generation = self.net.lock().generation[i];
+        let span = tracing::info_span!("node", n = i, generation);
+        tokio::spawn(tracing::Instrument::instrument(
+            self.nodes[i].app.clone().run_scheduler(self.nodes[i].stop.subscribe()),
+            span,
+        ));
+    }
+
+    /// Pulls every reachable peer's state into `i` (anti-entropy, and a restart's settle).
+    fn pull(&self, i: usize) {
+        let reachable: Vec<usize> = {
+            let net = self.net.lock();
+            (0..self.s.n)
+                .filter(|&j| j != i && net.up(j, i) && net.up(i, j))
+                .collect()
+        };
+        let me = &self.nodes[i].app;
+        for j in reachable {
+            let other = &self.nodes[j].app;
+            let entries: Vec<Entry> = other.nflog.lock().entries().cloned().collect();
+            for e in entries {
+                me.merge_nflog(e);
+            }
+            let silences: Vec<MeshSilence> = other.silences.read().iter().cloned().collect();
+            for m in silences {
+                me.merge_silence(m);
+            }
+            let claims: Vec<Claim> = other.claims.lock().iter().cloned().collect();
+            for c in claims {
+                me.merge_claim(c);
+            }
+        }
+    }
+
+    fn update_views(&self) {
+        let mut net = self.net.lock();
+        let now = net.now();
+        for i in 0..self.s.n {
+            for j in 0..self.s.n {
+                if i == j || net.up(j, i) {
+                    let g = net.generation[j];
+                    net.heard[i][j] = (now, g);
+                }
+            }
+        }
+        for i in 0..self.s.n {
+            let pos = (0..i).filter(|&j| net.live_in_view(i, j, now)).count();
+            self.nodes[i].peer.position.store(pos, Ordering::SeqCst);
+        }
+    }
+
+    fn post(&self, now: f64) {
+        let alive: Vec<usize> = {
+            let net = self.net.lock();
+            (0..self.s.n).filter(|&i| net.alive[i]).collect()
+        };
+        let mut batch = Vec::new();
+        for a in &self.s.alerts {
+            let labels = [
+                ("alertname".to_string(), a.name.clone()),
+                ("grp".to_string(), a.group.clone()),
+            ]
+            .into();
+            if let Some((s, _)) = self.s.firing_at(a, now) {
+                batch.push(PostedAlert {
+                    labels,
+                    starts_at: at(self.t0, s),
+                    ends_at: ZERO,
+                    ..PostedAlert::default()
+                });
+            } else if let Some((s, e)) = a.firing.iter().rev().find(|(_, e)| *e <= now).copied() {
+                // Prometheus keeps sending a resolved alert for a while.
+                if now - e < 120.0 {
+                    batch.push(PostedAlert {
+                        labels,
+                        starts_at: at(self.t0, s),
+                        ends_at: at(self.t0, e),
+                        ..PostedAlert::default()
+                    });
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        for i in alive {
+            let rejected = self.nodes[i].app.post_alerts(batch.clone());
+            assert!(rejected.is_empty(), "{rejected:?}");
+        }
+    }
+
+    fn apply_faults(&mut self, prev: f64, now: f64) {
+        let s = self.s;
+        for f in &s.faults {
+            match f {
+                Fault::Partition {
+                    side,
+                    from,
+                    until,
+                    one_way,
+                } => {
+                    let pairs = || {
+                        side.iter()
+                            .flat_map(move |&a| (0..s.n).filter(move |b| !side.contains(b)).map(move |b| (a, b)))
+                    };
+                    if prev < *from && *from <= now {
+                        let mut net = self.net.lock();
+                        for (a, b) in pairs() {
+                            net.cut.insert((a, b));
+                            if !one_way {
+                                net.cut.insert((b, a));
+                            }
+                        }
+                    }
+                    if prev < *until && *until <= now {
+                        let mut net = self.net.lock();
+                        for (a, b) in pairs() {
+                            net.cut.remove(&(a, b));
+                            net.cut.remove(&(b, a));
+                        }
+                    }
+                }
+                Fault::Kill {
+                    node,
+                    at: die,
+                    restart,
+                    disk,
+                } => {
+                    if prev < *die && *die <= now {
+                        self.net.lock().alive[*node] = false;
+                        let _ = self.nodes[*node].stop.send(true);
+                    }
+                    if prev < *restart && *restart <= now {
+                        {
+                            let mut net = self.net.lock();
+                            net.generation[*node] += 1;
+                            net.alive[*node] = true;
+                        }
+                        let old = self.nodes[*node].app.clone();
+                        let fresh = self.start_node(*node);
+                        if *disk {
+                            let entries: Vec<Entry> = old.nflog.lock().entries().cloned().collect();
+                            for e in entries {
+                                fresh.app.merge_nflog(e);
+                            }
+                            let silences: Vec<MeshSilence> = old.silences.read().iter().cloned().collect();
+                            for m in silences {
+                                fresh.app.merge_silence(m);
+                            }
+                        }
+                        self.nodes[*node] = fresh;
+                        self.update_views();
+                        // Settling: a full sync from the peers it reaches before it serves.
+                        self.pull(*node);
+                        self.run_node(*node);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Every request the receivers got, in order.
+    pub received: Vec<Received>,
+}
+
+/// Runs a scenario on a fresh paused runtime.
+pub fn run(s: &Scenario) -> History {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(async {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        *RUN_START.lock() = Some(Instant::now());
+        let net = Arc::new(Mutex::new(Net {
+            start: Instant::now(),
+            alive: vec![true; s.n],
+            generation: vec![1; s.n],
+            cut: HashSet::new(),
+            apps: (0..s.n).map(|_| Weak::new()).collect(),
+            heard: vec![vec![(0.0, 1); s.n]; s.n],
+            history: Vec::new(),
+        }));
+        let mut w = World {
+            s,
+            net: net.clone(),
+            nodes: Vec::new(),
+            t0,
+        };
+        for i in 0..s.n {
+            let node = w.start_node(i);
+            w.nodes.push(node);
+        }
+        w.update_views();
+        for i in 0..s.n {
+            w.run_node(i);
+        }
+        let start = net.lock().start;
+        let end = s.duration + s.tail();
+        let (mut prev, mut next_post, mut next_ae) = (-1.0, 0.0, ANTI_ENTROPY_EVERY);
+        let mut now = 0.0;
+        while now <= end {
+            w.apply_faults(prev, now);
+            w.update_views();
+            if now >= next_post {
+                w.post(now);
+                next_post += POST_EVERY;
+            }
+            if now >= next_ae {
+                for i in 0..s.n {
+                    if net.lock().alive[i] {
+                        w.pull(i);
+                    }
+                }
+                next_ae += ANTI_ENTROPY_EVERY;
+            }
+            prev = now;
+            now += VIEW_EVERY;
+            tokio::time::sleep_until(start + Duration::from_secs_f64(now)).await;
+        }
+        for n in &w.nodes {
+            let _ = n.stop.send(true);
+        }
+        let received = std::mem::take(&mut net.lock().history);
+        History { received }
+    })
+}
+
+/// A broken promise found in a history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Violation {
+    /// Which rule.
+    pub rule: &'static str,
+    /// What happened.
+    pub detail: String,
+}
+
+fn faults_near(s: &Scenario, from: f64, to: f64) -> bool {
+    s.faults.iter().any(|f| {
+        let (a, b) = f.window();
+        a <= to && b >= from
+    })
+}
+
+/// Checks a history against the scenario's truth.
+///
+/// - **No silence**: every firing interval longer than [`Scenario::bound`] was notified firing
+///   within the bound of its start.
+/// - **Resolves notified**: an alert notified firing whose resolve lasted the bound was
+///   notified resolved within the bound.
+/// - **No stale firing**: no alert is notified firing after a resolved notification of it
+///   unless it fired again in between, or a partition or a death kept the sender from
+///   knowing.
+/// - **Duplicates explained**: the same firing and resolved sets delivered twice for a group
+///   happen only near a partition, a death or a refused request of that group.
+pub fn check(s: &Scenario, h: &History) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let bound = s.bound();
+    let delivered: Vec<&Received> = h.received.iter().filter(|r| !r.refused).collect();
+    for a in &s.alerts {
+        for &(start, end) in &a.firing {
+            let lasted = end - start;
+            // What the receiver believed of the alert one bound after it fired: the last
+            // notification that named it must say firing (an earlier one may: a resolve that
+            // re-fired before the next flush is, rightly, never notified).
+            let notified = delivered
+                .iter()
+                .rev()
+                .find(|r| {
+                    r.group == a.group
+                        && r.t <= start + bound
+                        && (r.firing.contains(&a.name) || r.resolved.contains(&a.name))
+                })
+                .is_some_and(|r| r.firing.contains(&a.name));
+            if lasted > bound && !notified {
+                v.push(Violation {
+                    rule: "no silence",
+                    detail: format!(
+                        "{} fired {start}..{end} and was not notified within {bound:.1}s",
+                        a.name
+                    ),
+                });
+            }
+            // The resolve, if this interval was notified and the alert then stayed resolved.
+            let was_notified = delivered
+                .iter()
+                .any(|r| r.group == a.group && r.firing.contains(&a.name) && r.t >= start && r.t <= end);
+            let refire = a
+                .firing
+                .iter()
+                .find(|(s2, _)| *s2 >= end)
+                .map_or(f64::INFINITY, |x| x.0);
+            if was_notified && end < s.duration && refire - end > bound {
+                let resolved = delivered
+                    .iter()
+                    .any(|r| r.group == a.group && r.resolved.contains(&a.name) && r.t >= end && r.t <= end + bound);
+                if !resolved {
+                    v.push(Violation {
+                        rule: "resolve notified",
+                        detail: format!(
+                            "{} resolved at {end} and was not notified resolved within {bound:.1}s",
+                            a.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    for (k, r2) in delivered.iter().enumerate() {
+        for name in &r2.firing {
+            let Some(r1) = delivered[..k]
+                .iter()
+                .rev()
+                .find(|r| r.group == r2.group && r.resolved.contains(name))
+            else {
+                continue;
+            };
+            let a = s.alerts.iter().find(|a| &a.name == name).unwrap();
+            let fired_between = a.firing.iter().any(|(st, e)| *st <= r2.t && *e > r1.t);
+            // Across a partition or a death the sender cannot know of the resolve.
+            if !fired_between && !faults_near(s, r1.t - bound, r2.t) {
+                v.push(Violation {
+                    rule: "no stale firing",
+                    detail: format!(
+                        "{name} notified firing by n{} at {:.2} after n{} notified it resolved at {:.2}",
+                        r2.node, r2.t, r1.node, r1.t
+                    ),
+                });
+            }
+        }
+    }
+    for (k, r2) in delivered.iter().enumerate() {
+        let Some(r1) = delivered[..k].iter().rev().find(|r| r.group == r2.group) else {
+            continue;
+        };
+        if r1.firing != r2.firing || r1.resolved != r2.resolved {
+            continue;
+        }
+        let refused_near = h
+            .received
+            .iter()
+            .any(|r| r.refused && r.group == r2.group && r.t >= r1.t - bound && r.t <= r2.t);
+        if !faults_near(s, r1.t - bound, r2.t) && !refused_near {
+            v.push(Violation {
+                rule: "duplicates explained",
+                detail: format!(
+                    "group {} got firing {:?} resolved {:?} from n{} at {:.2} and again from n{} at {:.2}, with no fault near",
+                    r2.group, r2.firing, r2.resolved, r1.node, r1.t, r2.node, r2.t
+                ),
+            });
+        }
+    }
+    v
+}
+
+/// Shrinks a failing scenario: drops faults, alerts and firing intervals one at a time while
+/// the same rule still breaks. Returns the smallest scenario found and its violations.
+pub fn shrink(s: &Scenario, rule: &'static str) -> (Scenario, Vec<Violation>) {
+    let breaks = |c: &Scenario| {
+        let v = check(c, &run(c));
+        v.iter().any(|x| x.rule == rule).then_some(v)
+    };
+    let mut best = s.clone();
+    let mut best_v = breaks(&best).unwrap_or_default();
+    let mut progress = true;
+    while progress {
+        progress = false;
+        let mut candidates = Vec::new();
+        for i in 0..best.faults.len() {
+            let mut c = best.clone();
+            c.faults.remove(i);
+            candidates.push(c);
+        }
+        for i in 0..best.alerts.len() {
+            let mut c = best.clone();
+            c.alerts.remove(i);
+            candidates.push(c);
+            for j in 0..best.alerts[i].firing.len() {
+                let mut c = best.clone();
+                c.alerts[i].firing.remove(j);
+                candidates.push(c);
+            }
+        }
+        for c in candidates {
+            if let Some(v) = breaks(&c) {
+                (best, best_v, progress) = (c, v, true);
+                break;
+            }
+        }
+    }
+    (best, best_v)
+}
+
+/// A scenario as text, to reproduce a failure by hand.
+pub fn describe(s: &Scenario) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "seed {}: {} replicas, peer_timeout {}s, group_wait {}s, group_interval {}s, bound {:.1}s",
+        s.seed,
+        s.n,
+        s.peer_timeout,
+        s.group_wait,
+        s.group_interval,
+        s.bound()
+    );
+    for (i, r) in s.receivers.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  n{i} receiver: {r:?}{}",
+            if r.delivers() { "" } else { " (does not deliver)" }
+        );
+    }
+    for a in &s.alerts {
+        let _ = writeln!(out, "  alert {} in {}: firing {:?}", a.name, a.group, a.firing);
+    }
+    for f in &s.faults {
+        let _ = writeln!(out, "  fault {f:?}");
+    }
+    out
+}
