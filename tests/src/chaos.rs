@@ -283,6 +283,9 @@ pub struct Received {
     pub resolved: Vec<String>,
     /// The receiver refused it.
     pub refused: bool,
+    /// The same notification as this replica's last, refused, request for the group: a retry,
+    /// whose content was decided at the first attempt.
+    pub retry: bool,
 }
 
 /// The simulated network and membership.
@@ -428,14 +431,24 @@ impl Notifier for SimReceiver {
             firing.sort();
             resolved.sort();
             let group = d.group_labels.get("grp").unwrap_or_default().to_string();
-            self.net.lock().history.push(Received {
-                t,
-                node: self.node,
-                group,
-                firing,
-                resolved,
-                refused,
-            });
+            {
+                let mut net = self.net.lock();
+                let retry = net
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|r| r.node == self.node && r.group == group)
+                    .is_some_and(|r| r.refused && r.firing == firing && r.resolved == resolved);
+                net.history.push(Received {
+                    t,
+                    node: self.node,
+                    group,
+                    firing,
+                    resolved,
+                    refused,
+                    retry,
+                });
+            }
             if refused {
                 return Err(NotifyError::retryable(
                     FailureReason::ServerError,
@@ -768,9 +781,9 @@ fn faults_near(s: &Scenario, from: f64, to: f64) -> bool {
 ///   within the bound of its start.
 /// - **Resolves notified**: an alert notified firing whose resolve lasted the bound was
 ///   notified resolved within the bound.
-/// - **No stale firing**: no alert is notified firing after a resolved notification of it
-///   unless it fired again in between, or a partition or a death kept the sender from
-///   knowing.
+/// - **No stale firing**: a first attempt says firing only of alerts that fired within one post
+///   before it; and no alert is notified firing after a resolved notification of it unless it
+///   fired again in between, or a partition or a death kept the sender from knowing.
 /// - **Duplicates explained**: the same firing and resolved sets delivered twice for a group
 ///   happen only near a partition, a death or a refused request of that group.
 pub fn check(s: &Scenario, h: &History) -> Vec<Violation> {
@@ -823,6 +836,26 @@ pub fn check(s: &Scenario, h: &History) -> Vec<Violation> {
                         ),
                     });
                 }
+            }
+        }
+    }
+    // A first attempt is decided from a look taken just before it: what it says firing fired
+    // within one post (Prometheus' resend) before it. Retries carry the first attempt's content.
+    for r in delivered.iter().filter(|r| !r.retry) {
+        for name in &r.firing {
+            let a = s.alerts.iter().find(|a| &a.name == name).unwrap();
+            let recent = a
+                .firing
+                .iter()
+                .any(|(st, e)| *st <= r.t && *e >= r.t - POST_EVERY - 0.5);
+            if !recent {
+                v.push(Violation {
+                    rule: "no stale firing",
+                    detail: format!(
+                        "{name} notified firing by n{} at {:.2}, resolved long before",
+                        r.node, r.t
+                    ),
+                });
             }
         }
     }

@@ -29,11 +29,15 @@ fn got(t: f64, node: usize, firing: &[&str], resolved: &[&str]) -> Received {
         firing: firing.iter().map(|s| s.to_string()).collect(),
         resolved: resolved.iter().map(|s| s.to_string()).collect(),
         refused: false,
+        retry: false,
     }
 }
 
 fn rules(h: Vec<Received>) -> Vec<&'static str> {
-    check(&scenario(), &History { received: h }).into_iter().map(|v| v.rule).collect()
+    check(&scenario(), &History { received: h })
+        .into_iter()
+        .map(|v| v.rule)
+        .collect()
 }
 
 #[test]
@@ -44,7 +48,15 @@ fn the_checker_flags_silence_stale_firing_missing_resolves_and_duplicates() {
     assert_eq!(rules(vec![good[0].clone()]), vec!["resolve notified"]);
     let mut stale = good.clone();
     stale.push(got(230.0, 1, &["a0"], &[]));
-    assert_eq!(rules(stale), vec!["no stale firing"]);
+    assert_eq!(rules(stale), vec!["no stale firing", "no stale firing"]);
+    let mut late = good.clone();
+    late.insert(1, got(205.6, 2, &["a0"], &[]));
+    // (Also the same firing set twice to the group, with no fault to explain it.)
+    assert_eq!(
+        rules(late),
+        vec!["no stale firing", "duplicates explained"],
+        "decided 5.6 s after the resolve"
+    );
     let mut dup = good.clone();
     dup.insert(1, got(16.5, 1, &["a0"], &[]));
     assert_eq!(rules(dup), vec!["duplicates explained"]);
@@ -54,7 +66,11 @@ fn the_checker_flags_silence_stale_firing_missing_resolves_and_duplicates() {
 fn a_scenario_runs_and_notifies_once_per_state() {
     let s = scenario();
     let h = run(&s);
-    let delivered: Vec<_> = h.received.iter().map(|r| (r.firing.clone(), r.resolved.clone())).collect();
+    let delivered: Vec<_> = h
+        .received
+        .iter()
+        .map(|r| (r.firing.clone(), r.resolved.clone()))
+        .collect();
     assert_eq!(
         delivered,
         vec![(vec!["a0".to_string()], vec![]), (vec![], vec!["a0".to_string()])],

@@ -16,6 +16,8 @@ use tocsin_notify::email::Email;
 use tocsin_notify::{Notifier, NotifyData, Shared};
 use tocsin_template::Template;
 
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/smtp.rs"]
 mod smtp;
 

@@ -125,6 +125,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             state: "suppressed".into(),
         })
         .set(suppressed);
+    let groups = app.dispatcher().groups.len();
+    app.metrics.aggregation_groups.set(groups as i64);
     match app.cluster() {
         Some(c) => {
             app.metrics.cluster_enabled.set(1);

@@ -143,6 +143,8 @@ pub struct Metrics {
     pub alerts: Family<StateLabel, Gauge>,
     /// `alertmanager_silences{state}` (set at scrape time).
     pub silences: Family<StateLabel, Gauge>,
+    /// `alertmanager_dispatcher_aggregation_groups` (set at scrape time).
+    pub aggregation_groups: Gauge,
     /// `alertmanager_config_last_reload_successful`.
     pub reload_ok: Gauge,
     /// `alertmanager_config_last_reload_success_timestamp_seconds`.
@@ -202,6 +204,7 @@ impl Metrics {
             suppressed: Family::default(),
             alerts: Family::default(),
             silences: Family::default(),
+            aggregation_groups: Gauge::default(),
             reload_ok: Gauge::default(),
             reload_ts: Gauge::default(),
             config_hash: Gauge::default(),
@@ -270,6 +273,11 @@ impl Metrics {
         );
         r.register("alerts", "How many alerts by state.", m.alerts.clone());
         r.register("silences", "How many silences by state.", m.silences.clone());
+        r.register(
+            "dispatcher_aggregation_groups",
+            "Number of active aggregation groups",
+            m.aggregation_groups.clone(),
+        );
         r.register(
             "config_last_reload_successful",
             "Whether the last configuration reload attempt was successful.",

@@ -8,6 +8,8 @@ use serde_json::json;
 mod common;
 use common::start_in;
 
+#[path = "../../tocsin-notify/tests/support/skip.rs"]
+mod skip;
 #[path = "../../tocsin-notify/tests/support/smtp.rs"]
 mod smtp;
 

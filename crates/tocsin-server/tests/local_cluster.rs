@@ -2,6 +2,8 @@
 //! (three replicas on fixed local ports with `examples/tocsin.yml`), an alert posted to all three,
 //! exactly one notification printed by the sink, and Ctrl-C-style termination stopping every
 //! replica. Skipped, with the reason printed, when one of the example's ports is taken.
+#[path = "../../tocsin-notify/tests/support/skip.rs"]
+mod skip;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -38,7 +40,7 @@ fn port_free(p: u16) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_cluster_example_notifies_once_and_stops_cleanly() {
     if let Some(p) = PORTS.iter().find(|p| !port_free(**p)) {
-        println!("skipped: port {p} is in use and the example uses fixed ports");
+        skip::skip(&format!("port {p} is in use and the example uses fixed ports"));
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -1,6 +1,8 @@
 //! Silences against the real binary: alert status (§8.3), bad input, Alertmanager snapshots on
 //! disk, restart, and the real `amtool` (skipped with a reason when it is not installed).
 
+#[path = "../../tocsin-notify/tests/support/skip.rs"]
+mod skip;
 use std::process::Command;
 use std::time::Duration;
 
@@ -378,7 +380,7 @@ fn amtool(base: &str, args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amtool_manages_silences_and_alerts() {
     if Command::new("amtool").arg("--version").output().is_err() {
-        println!("skipped: amtool not found (Debian package prometheus-alertmanager; .ci/run installs it)");
+        skip::skip("amtool not found (Debian package prometheus-alertmanager; .ci/run installs it)");
         return;
     }
     let t = start_tocsin(INHIBIT, &[]);

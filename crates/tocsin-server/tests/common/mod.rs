@@ -21,6 +21,8 @@ pub type Call = (String, Option<String>, Value);
 pub struct Sink {
     pub got: Arc<Mutex<Vec<Call>>>,
     pub raw: Arc<Mutex<Vec<String>>>,
+    /// How long to hold the answer to a path (a slow receiver); the call is recorded at once.
+    pub delays: Arc<Mutex<std::collections::HashMap<String, Duration>>>,
 }
 
 async fn receive(
@@ -31,10 +33,14 @@ async fn receive(
 ) {
     let auth = h.get("authorization").map(|v| v.to_str().unwrap().to_string());
     s.raw.lock().unwrap().push(String::from_utf8(body.to_vec()).unwrap());
+    let delay = s.delays.lock().unwrap().get(&name).copied();
     s.got
         .lock()
         .unwrap()
         .push((name, auth, serde_json::from_slice(&body).unwrap()));
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
 }
 
 pub async fn start_sink() -> (Sink, String) {
