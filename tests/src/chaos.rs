@@ -16,7 +16,7 @@ use tocsin_core::config::{Receiver, load};
 use tocsin_core::nflog::Entry;
 use tocsin_core::silence::MeshSilence;
 use tocsin_core::time::{ZERO, is_zero};
-use tocsin_notify::{BoxFuture, FailureReason, Integration, Notifier, NotifyData, NotifyError};
+use tocsin_notify::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
 use tocsin_server::peer::{self, Peer};
@@ -489,23 +489,14 @@ impl World<'_> {
         let behaviour = self.s.receivers[i].clone();
         let net = self.net.clone();
         let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
-            Ok(r.webhooks
-                .iter()
-                .enumerate()
-                .map(|(k, w)| Integration {
-                    kind: "webhook",
-                    idx: k as u32,
-                    send_resolved: w.send_resolved,
-                    timeout: None,
-                    in_flight: tocsin_notify::in_flight_limit(),
-                    notifier: Arc::new(SimReceiver {
-                        node: i,
-                        generation,
-                        behaviour: behaviour.clone(),
-                        net: net.clone(),
-                    }),
+            Ok(tocsin_notify::webhooks_with(r, |_| {
+                Arc::new(SimReceiver {
+                    node: i,
+                    generation,
+                    behaviour: behaviour.clone(),
+                    net: net.clone(),
                 })
-                .collect())
+            }))
         });
         let config = load(&self.s.config(), std::path::Path::new("."), &Default::default()).unwrap();
         let mut settings = Settings::new("unused.yml");

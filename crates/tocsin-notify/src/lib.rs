@@ -134,6 +134,22 @@ pub struct Integration {
 /// with a bound, connections are reused and the burst goes out faster (docs/performance.md).
 pub const MAX_IN_FLIGHT: usize = 128;
 
+/// A receiver's webhook integrations around the given senders, one per `webhook_configs` item
+/// (`make` gets its index): tests and simulations inject in-memory receivers this way.
+pub fn webhooks_with(receiver: &Receiver, mut make: impl FnMut(u32) -> Arc<dyn Notifier>) -> Vec<Integration> {
+    (0u32..)
+        .zip(&receiver.webhooks)
+        .map(|(idx, w)| Integration {
+            kind: "webhook",
+            idx,
+            send_resolved: w.send_resolved,
+            timeout: w.timeout,
+            notifier: make(idx),
+            in_flight: in_flight_limit(),
+        })
+        .collect()
+}
+
 /// A fresh [`Integration::in_flight`] bound.
 pub fn in_flight_limit() -> Arc<tokio::sync::Semaphore> {
     Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT))

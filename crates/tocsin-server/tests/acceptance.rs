@@ -13,7 +13,7 @@ use tocsin_core::alert::{Alert, PostedAlert};
 use tocsin_core::config::Receiver;
 use tocsin_core::labels::LabelSet;
 use tocsin_core::time::{ZERO, is_zero};
-use tocsin_notify::{BoxFuture, Integration, Notifier, NotifyData, NotifyError};
+use tocsin_notify::{BoxFuture, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings, read_config};
 use tocsin_server::clock::Clock;
 use tokio::time::Instant;
@@ -116,26 +116,15 @@ impl Harness {
         let start = Instant::now();
         let c = collector.clone();
         let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
-            Ok(r.webhooks
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    let name = format!("{}/{i}", r.name);
-                    Integration {
-                        kind: "webhook",
-                        idx: i as u32,
-                        send_resolved: w.send_resolved,
-                        timeout: w.timeout,
-                        in_flight: tocsin_notify::in_flight_limit(),
-                        notifier: Arc::new(Recorder {
-                            behaviour: behaviour(&name),
-                            name,
-                            start,
-                            collector: c.clone(),
-                        }),
-                    }
+            Ok(tocsin_notify::webhooks_with(r, |i| {
+                let name = format!("{}/{i}", r.name);
+                Arc::new(Recorder {
+                    behaviour: behaviour(&name),
+                    name,
+                    start,
+                    collector: c.clone(),
                 })
-                .collect())
+            }))
         });
         let settings = Settings {
             external_url: "http://tocsin.test".into(),

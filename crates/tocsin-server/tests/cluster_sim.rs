@@ -15,7 +15,7 @@ use tocsin_core::config::{Receiver, load};
 use tocsin_core::nflog::Entry;
 use tocsin_core::silence::{MeshSilence, Silence};
 use tocsin_core::time::{ZERO, is_zero};
-use tocsin_notify::{BoxFuture, FailureReason, Integration, Notifier, NotifyData, NotifyError};
+use tocsin_notify::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
 use tocsin_server::peer::{self, Peer};
@@ -218,23 +218,14 @@ impl Cluster {
     fn node(&self, i: usize) -> (Arc<App>, Arc<SimPeer>) {
         let (l, start, rcv) = (self.log.clone(), self.start, (self.receiving)(i));
         let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
-            Ok(r.webhooks
-                .iter()
-                .enumerate()
-                .map(|(k, w)| Integration {
-                    kind: "webhook",
-                    idx: k as u32,
-                    send_resolved: w.send_resolved,
-                    timeout: None,
-                    in_flight: tocsin_notify::in_flight_limit(),
-                    notifier: Arc::new(Recorder {
-                        node: format!("n{i}"),
-                        start,
-                        log: l.clone(),
-                        receiving: rcv,
-                    }),
+            Ok(tocsin_notify::webhooks_with(r, |_| {
+                Arc::new(Recorder {
+                    node: format!("n{i}"),
+                    start,
+                    log: l.clone(),
+                    receiving: rcv,
                 })
-                .collect())
+            }))
         });
         let config = load(&self.config, std::path::Path::new("."), &Default::default()).unwrap();
         let mut settings = Settings::new("unused.yml");
