@@ -5,8 +5,12 @@
 //! [`position_of`]. This is the only crate that imports chitchat; it depends on no other Tocsin
 //! crate but `tocsin-proto`. State replication ([`replication`]) is a tonic gRPC service on the
 //! cluster port: pushes of each change and streamed full syncs of opaque parts; what a part means
-//! is the caller's business ([`replication::Replicated`]).
+//! is the caller's business ([`replication::Replicated`]). The replication rules (push, settle,
+//! digests, anti-entropy) run in [`node::ClusterNode`] over a [`node::Wire`]: gRPC, or the
+//! in-memory [`node::MemoryNet`] with which real nodes run in one process on the paused clock
+//! (membership then uses chitchat's `ChannelTransport`).
 
+pub mod node;
 pub mod replication;
 
 use std::collections::BTreeMap;
@@ -107,6 +111,27 @@ fn members_of(nodes: &BTreeMap<ChitchatId, NodeState>) -> Vec<Member> {
     by_name.into_values().map(|(_, m)| m).collect()
 }
 
+/// An in-memory gossip network (chitchat's channel transport) whose links can be cut.
+pub struct MemoryGossip(chitchat::transport::ChannelTransport);
+
+impl Default for MemoryGossip {
+    fn default() -> Self {
+        MemoryGossip(chitchat::transport::ChannelTransport::with_mtu(65_507))
+    }
+}
+
+impl MemoryGossip {
+    /// Drops gossip between `a` and `b`, both ways.
+    pub async fn cut(&self, a: SocketAddr, b: SocketAddr) {
+        self.0.remove_link(a, b).await;
+    }
+
+    /// Restores gossip between `a` and `b`.
+    pub async fn heal(&self, a: SocketAddr, b: SocketAddr) {
+        self.0.add_link(a, b).await;
+    }
+}
+
 /// A running membership: gossip plus a position kept current by a watcher task.
 pub struct Membership {
     handle: ChitchatHandle,
@@ -197,6 +222,14 @@ impl Membership {
     /// The socket cannot be bound.
     pub async fn start_udp(cfg: MembershipConfig) -> anyhow::Result<Self> {
         Self::start(cfg, &chitchat::transport::UdpTransport).await
+    }
+
+    /// Joins over an in-memory gossip network (simulations on the paused clock).
+    ///
+    /// # Errors
+    /// The address is taken on that network.
+    pub async fn start_in_memory(cfg: MembershipConfig, net: &MemoryGossip) -> anyhow::Result<Self> {
+        Self::start(cfg, &net.0).await
     }
 
     /// Returns a receiver that sees every membership change.

@@ -23,6 +23,8 @@ pub trait Replicated: Send + Sync + 'static {
     fn full_state(&self) -> Vec<Part>;
     /// Merges one record from a peer; returns whether local state changed.
     fn merge(&self, part: &Part) -> bool;
+    /// A digest of the state (published by gossip; a peer whose digest differs is synced from).
+    fn digest(&self) -> u64;
 }
 
 /// `msg_type`: `update` for pushes, `full_state` for syncs (Alertmanager's values).

@@ -41,6 +41,9 @@ impl Replicated for Lww {
         m.insert(p.key.clone(), (v, val));
         true
     }
+    fn digest(&self) -> u64 {
+        self.0.lock().unwrap().values().map(|(v, _)| *v).sum()
+    }
 }
 
 async fn node(state: Arc<Lww>) -> String {

@@ -1,11 +1,13 @@
-//! Wires a replica into its cluster (§4): chitchat membership, gRPC replication of the nflog and
-//! silences, settling, and the [`Peer`] the pipeline consults.
+//! Wires a replica into its cluster (§4): what its replicated state is as parts (nflog entries,
+//! silences, claims), and the [`Peer`] the pipeline consults. The replication rules themselves
+//! (push, settle, digests, anti-entropy) are `tocsin_cluster::node`'s; [`join`] runs them over
+//! UDP gossip and gRPC, [`join_with`] over any membership and wire (in-memory in simulations).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tocsin_cluster::node::{ClusterNode, NodeOptions, Wire};
 use tocsin_cluster::replication::{Replicated, Replicator, serve};
 use tocsin_cluster::{Member, Membership, MembershipConfig};
 use tocsin_core::claim::Claim;
@@ -106,71 +108,21 @@ impl Replicated for AppState {
             false
         })
     }
-}
 
-/// How long a peer's published digest must differ from ours before we sync from it: pushes
-/// normally close the gap within milliseconds, and digests travel by gossip.
-const DIGEST_PATIENCE: Duration = Duration::from_secs(3);
-/// The least time between two digest-triggered syncs from one peer.
-const DIGEST_BACKOFF: Duration = Duration::from_secs(10);
-
-/// The digest of everything replicated (claims excepted: they are short-lived by design).
-fn state_digest(app: &App) -> String {
-    let now = app.clock.now();
-    let d = app
-        .nflog
-        .lock()
-        .digest(now)
-        .wrapping_add(app.silences.read().digest(now));
-    format!("{d:016x}")
-}
-
-/// Publishes our digest every second and syncs from a peer whose digest has differed from ours
-/// for [`DIGEST_PATIENCE`]: a lost push is repaired in seconds, not at the next pushpull.
-async fn exchange_digests(
-    p: Arc<ClusterPeer>,
-    app: Weak<App>,
-    state: Arc<dyn Replicated>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let (mut published, mut differing, mut synced) = (String::new(), HashMap::new(), HashMap::new());
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let Some(ours) = app.upgrade().map(|a| state_digest(&a)) else {
-            return;
-        };
-        if ours != published {
-            p.membership.set_digest(&ours).await;
-            published = ours.clone();
-        }
-        if !p.is_ready() {
-            continue;
-        }
-        let now = tokio::time::Instant::now();
-        for m in p.members() {
-            let (Some(addr), Some(theirs)) = (m.grpc_addr.as_deref(), m.digest.as_deref()) else {
-                continue;
-            };
-            if m.name == p.name() || theirs == ours {
-                differing.remove(&m.name);
-                continue;
-            }
-            let since = *differing.entry(m.name.clone()).or_insert(now);
-            let recent = synced.get(&m.name).is_some_and(|t| now - *t < DIGEST_BACKOFF);
-            if now - since < DIGEST_PATIENCE || recent {
-                continue;
-            }
-            synced.insert(m.name.clone(), now);
-            differing.remove(&m.name);
-            match p.replicator.sync_from(addr, state.as_ref()).await {
-                Ok((_, merged)) => info!(peer = %m.name, merged, "state digests differed; synced"),
-                Err(e) => debug!(peer = %m.name, err = %e, "digest-triggered sync failed"),
-            }
-        }
+    /// The nflog's and the silences' (claims are short-lived by design and left out).
+    fn digest(&self) -> u64 {
+        let Some(app) = self.0.upgrade() else { return 0 };
+        let now = app.clock.now();
+        app.nflog
+            .lock()
+            .digest(now)
+            .wrapping_add(app.silences.read().digest(now))
     }
+}
+
+/// The replica's state as the replication layer sees it (to serve it on a wire).
+pub fn replicated_state(app: &Arc<App>) -> Arc<dyn Replicated> {
+    Arc::new(AppState(Arc::downgrade(app)))
 }
 
 /// Decodes one protobuf record and converts it to the domain type.
@@ -180,106 +132,74 @@ fn decode<M: Message + Default, T>(data: &[u8], convert: impl Fn(&M) -> Result<T
 
 /// A replica's membership in a cluster.
 pub struct ClusterPeer {
-    membership: Membership,
-    replicator: Arc<Replicator>,
-    ready_rx: watch::Receiver<bool>,
+    node: Arc<ClusterNode>,
 }
 
 impl ClusterPeer {
     /// Returns the live members, self included, sorted by name.
     pub fn members(&self) -> Vec<Member> {
-        self.membership.members()
+        self.node.members()
     }
 
     /// Returns this node's name.
     pub fn name(&self) -> &str {
-        self.membership.node_id()
+        self.node.membership().node_id()
     }
 
     /// Returns the live members (other than self) whose last replication call failed, with the
     /// error: a peer that gossip still reports alive but that cannot be reached over TCP.
     pub fn failed_peers(&self) -> Vec<(Member, String)> {
-        let failed = self.replicator.failed();
-        self.members()
-            .into_iter()
-            .filter_map(|m| {
-                let err = failed.get(m.grpc_addr.as_deref()?)?.clone();
-                Some((m, err))
-            })
-            .collect()
+        self.node.failed_peers()
     }
 
     /// Announces that this replica leaves: peers stop counting it for positions.
     pub async fn leave(&self) {
-        self.membership.set_leaving().await;
-        info!("leaving the cluster");
+        self.node.leave().await;
     }
 
     /// Returns whether the replica has settled.
     pub fn is_ready(&self) -> bool {
-        *self.ready_rx.borrow()
-    }
-
-    fn push_all(&self, part: Part) {
-        let me = self.membership.node_id().to_string();
-        for m in self.membership.members() {
-            let (Some(addr), false) = (m.grpc_addr.clone(), m.name == me) else {
-                continue;
-            };
-            let (r, p) = (self.replicator.clone(), part.clone());
-            tokio::spawn(async move {
-                if let Err(e) = r.push(&addr, vec![p]).await {
-                    debug!(peer = %m.name, err = %e, "push failed; anti-entropy will catch up");
-                }
-            });
-        }
+        self.node.is_ready()
     }
 }
 
 impl Peer for ClusterPeer {
     fn position(&self) -> usize {
-        self.membership.position()
+        self.node.membership().position()
     }
 
     fn wait_ready(&self) -> BoxFuture<'_, ()> {
-        let mut rx = self.ready_rx.clone();
-        Box::pin(async move {
-            let _ = rx.wait_for(|r| *r).await;
-        })
+        self.node.wait_ready()
     }
 
     fn name(&self) -> &str {
-        self.membership.node_id()
+        self.node.membership().node_id()
     }
 
     fn generation(&self) -> u64 {
-        self.membership.generation()
+        self.node.membership().generation()
     }
 
     fn is_live(&self, name: &str, generation: u64) -> bool {
-        // Members hold the newest generation seen per name.
-        self.membership
-            .members()
-            .iter()
-            .any(|m| m.name == name && m.generation == generation)
+        self.node.is_live(name, generation)
     }
 
     fn broadcast_claim(&self, c: &Claim) {
-        self.push_all(Part {
+        self.node.push_all(Part {
             key: CLAIMS_KEY.into(),
             data: claim_to_pb(c).encode_to_vec(),
         });
     }
 
     fn broadcast_nflog(&self, e: &Entry) {
-        self.push_all(Part {
+        self.node.push_all(Part {
             key: NFLOG_KEY.into(),
             data: entry_to_pb(e).encode_to_vec(),
         });
     }
 
     fn broadcast_silence(&self, m: &MeshSilence) {
-        self.push_all(Part {
+        self.node.push_all(Part {
             key: SILENCES_KEY.into(),
             data: silence_to_pb(m).encode_to_vec(),
         });
@@ -340,72 +260,32 @@ pub async fn join(
         grpc_addr: advertise.to_string(),
     })
     .await?;
-    let state: Arc<dyn Replicated> = Arc::new(AppState(Arc::downgrade(app)));
+    let state = replicated_state(app);
     let traffic = app.metrics.cluster_traffic.clone();
     let replicator = Arc::new(Replicator::new(opts.name.clone()).with_traffic(traffic.clone()));
     let mut stop = shutdown.clone();
     tokio::spawn(serve(tcp, state.clone(), traffic, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
-    let (ready_tx, ready_rx) = watch::channel(false);
-    let peer = Arc::new(ClusterPeer {
-        membership,
-        replicator: replicator.clone(),
-        ready_rx,
-    });
     info!(name = %opts.name, address = %advertise, peers = ?opts.peers, "joined cluster");
+    let node_opts = NodeOptions {
+        seeds: opts.peers.clone(),
+        settle_timeout: opts.settle_timeout,
+        pushpull_interval: opts.pushpull_interval,
+    };
+    Ok(join_with(app, membership, replicator, node_opts, shutdown))
+}
 
-    // Settle: ready after a full sync from any seed, or when the settle timeout passes.
-    let (p, st, seeds) = (peer.clone(), state.clone(), opts.peers.clone());
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + opts.settle_timeout;
-        let mut synced = seeds.is_empty();
-        while !synced && tokio::time::Instant::now() < deadline {
-            for s in &seeds {
-                if let Ok((n, m)) = p.replicator.sync_from(s, st.as_ref()).await {
-                    info!(peer = %s, received = n, merged = m, "initial state sync done");
-                    synced = true;
-                    break;
-                }
-            }
-            if !synced {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-        if !synced {
-            warn!("gossip not settled but continuing anyway");
-        }
-        p.membership.set_ready().await;
-        let _ = ready_tx.send(true);
-    });
-
-    tokio::spawn(exchange_digests(
-        peer.clone(),
-        Arc::downgrade(app),
-        state.clone(),
-        shutdown.clone(),
-    ));
-
-    // Anti-entropy: pull every peer's full state each pushpull interval.
-    let (p, st, mut stop) = (peer.clone(), state, shutdown);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(opts.pushpull_interval) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-            let me = p.name().to_string();
-            for m in p.members() {
-                let (Some(addr), false) = (m.grpc_addr.clone(), m.name == me) else {
-                    continue;
-                };
-                match p.replicator.sync_from(&addr, st.as_ref()).await {
-                    Ok((_, merged)) if merged > 0 => info!(peer = %m.name, merged, "anti-entropy merged state"),
-                    Ok(_) => {}
-                    Err(e) => debug!(peer = %m.name, err = %e, "anti-entropy sync failed"),
-                }
-            }
-        }
-    });
-    Ok(peer)
+/// Joins through a running membership and a replication wire: starts settling, digest exchange
+/// and anti-entropy (real sockets in [`join`]; in-memory ones in simulations, where the wire
+/// must serve [`replicated_state`] at this node's replication address).
+pub fn join_with(
+    app: &Arc<App>,
+    membership: Membership,
+    wire: Arc<dyn Wire>,
+    opts: NodeOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<ClusterPeer> {
+    let node = ClusterNode::start(membership, wire, replicated_state(app), opts, shutdown);
+    Arc::new(ClusterPeer { node })
 }

@@ -1,0 +1,232 @@
+//! Three replicas joined by the real cluster code (`ClusterPeer`: chitchat membership and the
+//! replication rules of `tocsin_cluster::node`) over in-memory gossip and replication, on
+//! tokio's paused clock: one notification per group, both sides of a partition notify, and
+//! after healing, anti-entropy merges the logs so the next change is notified once.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tocsin_cluster::node::{MemoryNet, NodeOptions};
+use tocsin_cluster::{Membership, MembershipConfig, MemoryGossip};
+use tocsin_core::alert::PostedAlert;
+use tocsin_core::config::{Receiver, load};
+use tocsin_core::time::is_zero;
+use tocsin_notify::{BoxFuture, Notifier, NotifyData, NotifyError};
+use tocsin_server::app::{App, NotifierFactory, Settings};
+use tocsin_server::clock::Clock;
+use tocsin_server::cluster::{join_with, replicated_state};
+use tokio::time::Instant;
+
+type Log = Arc<Mutex<Vec<(String, f64, Vec<String>)>>>;
+
+struct Recorder {
+    node: String,
+    start: Instant,
+    log: Log,
+}
+
+impl Notifier for Recorder {
+    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            let t = (Instant::now() - self.start).as_secs_f64();
+            let alerts = d
+                .alerts
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}{}",
+                        &a.labels["alertname"],
+                        if is_zero(a.ends_at) { "" } else { "-" }
+                    )
+                })
+                .collect();
+            self.log.lock().unwrap().push((self.node.clone(), t, alerts));
+            Ok(())
+        })
+    }
+}
+
+const CONFIG: &str = "route:\n  receiver: r\n  group_by: []\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n";
+
+fn gossip_addr(i: usize) -> SocketAddr {
+    format!("127.0.0.1:{}", 19_400 + i).parse().unwrap()
+}
+
+struct Replicas {
+    apps: Vec<Arc<App>>,
+    gossip: MemoryGossip,
+    wires: Arc<MemoryNet>,
+    log: Log,
+    start: Instant,
+}
+
+impl Replicas {
+    async fn start(n: usize) -> Replicas {
+        let (gossip, wires, log, start) = (
+            MemoryGossip::default(),
+            MemoryNet::new(Duration::from_millis(20)),
+            Log::default(),
+            Instant::now(),
+        );
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        std::mem::forget(_stop);
+        let mut apps = Vec::new();
+        for i in 0..n {
+            let (name, l) = (format!("n{i}"), log.clone());
+            let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
+                Ok(tocsin_notify::webhooks_with(r, |_| {
+                    Arc::new(Recorder {
+                        node: name.clone(),
+                        start,
+                        log: l.clone(),
+                    })
+                }))
+            });
+            let config = load(CONFIG, std::path::Path::new("."), &Default::default()).unwrap();
+            let mut settings = Settings::new("unused.yml");
+            settings.peer_timeout = Duration::from_secs(15);
+            let clock = Clock::new("2026-01-01T00:00:00Z".parse().unwrap());
+            let app = App::new(settings, config, factory, clock).unwrap();
+            let addr = gossip_addr(i).to_string();
+            let seeds: Vec<String> = (0..n).filter(|j| *j != i).map(|j| gossip_addr(j).to_string()).collect();
+            let membership = Membership::start_in_memory(
+                MembershipConfig {
+                    node_id: format!("n{i}"),
+                    generation: 1,
+                    advertise_addr: gossip_addr(i),
+                    listen_addr: gossip_addr(i),
+                    seeds: seeds.clone(),
+                    cluster_label: "sim".into(),
+                    gossip_interval: Duration::from_millis(200),
+                    grpc_addr: addr.clone(),
+                },
+                &gossip,
+            )
+            .await
+            .unwrap();
+            let state = replicated_state(&app);
+            wires.serve(&addr, &state);
+            // The wire holds its state weakly, as a server would hold its listener.
+            std::mem::forget(state);
+            let opts = NodeOptions {
+                seeds,
+                settle_timeout: Duration::from_secs(5),
+                pushpull_interval: Duration::from_secs(10),
+            };
+            let peer = join_with(&app, membership, Arc::new(wires.wire(&addr)), opts, shutdown.clone());
+            app.set_cluster(peer);
+            tokio::spawn(app.clone().run_scheduler(shutdown.clone()));
+            apps.push(app);
+        }
+        Replicas {
+            apps,
+            gossip,
+            wires,
+            log,
+            start,
+        }
+    }
+
+    async fn until(&self, t: f64) {
+        tokio::time::sleep_until(self.start + Duration::from_secs_f64(t)).await;
+    }
+
+    fn positions(&self) -> Vec<usize> {
+        self.apps.iter().map(|a| a.peer().position()).collect()
+    }
+
+    fn post(&self, to: &[usize], name: &str) {
+        for &i in to {
+            let a = PostedAlert {
+                labels: [("alertname".to_string(), name.to_string())].into(),
+                ..PostedAlert::default()
+            };
+            assert!(self.apps[i].post_alerts(vec![a]).is_empty());
+        }
+    }
+
+    /// Cuts node 0 off from the others: gossip and replication, both ways.
+    async fn isolate_first(&self, n: usize) {
+        for j in 1..n {
+            self.gossip.cut(gossip_addr(0), gossip_addr(j)).await;
+            let (a, b) = (gossip_addr(0).to_string(), gossip_addr(j).to_string());
+            self.wires.cut(&a, &b);
+            self.wires.cut(&b, &a);
+        }
+    }
+
+    async fn heal(&self, n: usize) {
+        for j in 1..n {
+            self.gossip.heal(gossip_addr(0), gossip_addr(j)).await;
+        }
+        self.wires.heal();
+    }
+
+    fn sent(&self) -> Vec<(String, Vec<String>)> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, _, a)| (n.clone(), a.clone()))
+            .collect()
+    }
+}
+
+async fn wait_positions(r: &Replicas, want: &[usize], within: f64) {
+    let deadline = Instant::now() + Duration::from_secs_f64(within);
+    while r.positions() != want {
+        assert!(
+            Instant::now() < deadline,
+            "positions {:?}, want {want:?}",
+            r.positions()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn got(node: &str, alerts: &[&str]) -> (String, Vec<String>) {
+    (node.into(), alerts.iter().map(|s| s.to_string()).collect())
+}
+
+#[tokio::test(start_paused = true)]
+async fn real_cluster_peers_notify_once_split_under_a_partition_and_merge_after_healing() {
+    let r = Replicas::start(3).await;
+    wait_positions(&r, &[0, 1, 2], 10.0).await;
+    for a in &r.apps {
+        a.peer().wait_ready().await;
+    }
+    let t0 = (Instant::now() - r.start).as_secs_f64();
+    r.post(&[0, 1, 2], "first");
+    r.until(t0 + 60.0).await;
+    assert_eq!(r.sent(), vec![got("n0", &["first"])], "one notification, from n0");
+    let at = r.log.lock().unwrap()[0].1 - t0;
+    assert!(
+        (1.2..1.3).contains(&at),
+        "sent {at:.3}s after the post: group_wait + the claim settle"
+    );
+
+    // n0 is cut off: after failure detection each side ranks what it sees, and a new alert in
+    // the group is notified on both sides (duplicates, never silence).
+    r.isolate_first(3).await;
+    wait_positions(&r, &[0, 0, 1], 60.0).await;
+    r.post(&[0, 1, 2], "second");
+    let t1 = (Instant::now() - r.start).as_secs_f64();
+    r.until(t1 + 60.0).await;
+    let mut during = r.sent()[1..].to_vec();
+    during.sort();
+    assert_eq!(
+        during,
+        vec![got("n0", &["first", "second"]), got("n1", &["first", "second"])]
+    );
+
+    // Healed: one ranking again, anti-entropy merges the logs, and the next change is
+    // notified once.
+    r.heal(3).await;
+    wait_positions(&r, &[0, 1, 2], 60.0).await;
+    let t2 = (Instant::now() - r.start).as_secs_f64();
+    r.until(t2 + 12.0).await;
+    r.post(&[0, 1, 2], "third");
+    r.until(t2 + 80.0).await;
+    assert_eq!(r.sent()[3..], [got("n0", &["first", "second", "third"])]);
+}
