@@ -1,6 +1,6 @@
 //! The chaos simulation: a seeded scenario, its run in virtual time, and the history checker.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -10,6 +10,10 @@ use jiff::{SignedDuration, Timestamp};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use std::net::SocketAddr;
+use tocsin_cluster::node::{MemoryNet, NodeOptions};
+use tocsin_cluster::replication::Replicated;
+use tocsin_cluster::{Membership, MembershipConfig, MemoryGossip};
 use tocsin_core::alert::PostedAlert;
 use tocsin_core::claim::Claim;
 use tocsin_core::config::{Receiver, load};
@@ -19,10 +23,13 @@ use tocsin_core::time::{ZERO, is_zero};
 use tocsin_notify::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
+use tocsin_server::cluster::{ClusterPeer, join_with, replicated_state};
 use tocsin_server::peer::{self, Peer};
 use tokio::time::Instant;
 
-/// How long a replica goes unheard before its peers count it dead.
+/// How long a replica goes unheard before its peers count it dead: the simulated membership's
+/// delay, and the bound the checker allows real peers too (chitchat's phi-accrual detector at a
+/// 200 ms gossip interval broke no rule with it over 300 `--real-peers` seeds).
 pub const FAILURE_DETECTION: f64 = 5.0;
 /// How often Prometheus posts every alert to every replica it reaches.
 pub const POST_EVERY: f64 = 5.0;
@@ -126,6 +133,9 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// When the schedule ends; the run goes on for [`Scenario::tail`] more with no fault.
     pub duration: f64,
+    /// Run real `ClusterPeer`s (chitchat membership, `tocsin_cluster::node` replication) over
+    /// in-memory gossip and wires instead of the simulated membership and replication.
+    pub real_peers: bool,
 }
 
 fn round(x: f64) -> f64 {
@@ -222,6 +232,7 @@ impl Scenario {
             alerts,
             faults,
             duration,
+            real_peers: false,
         }
     }
 
@@ -294,7 +305,10 @@ struct Net {
     alive: Vec<bool>,
     generation: Vec<u64>,
     /// Directed links that drop everything: (from, to).
-    cut: HashSet<(usize, usize)>,
+    /// How many partitions cut each directed link (they may overlap).
+    cut: HashMap<(usize, usize), u32>,
+    /// How many symmetric partitions cut gossip between each pair (lower index first).
+    gossip_cut: HashMap<(usize, usize), u32>,
     apps: Vec<Weak<App>>,
     /// Per observer: when each peer was last heard and at which generation.
     heard: Vec<Vec<(f64, u64)>>,
@@ -307,7 +321,7 @@ impl Net {
     }
 
     fn up(&self, from: usize, to: usize) -> bool {
-        self.alive[from] && self.alive[to] && !self.cut.contains(&(from, to))
+        self.alive[from] && self.alive[to] && !self.cut.contains_key(&(from, to))
     }
 
     fn live_in_view(&self, observer: usize, j: usize, now: f64) -> bool {
@@ -469,8 +483,17 @@ fn at(t0: Timestamp, s: f64) -> Timestamp {
 
 struct Node {
     app: Arc<App>,
-    peer: Arc<SimPeer>,
+    /// The simulated membership's peer.
+    peer: Option<Arc<SimPeer>>,
+    /// The real peer, its state as served on the wire, and its address (one per life).
+    real: Option<(Arc<ClusterPeer>, Arc<dyn Replicated>, SocketAddr)>,
     stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// In-memory gossip and replication for real peers.
+struct Real {
+    gossip: MemoryGossip,
+    wires: Arc<MemoryNet>,
 }
 
 struct World<'a> {
@@ -478,10 +501,16 @@ struct World<'a> {
     net: SharedNet,
     nodes: Vec<Node>,
     t0: Timestamp,
+    real: Option<Real>,
+}
+
+/// The gossip and replication address of node `i` in its life `generation`.
+fn life_addr(i: usize, generation: u64) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 30_000 + 100 * i as u16 + generation as u16))
 }
 
 impl World<'_> {
-    fn start_node(&self, i: usize) -> Node {
+    async fn start_node(&self, i: usize) -> Node {
         let (generation, start) = {
             let n = self.net.lock();
             (n.generation[i], n.start)
@@ -503,17 +532,68 @@ impl World<'_> {
         settings.peer_timeout = Duration::from_secs_f64(self.s.peer_timeout);
         let elapsed = (Instant::now() - start).as_secs_f64();
         let app = App::new(settings, config, factory, Clock::new(at(self.t0, elapsed))).unwrap();
-        let peer = Arc::new(SimPeer {
-            idx: i,
-            generation,
-            name: format!("n{i}"),
-            position: AtomicUsize::new(i),
-            net: self.net.clone(),
-        });
-        app.set_peer(peer.clone());
         self.net.lock().apps[i] = Arc::downgrade(&app);
         let (stop, _) = tokio::sync::watch::channel(false);
-        Node { app, peer, stop }
+        let Some(real) = &self.real else {
+            let peer = Arc::new(SimPeer {
+                idx: i,
+                generation,
+                name: format!("n{i}"),
+                position: AtomicUsize::new(i),
+                net: self.net.clone(),
+            });
+            app.set_peer(peer.clone());
+            return Node {
+                app,
+                peer: Some(peer),
+                real: None,
+                stop,
+            };
+        };
+        let addr = life_addr(i, generation);
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, n)| n.real.as_ref().map(|r| r.2.to_string()))
+            .chain(
+                (self.nodes.len()..self.s.n)
+                    .filter(|j| *j != i)
+                    .map(|j| life_addr(j, 1).to_string()),
+            )
+            .collect();
+        let membership = Membership::start_in_memory(
+            MembershipConfig {
+                node_id: format!("n{i}"),
+                generation,
+                advertise_addr: addr,
+                listen_addr: addr,
+                seeds: seeds.clone(),
+                cluster_label: "chaos".into(),
+                gossip_interval: Duration::from_millis(200),
+                grpc_addr: addr.to_string(),
+            },
+            &real.gossip,
+        )
+        .await
+        .expect("an in-memory gossip address");
+        let state = replicated_state(&app);
+        real.wires.serve(&addr.to_string(), &state);
+        let opts = NodeOptions {
+            seeds,
+            settle_timeout: Duration::from_secs(5),
+            pushpull_interval: Duration::from_secs_f64(ANTI_ENTROPY_EVERY),
+        };
+        let wire = Arc::new(real.wires.wire(&addr.to_string()));
+        let peer = join_with(&app, membership, wire, opts, stop.subscribe());
+        app.set_cluster(peer.clone());
+        Node {
+            app,
+            peer: None,
+            real: Some((peer, state, addr)),
+            stop,
+        }
     }
 
     fn run_node(&self, i: usize) {
@@ -527,6 +607,9 @@ impl World<'_> {
 
     /// Pulls every reachable peer's state into `i` (anti-entropy, and a restart's settle).
     fn pull(&self, i: usize) {
+        if self.real.is_some() {
+            return;
+        }
         let reachable: Vec<usize> = {
             let net = self.net.lock();
             (0..self.s.n)
@@ -552,6 +635,9 @@ impl World<'_> {
     }
 
     fn update_views(&self) {
+        if self.real.is_some() {
+            return;
+        }
         let mut net = self.net.lock();
         let now = net.now();
         for i in 0..self.s.n {
@@ -564,7 +650,9 @@ impl World<'_> {
         }
         for i in 0..self.s.n {
             let pos = (0..i).filter(|&j| net.live_in_view(i, j, now)).count();
-            self.nodes[i].peer.position.store(pos, Ordering::SeqCst);
+            if let Some(p) = &self.nodes[i].peer {
+                p.position.store(pos, Ordering::SeqCst);
+            }
         }
     }
 
@@ -608,7 +696,50 @@ impl World<'_> {
         }
     }
 
-    fn apply_faults(&mut self, prev: f64, now: f64) {
+    /// Cuts (`up` false) or restores one more time the link from `a` to `b`, and gossip between
+    /// them unless `one_way` (chitchat's channel links are symmetric; a one-way cut stands for
+    /// a replication port that one side cannot reach while gossip flows). Partitions may
+    /// overlap: a link is restored when the last partition cutting it heals.
+    async fn link(&self, a: usize, b: usize, one_way: bool, up: bool) {
+        fn count<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u32>, k: K, up: bool) -> bool {
+            let n = m.entry(k).or_insert(0);
+            let edge = if up { *n == 1 } else { *n == 0 };
+            if up {
+                *n = n.saturating_sub(1);
+            } else {
+                *n += 1;
+            }
+            m.retain(|_, v| *v > 0);
+            edge
+        }
+        let directed: Vec<(usize, usize)> = if one_way { vec![(a, b)] } else { vec![(a, b), (b, a)] };
+        let (wire_edges, gossip_edge) = {
+            let mut net = self.net.lock();
+            let w: Vec<(usize, usize)> = directed.into_iter().filter(|&k| count(&mut net.cut, k, up)).collect();
+            let g = !one_way && count(&mut net.gossip_cut, (a.min(b), a.max(b)), up);
+            (w, g)
+        };
+        let Some(real) = &self.real else { return };
+        let addr = |i: usize| self.nodes[i].real.as_ref().map(|r| r.2);
+        for (from, to) in wire_edges {
+            if let (Some(x), Some(y)) = (addr(from), addr(to)) {
+                if up {
+                    real.wires.restore(&x.to_string(), &y.to_string());
+                } else {
+                    real.wires.cut(&x.to_string(), &y.to_string());
+                }
+            }
+        }
+        if let (true, Some(x), Some(y)) = (gossip_edge, addr(a), addr(b)) {
+            if up {
+                real.gossip.heal(x, y).await;
+            } else {
+                real.gossip.cut(x, y).await;
+            }
+        }
+    }
+
+    async fn apply_faults(&mut self, prev: f64, now: f64) {
         let s = self.s;
         for f in &s.faults {
             match f {
@@ -623,19 +754,13 @@ impl World<'_> {
                             .flat_map(move |&a| (0..s.n).filter(move |b| !side.contains(b)).map(move |b| (a, b)))
                     };
                     if prev < *from && *from <= now {
-                        let mut net = self.net.lock();
                         for (a, b) in pairs() {
-                            net.cut.insert((a, b));
-                            if !one_way {
-                                net.cut.insert((b, a));
-                            }
+                            self.link(a, b, *one_way, false).await;
                         }
                     }
                     if prev < *until && *until <= now {
-                        let mut net = self.net.lock();
                         for (a, b) in pairs() {
-                            net.cut.remove(&(a, b));
-                            net.cut.remove(&(b, a));
+                            self.link(a, b, *one_way, true).await;
                         }
                     }
                 }
@@ -648,6 +773,10 @@ impl World<'_> {
                     if prev < *die && *die <= now {
                         self.net.lock().alive[*node] = false;
                         let _ = self.nodes[*node].stop.send(true);
+                        if let (Some(real), Some((peer, _, addr))) = (&self.real, &self.nodes[*node].real) {
+                            real.wires.unserve(&addr.to_string());
+                            peer.stop().await;
+                        }
                     }
                     if prev < *restart && *restart <= now {
                         {
@@ -656,7 +785,7 @@ impl World<'_> {
                             net.alive[*node] = true;
                         }
                         let old = self.nodes[*node].app.clone();
-                        let fresh = self.start_node(*node);
+                        let fresh = self.start_node(*node).await;
                         if *disk {
                             let entries: Vec<Entry> = old.nflog.lock().entries().cloned().collect();
                             for e in entries {
@@ -700,7 +829,8 @@ pub fn run(s: &Scenario) -> History {
             start: Instant::now(),
             alive: vec![true; s.n],
             generation: vec![1; s.n],
-            cut: HashSet::new(),
+            cut: HashMap::new(),
+            gossip_cut: HashMap::new(),
             apps: (0..s.n).map(|_| Weak::new()).collect(),
             heard: vec![vec![(0.0, 1); s.n]; s.n],
             history: Vec::new(),
@@ -710,10 +840,26 @@ pub fn run(s: &Scenario) -> History {
             net: net.clone(),
             nodes: Vec::new(),
             t0,
+            real: s.real_peers.then(|| Real {
+                gossip: MemoryGossip::default(),
+                wires: MemoryNet::new(LATENCY),
+            }),
         };
         for i in 0..s.n {
-            let node = w.start_node(i);
+            let node = w.start_node(i).await;
             w.nodes.push(node);
+        }
+        if s.real_peers {
+            // Formed: every node sees every other, as a cluster that ran before the schedule.
+            for _ in 0..300 {
+                if w.nodes
+                    .iter()
+                    .all(|n| n.app.cluster().is_some_and(|c| c.members().len() == s.n))
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         w.update_views();
         for i in 0..s.n {
@@ -724,7 +870,7 @@ pub fn run(s: &Scenario) -> History {
         let (mut prev, mut next_post, mut next_ae) = (-1.0, 0.0, ANTI_ENTROPY_EVERY);
         let mut now = 0.0;
         while now <= end {
-            w.apply_faults(prev, now);
+            w.apply_faults(prev, now).await;
             w.update_views();
             if now >= next_post {
                 w.post(now);

@@ -18,6 +18,7 @@ fn scenario() -> Scenario {
         }],
         faults: vec![],
         duration: 300.0,
+        real_peers: false,
     }
 }
 

@@ -134,7 +134,9 @@ impl MemoryGossip {
 
 /// A running membership: gossip plus a position kept current by a watcher task.
 pub struct Membership {
-    handle: ChitchatHandle,
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    /// Taken by [`Membership::stop`].
+    handle: std::sync::Mutex<Option<ChitchatHandle>>,
     node_id: String,
     generation: u64,
     position: Arc<AtomicUsize>,
@@ -208,7 +210,8 @@ impl Membership {
             }
         });
         Ok(Membership {
-            handle,
+            chitchat: handle.chitchat(),
+            handle: std::sync::Mutex::new(Some(handle)),
             node_id: cfg.node_id,
             generation: cfg.generation,
             position,
@@ -275,7 +278,7 @@ impl Membership {
     }
 
     async fn set(&self, key: &str, value: &str) {
-        self.handle.chitchat().lock().await.self_node_state().set(key, value);
+        self.chitchat.lock().await.self_node_state().set(key, value);
     }
 
     /// Leaves the cluster.
@@ -283,7 +286,19 @@ impl Membership {
     /// # Errors
     /// The gossip task failed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.handle.shutdown().await
+        self.stop().await
+    }
+
+    /// Stops gossiping (a process that dies); later calls do nothing.
+    ///
+    /// # Errors
+    /// The gossip task failed.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match handle {
+            Some(h) => h.shutdown().await,
+            None => Ok(()),
+        }
     }
 }
 

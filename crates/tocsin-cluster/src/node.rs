@@ -72,9 +72,19 @@ impl MemoryNet {
         lock(&self.nodes).insert(addr.to_string(), Arc::downgrade(state));
     }
 
+    /// Stops serving `addr` (its process died): calls to it are refused.
+    pub fn unserve(&self, addr: &str) {
+        lock(&self.nodes).remove(addr);
+    }
+
     /// Drops everything sent from `from` to `to`.
     pub fn cut(&self, from: &str, to: &str) {
         lock(&self.cut).insert((from.to_string(), to.to_string()));
+    }
+
+    /// Restores the link from `from` to `to`.
+    pub fn restore(&self, from: &str, to: &str) {
+        lock(&self.cut).remove(&(from.to_string(), to.to_string()));
     }
 
     /// Restores every link.
@@ -92,7 +102,9 @@ impl MemoryNet {
     }
 
     fn reach(&self, from: &str, to: &str) -> Result<Arc<dyn Replicated>, String> {
-        if lock(&self.cut).contains(&(from.to_string(), to.to_string())) {
+        // A process that stopped serving (it died) sends nothing either.
+        let sender_up = lock(&self.nodes).get(from).is_some_and(|w| w.strong_count() > 0);
+        if !sender_up || lock(&self.cut).contains(&(from.to_string(), to.to_string())) {
             return Err(format!("{to}: unreachable"));
         }
         lock(&self.nodes)
@@ -259,6 +271,11 @@ impl ClusterNode {
                 }
             });
         }
+    }
+
+    /// Stops gossiping, as a process that dies (simulations).
+    pub async fn stop(&self) {
+        let _ = self.membership.stop().await;
     }
 
     /// Announces that this replica leaves: peers stop counting it for positions.

@@ -200,8 +200,11 @@ pub struct Delivery {
     phase: Phase,
     /// A blocking claim was seen and not yet gone.
     waited_on_claim: bool,
-    /// The claimant (name, generation) waited on last.
+    /// The claimant (name, generation) being waited on.
     waited_on: Option<(String, u64)>,
+    /// A claimant waited on went away without logging or releasing (it died, or outlived its
+    /// deadline): it may have delivered, so the receiver's state is unknown.
+    maybe_delivered: bool,
     /// A wait happened: looks passed since may differ from the tick's.
     waited: bool,
     /// Our claim, replicated and neither released nor fulfilled yet.
@@ -237,6 +240,7 @@ impl Delivery {
             phase: Phase::Start,
             waited_on_claim: false,
             waited_on: None,
+            maybe_delivered: false,
             waited: false,
             claimed: None,
         }
@@ -258,23 +262,26 @@ impl Delivery {
         )
     }
 
-    /// The peer claim that blocks this send, if any. Once we hold a claim, only claims made
-    /// before it (then by a lower name) block.
-    fn blocking<'c>(&self, v: &View<'c>) -> Option<&'c Claim> {
-        let me = self.p.me.as_ref()?;
+    /// Whether a peer's claim blocks this send. Once we hold a claim, only claims made before it
+    /// (then by a lower name) block.
+    fn blocks(&self, c: &Claim, v: &View<'_>) -> bool {
+        let Some(me) = self.p.me.as_ref() else { return false };
         let ours = self.claimed.as_deref();
+        let mine = c.sender == me.name && c.generation == me.generation;
+        let earlier = ours.is_none_or(|o| (c.created, &c.sender) < (o.created, &o.sender));
+        !mine
+            && earlier
+            && !c.released
+            && c.deadline > v.now
+            && v.entry.is_none_or(|e| e.timestamp < c.created)
+            && (v.live)(&c.sender, c.generation)
+    }
+
+    /// The peer claim that blocks this send, if any: the one held longest.
+    fn blocking<'c>(&self, v: &View<'c>) -> Option<&'c Claim> {
         v.claims
             .of(&self.p.group_key, &self.p.receiver)
-            .filter(|c| {
-                let mine = c.sender == me.name && c.generation == me.generation;
-                let earlier = ours.is_none_or(|o| (c.created, &c.sender) < (o.created, &o.sender));
-                !mine
-                    && earlier
-                    && !c.released
-                    && c.deadline > v.now
-                    && v.entry.is_none_or(|e| e.timestamp < c.created)
-                    && (v.live)(&c.sender, c.generation)
-            })
+            .filter(|c| self.blocks(c, v))
             .max_by_key(|c| c.deadline)
     }
 
@@ -308,6 +315,33 @@ impl Delivery {
         let budget_end = plus(self.p.tick, self.p.budget);
         let honour_until = plus(budget_end, self.p.budget);
         let mut claim_expired = false;
+        // The claimant we waited on is gone: released (its send failed, the log stands) or not
+        // (it died or outlived its deadline, and may have delivered). Remembered for the rest of
+        // the flush, whoever we wait on next (tocsin-chaos seed 70423: a claimant killed after
+        // its receiver got "firing", the next one failing and releasing).
+        if let Some((n, g)) = self.waited_on.take() {
+            let mut theirs = v
+                .claims
+                .of(&self.p.group_key, &self.p.receiver)
+                .filter(|c| c.sender == n && c.generation == g);
+            match theirs.next() {
+                Some(c) if self.blocks(c, v) => self.waited_on = Some((n, g)),
+                Some(c) if c.released || v.entry.is_some_and(|e| e.timestamp >= c.created) => {}
+                _ => self.maybe_delivered = true,
+            }
+        }
+        // Any peer's claim on this integration that ended the same way, waited on or not (seed
+        // 70423 again: a replica that decided after the claimant had died): while no log entry
+        // covers it, what the receiver holds is unknown.
+        let me = self.p.me.as_ref();
+        let dead = v.claims.of(&self.p.group_key, &self.p.receiver).any(|c| {
+            let mine = me.is_some_and(|m| c.sender == m.name && c.generation == m.generation);
+            !mine
+                && !c.released
+                && v.entry.is_none_or(|e| e.timestamp < c.created)
+                && (c.deadline <= v.now || !(v.live)(&c.sender, c.generation))
+        });
+        self.maybe_delivered |= dead;
         // A live claim is waited on even when the fresh look needs nothing: the claimant is
         // sending a state we do not know, and if it dies before logging, what the receiver
         // holds is unknown.
@@ -343,13 +377,7 @@ impl Delivery {
         // A fresh look that differs from the tick's is then sent even when the log says it was
         // notified: a duplicate at worst, never a silence. A claimant that released its claim
         // reported a failure, and the log stands.
-        // A released claim says its send failed: the receiver holds what the log says.
-        let released = self.waited_on.as_ref().is_some_and(|(n, g)| {
-            v.claims
-                .of(&self.p.group_key, &self.p.receiver)
-                .any(|c| &c.sender == n && c.generation == *g && c.released)
-        });
-        let unknown = claim_expired && !released && *look != self.tick_look;
+        let unknown = self.maybe_delivered && *look != self.tick_look;
         let reason = match fresh {
             Some(r) => r,
             None if unknown && look.firing.is_empty() => NotifyReason::AllAlertsResolved,
@@ -860,6 +888,48 @@ mod tests {
         assert!(
             sends(&w.run(&mut b, 20, &firing(&[1, 2])).0),
             "the tick's state is still not logged"
+        );
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_remembered_across_the_next_claimants() {
+        // tocsin-chaos seed 70423: a's receiver got "firing", a died before logging; b then
+        // claimed, failed and released. c must still notify the resolve: the receiver may hold
+        // a's "firing", whatever b's failure says.
+        let mut w = World::new(&[("a", 1), ("b", 1), ("c", 1)]);
+        let mut a = Delivery::new(params("a", 0), firing(&[1]));
+        w.run(&mut a, 0, &firing(&[1]));
+        let mut b = Delivery::new(params("b", 1), firing(&[1]));
+        w.decide(&mut b, 0, &firing(&[1]));
+        assert!(matches!(
+            w.decide(&mut b, 15, &firing(&[1])),
+            Step::Wait { on_change: true, .. }
+        ));
+        let mut c = Delivery::new(params("c", 2), firing(&[1]));
+        w.decide(&mut c, 0, &firing(&[1]));
+        assert!(matches!(
+            w.decide(&mut c, 30, &firing(&[1])),
+            Step::Wait { on_change: true, .. }
+        ));
+        // a dies; the alert has resolved.
+        w.live = vec![("b".into(), 1), ("c".into(), 1)];
+        assert!(sends(&w.run(&mut b, 31, &resolved(&[1])).0));
+        assert!(
+            matches!(w.decide(&mut c, 31, &resolved(&[1])), Step::Wait { .. }),
+            "b's claim"
+        );
+        let release = b.attempt_failed(at(32)).unwrap();
+        w.claims.merge(release, at(32));
+        let (s, _, _) = w.run(&mut c, 33, &resolved(&[1]));
+        assert!(
+            matches!(
+                s,
+                Step::Send {
+                    reason: NotifyReason::AllAlertsResolved,
+                    ..
+                }
+            ),
+            "{s:?}"
         );
     }
 

@@ -161,6 +161,11 @@ impl ClusterPeer {
     pub fn is_ready(&self) -> bool {
         self.node.is_ready()
     }
+
+    /// Stops gossiping, as a process that dies (simulations).
+    pub async fn stop(&self) {
+        self.node.stop().await;
+    }
 }
 
 impl Peer for ClusterPeer {

@@ -1,5 +1,6 @@
-//! `tocsin-chaos --seeds N --seed-start S`: runs N seeded chaos scenarios and checks each
-//! history. Prints each violation with a shrunk reproduction; the last line is
+//! `tocsin-chaos --seeds N --seed-start S [--real-peers]`: runs N seeded chaos scenarios and
+//! checks each history; `--real-peers` runs real `ClusterPeer`s (chitchat membership and
+//! `tocsin_cluster::node` replication, in memory) instead of the simulated cluster layer. Prints each violation with a shrunk reproduction; the last line is
 //! `N seeds, V violations`. Exits 1 when any seed broke a rule.
 
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ fn arg(args: &[String], name: &str, default: u64) -> Result<u64, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: tocsin-chaos [--seeds N] [--seed-start S] [--history]");
+        println!("usage: tocsin-chaos [--seeds N] [--seed-start S] [--real-peers] [--history]");
         return ExitCode::SUCCESS;
     }
     let (seeds, start) = match (arg(&args, "--seeds", 1000), arg(&args, "--seed-start", 0)) {
@@ -39,10 +40,12 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
+    let real_peers = args.iter().any(|a| a == "--real-peers");
     let began = Instant::now();
     let (mut violations, mut notifications) = (0usize, 0usize);
     for seed in start..start + seeds {
-        let s = Scenario::generate(seed);
+        let mut s = Scenario::generate(seed);
+        s.real_peers = real_peers;
         let h = run(&s);
         notifications += h.received.len();
         let v = check(&s, &h);
