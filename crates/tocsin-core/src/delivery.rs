@@ -246,11 +246,6 @@ impl Delivery {
         }
     }
 
-    /// The parameters.
-    pub fn params(&self) -> &Params {
-        &self.p
-    }
-
     fn need(&self, entry: Option<&Entry>, look: &Look, now: Timestamp) -> Option<NotifyReason> {
         needs_update(
             entry,
