@@ -280,8 +280,9 @@ impl Delivery {
             .max_by_key(|c| c.deadline)
     }
 
-    /// Decides with a fresh view and a fresh look at the group (the first call passes the tick's).
-    pub fn decide(&mut self, v: &View<'_>, look: &Look) -> Step {
+    /// Decides with a fresh view and, after a wait, a fresh look at the group (`None`: the
+    /// tick's look still stands, as before any wait; it is not copied).
+    pub fn decide(&mut self, v: &View<'_>, look: Option<&Look>) -> Step {
         if self.phase == Phase::Start {
             self.phase = Phase::Deciding;
             if !self.p.peer_wait.is_zero() {
@@ -360,22 +361,22 @@ impl Delivery {
             // released, past its deadline, or its claimant died.
             claim_expired = true;
         }
-        // Before any wait the caller's look is the tick's: one evaluation serves both.
-        let fresh = if self.waited {
-            self.need(v.entry, look, v.now)
-        } else {
-            self.need(v.entry, &self.tick_look, v.now)
+        // Before any wait the look is the tick's: one evaluation serves both.
+        let fresh = match look {
+            Some(l) if self.waited => self.need(v.entry, l, v.now),
+            _ => self.need(v.entry, &self.tick_look, v.now),
         };
+        let changed = look.is_some_and(|l| *l != self.tick_look);
         // After a claim ended without a log entry, the claimant may or may not have delivered
         // about our tick's state (found by tocsin-chaos, seed 4468: a claimant killed after its
         // receiver got "resolved", the alert firing again, and the log still saying "firing").
         // A fresh look that differs from the tick's is then sent even when the log says it was
         // notified: a duplicate at worst, never a silence. A claimant that released its claim
         // reported a failure, and the log stands.
-        let unknown = self.maybe_delivered && *look != self.tick_look;
+        let unknown = self.maybe_delivered && changed;
         let reason = match fresh {
             Some(r) => r,
-            None if unknown && look.firing.is_empty() => NotifyReason::AllAlertsResolved,
+            None if unknown && look.is_some_and(|l| l.firing.is_empty()) => NotifyReason::AllAlertsResolved,
             None if unknown => NotifyReason::NewAlertsAdded,
             None => {
                 self.phase = Phase::Done;
@@ -392,8 +393,13 @@ impl Delivery {
                 settle: CLAIM_SETTLE,
             };
         }
+        // What is sent is logged: the fresh look, or the tick's, which is not needed any more.
+        let sent = match look {
+            Some(l) => l.clone(),
+            None => std::mem::take(&mut self.tick_look),
+        };
         self.phase = Phase::Sending {
-            look: look.clone(),
+            look: sent,
             since: v.now,
         };
         Step::Send {
@@ -576,7 +582,7 @@ mod tests {
 
         /// One decision; a claim it makes is replicated at once.
         fn decide(&mut self, d: &mut Delivery, now: i64, look: &Look) -> Step {
-            let step = self.view(now, |v| d.decide(v, look));
+            let step = self.view(now, |v| d.decide(v, Some(look)));
             if let Step::Claim { claim, .. } = &step {
                 self.claims.merge(claim.clone(), at(now));
             }

@@ -675,7 +675,8 @@ impl App {
             idx: integ.idx,
         };
         let group_key = &job.id.1;
-        let mut look = look_of(alerts, job.now);
+        // The tick's look is the machine's; a fresh one is taken after each wait.
+        let mut look: Option<Look> = None;
         let mut machine = Delivery::new(
             Params {
                 me: (!peer.name().is_empty()).then(|| NodeId {
@@ -691,7 +692,7 @@ impl App {
                 budget: route.group_interval.max(Duration::from_secs(10)),
                 attempt_timeout: integ.timeout,
             },
-            look.clone(),
+            look_of(alerts, job.now),
         );
         let (mut alerts, mut look_now) = (std::borrow::Cow::Borrowed(alerts), job.now);
         let mut replicated = self.replicated.subscribe();
@@ -705,7 +706,7 @@ impl App {
         };
         let (reason, within) = loop {
             replicated.borrow_and_update();
-            let (sleep, on_change) = match self.ask(&*peer, group_key, &rk, |v| machine.decide(v, &look)) {
+            let (sleep, on_change) = match self.ask(&*peer, group_key, &rk, |v| machine.decide(v, look.as_ref())) {
                 Step::Quiet => {
                     debug!(integration = integ.kind, "notification deduplicated");
                     return abandon(&mut machine, true);
@@ -750,7 +751,7 @@ impl App {
             if fresh.is_empty() {
                 return abandon(&mut machine, true);
             }
-            look = look_of(&fresh, now);
+            look = Some(look_of(&fresh, now));
             (alerts, look_now) = (std::borrow::Cow::Owned(fresh), now);
         };
         let series = self.metrics.integration(integ.kind);
