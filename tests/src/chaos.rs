@@ -391,19 +391,19 @@ impl Peer for SimPeer {
     fn broadcast_claim(&self, c: &Claim) {
         let c = c.clone();
         self.send(move |app| {
-            app.merge_claim(c.clone());
+            app.state.merge_claim(c.clone());
         });
     }
     fn broadcast_nflog(&self, e: &Entry) {
         let e = e.clone();
         self.send(move |app| {
-            app.merge_nflog(e.clone());
+            app.state.merge_nflog(e.clone());
         });
     }
     fn broadcast_silence(&self, m: &MeshSilence) {
         let m = m.clone();
         self.send(move |app| {
-            app.merge_silence(m.clone());
+            app.state.merge_silence(m.clone());
         });
     }
 }
@@ -619,17 +619,17 @@ impl World<'_> {
         let me = &self.nodes[i].app;
         for j in reachable {
             let other = &self.nodes[j].app;
-            let entries: Vec<Entry> = other.nflog.lock().entries().cloned().collect();
+            let entries: Vec<Entry> = other.state.nflog().entries().cloned().collect();
             for e in entries {
-                me.merge_nflog(e);
+                me.state.merge_nflog(e);
             }
-            let silences: Vec<MeshSilence> = other.silences.read().iter().cloned().collect();
+            let silences: Vec<MeshSilence> = other.state.silences().iter().cloned().collect();
             for m in silences {
-                me.merge_silence(m);
+                me.state.merge_silence(m);
             }
-            let claims: Vec<Claim> = other.claims.lock().iter().cloned().collect();
+            let claims: Vec<Claim> = other.state.claims().iter().cloned().collect();
             for c in claims {
-                me.merge_claim(c);
+                me.state.merge_claim(c);
             }
         }
     }
@@ -787,14 +787,10 @@ impl World<'_> {
                         let old = self.nodes[*node].app.clone();
                         let fresh = self.start_node(*node).await;
                         if *disk {
-                            let entries: Vec<Entry> = old.nflog.lock().entries().cloned().collect();
-                            for e in entries {
-                                fresh.app.merge_nflog(e);
-                            }
-                            let silences: Vec<MeshSilence> = old.silences.read().iter().cloned().collect();
-                            for m in silences {
-                                fresh.app.merge_silence(m);
-                            }
+                            // What the snapshots would hold: restored as start-up does.
+                            let entries: Vec<Entry> = old.state.nflog().entries().cloned().collect();
+                            let silences: Vec<MeshSilence> = old.state.silences().iter().cloned().collect();
+                            fresh.app.state.restore(silences, entries);
                         }
                         self.nodes[*node] = fresh;
                         self.update_views();

@@ -47,7 +47,6 @@ async fn main() {
         let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let opts = JoinOptions {
             name: format!("r{i}"),
-            listen,
             advertise: Some(listen),
             peers: if i == 0 { vec![] } else { vec![seed.clone()] },
             label: "alertmanager".into(),
@@ -55,7 +54,8 @@ async fn main() {
             pushpull_interval: Duration::from_secs(60),
             settle_timeout: Duration::from_secs(5),
         };
-        let peer = join(&app, opts, stop.clone()).await.unwrap();
+        let tcp = tokio::net::TcpListener::bind(listen).await.unwrap();
+        let peer = join(&app, opts, tcp, stop.clone()).await.unwrap();
         app.set_cluster(peer);
         apps.push(app);
     }
@@ -73,23 +73,17 @@ async fn main() {
     for i in 0..ENTRIES {
         let group = format!("{{}}/{{severity=\"page\"}}:{{alertname=\"Alert{i}\", cluster=\"eu-1\"}}");
         let start = Instant::now();
-        let entry = apps[0]
-            .nflog
-            .lock()
-            .log(
-                &group,
-                &rk,
-                vec![i as u64, 7, 9],
-                vec![],
-                apps[0].clock.now(),
-                Duration::from_secs(7200),
-                Duration::from_secs(7200),
-            )
-            .cloned()
-            .unwrap();
-        apps[0].peer().broadcast_nflog(&entry);
+        apps[0].state.log(
+            &group,
+            &rk,
+            vec![i as u64, 7, 9],
+            vec![],
+            apps[0].clock.now(),
+            Duration::from_secs(7200),
+            Duration::from_secs(7200),
+        );
         let give_up = start + Duration::from_secs(5);
-        while apps[1..].iter().any(|a| a.nflog.lock().query(&group, &rk).is_none()) {
+        while apps[1..].iter().any(|a| a.state.nflog().query(&group, &rk).is_none()) {
             assert!(Instant::now() < give_up, "entry {i} never arrived");
             tokio::task::yield_now().await;
         }

@@ -63,12 +63,11 @@ fn populated() -> Arc<App> {
         })
         .collect();
     assert!(a.post_alerts(alerts).is_empty());
-    let mut s = a.silences.write();
     for i in 0..N {
-        s.set(silence(i, now), now, || format!("00000000-0000-4000-8000-{i:012}"))
+        a.state
+            .set_silence(silence(i, now), || format!("00000000-0000-4000-8000-{i:012}"))
             .unwrap();
     }
-    drop(s);
     a
 }
 
@@ -119,9 +118,8 @@ fn bench(c: &mut Criterion) {
             app,
             |fresh| {
                 let now = fresh.clock.now();
-                let mut s = fresh.silences.write();
                 for i in 0..1000 {
-                    s.set(silence(i, now), now, || uuid_like(i)).unwrap();
+                    fresh.state.set_silence(silence(i, now), || uuid_like(i)).unwrap();
                 }
             },
             criterion::BatchSize::LargeInput,

@@ -93,7 +93,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let (mut active, mut suppressed) = (0i64, 0i64);
     {
         let ih = app.inhibitor();
-        let sil = app.silences.read();
+        let sil = app.state.silences();
         for a in app.store.list() {
             if a.resolved_at(now) {
                 continue;
@@ -413,7 +413,7 @@ fn suppressors(app: &App, filter: AlertFilter) -> Suppressors<'_> {
     Suppressors {
         filter,
         inhibitor: app.inhibitor(),
-        silences: app.silences.read(),
+        silences: app.state.silences(),
         now: app.clock.now(),
     }
 }

@@ -139,7 +139,7 @@ pub(crate) async fn get_silence(State(app): State<Arc<App>>, Path(id): Path<Stri
         return e.into_response();
     }
     let now = app.clock.now();
-    let store = app.silences.read();
+    let store = app.state.silences();
     match store.get(&id).map(|s| gettable(s, now)) {
         None => StatusCode::NOT_FOUND.into_response(),
         Some(Ok(g)) => json_response(StatusCode::OK, &g),
@@ -151,7 +151,7 @@ pub(crate) async fn delete_silence(State(app): State<Arc<App>>, Path(id): Path<S
     if let Err(e) = check_uuid(&id) {
         return e.into_response();
     }
-    match app.expire_silence(&id) {
+    match app.state.expire_silence(&id) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(SilenceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => error_string(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -186,7 +186,7 @@ pub(crate) async fn get_silences(State(app): State<Arc<App>>, RawQuery(q): RawQu
     }
     let now = app.clock.now();
     // Serialised under the read lock, borrowing from the store.
-    let store = app.silences.read();
+    let store = app.state.silences();
     let mut list: Vec<(SilenceState, &Silence)> = {
         store
             .iter()
@@ -380,7 +380,7 @@ pub(crate) async fn post_silence(State(app): State<Arc<App>>, body: Bytes) -> Re
             "Failed to create silence: end time can't be in the past",
         );
     }
-    let result = app.set_silence(s, || uuid::Uuid::new_v4().to_string());
+    let result = app.state.set_silence(s, || uuid::Uuid::new_v4().to_string());
     match result {
         Ok(id) => {
             tracing::debug!(silence_id = %id, "silence set");

@@ -64,19 +64,19 @@ impl Replicated for AppState {
     fn full_state(&self) -> Vec<Part> {
         let Some(app) = self.0.upgrade() else { return vec![] };
         let mut parts: Vec<Part> = app
-            .nflog
-            .lock()
+            .state
+            .nflog()
             .entries()
             .map(|e| Part {
                 key: NFLOG_KEY.into(),
                 data: entry_to_pb(e).encode_to_vec(),
             })
             .collect();
-        parts.extend(app.silences.read().iter().map(|m| Part {
+        parts.extend(app.state.silences().iter().map(|m| Part {
             key: SILENCES_KEY.into(),
             data: silence_to_pb(m).encode_to_vec(),
         }));
-        parts.extend(app.claims.lock().iter().map(|c| Part {
+        parts.extend(app.state.claims().iter().map(|c| Part {
             key: CLAIMS_KEY.into(),
             data: claim_to_pb(c).encode_to_vec(),
         }));
@@ -93,11 +93,11 @@ impl Replicated for AppState {
             changed
         };
         let merged = match part.key.as_str() {
-            NFLOG_KEY => decode(&part.data, entry_from_pb).map(|e| count(&m.nflog_gossip, app.merge_nflog(e))),
+            NFLOG_KEY => decode(&part.data, entry_from_pb).map(|e| count(&m.nflog_gossip, app.state.merge_nflog(e))),
             SILENCES_KEY => {
-                decode(&part.data, silence_from_pb).map(|s| count(&m.silences_gossip, app.merge_silence(s)))
+                decode(&part.data, silence_from_pb).map(|s| count(&m.silences_gossip, app.state.merge_silence(s)))
             }
-            CLAIMS_KEY => decode(&part.data, claim_from_pb).map(|c| app.merge_claim(c)),
+            CLAIMS_KEY => decode(&part.data, claim_from_pb).map(|c| app.state.merge_claim(c)),
             other => {
                 debug!(key = other, "ignoring a part of unknown state");
                 return false;
@@ -113,10 +113,10 @@ impl Replicated for AppState {
     fn digest(&self) -> u64 {
         let Some(app) = self.0.upgrade() else { return 0 };
         let now = app.clock.now();
-        app.nflog
-            .lock()
+        app.state
+            .nflog()
             .digest(now)
-            .wrapping_add(app.silences.read().digest(now))
+            .wrapping_add(app.state.silences().digest(now))
     }
 }
 
@@ -215,8 +215,6 @@ impl Peer for ClusterPeer {
 pub struct JoinOptions {
     /// Node name.
     pub name: String,
-    /// Bind address (UDP gossip and TCP replication share the port).
-    pub listen: SocketAddr,
     /// Advertised address.
     pub advertise: Option<SocketAddr>,
     /// Seeds.
@@ -231,18 +229,17 @@ pub struct JoinOptions {
     pub settle_timeout: Duration,
 }
 
-/// Joins the cluster: binds the replication port, starts gossip, settles and keeps syncing.
+/// Joins the cluster: serves replication on `tcp`, binds gossip on its UDP port, settles and
+/// keeps syncing.
 ///
 /// # Errors
 /// The ports cannot be bound or the advertise address cannot be determined.
 pub async fn join(
     app: &Arc<App>,
     opts: JoinOptions,
+    tcp: tokio::net::TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Arc<ClusterPeer>> {
-    let tcp = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("unable to listen on cluster address {}: {e}", opts.listen))?;
     let bound = tcp.local_addr()?;
     let advertise = match opts.advertise {
         Some(a) => a,

@@ -17,7 +17,10 @@ mod json_out;
 pub mod logging;
 pub mod metrics;
 pub mod peer;
+mod pipeline;
 mod process_metrics;
+pub mod reload;
+pub mod replicated;
 pub mod storage;
 pub mod store;
 
@@ -31,8 +34,9 @@ use tocsin_core::matchers::ParseMode;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::app::{App, NotifierFactory, Settings, read_config};
+use crate::app::{App, NotifierFactory, Settings};
 use crate::flags::Flags;
+use crate::reload::read_config;
 
 /// The User-Agent of notification requests.
 pub fn user_agent() -> String {
@@ -101,16 +105,50 @@ pub fn external_url_and_prefix(flags: &Flags, port: u16) -> anyhow::Result<(Stri
     Ok((ext.trim_end_matches('/').to_string(), prefix))
 }
 
+/// The sockets a replica serves on, bound before it starts (tests bind port 0 and read the
+/// addresses back).
+pub struct Listeners {
+    /// `--web.listen-address`: the HTTP API.
+    pub web: tokio::net::TcpListener,
+    /// `--cluster.listen-address`: TCP replication (gossip binds UDP on the same port), when
+    /// clustering is enabled.
+    pub cluster: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds what the flags name.
+    ///
+    /// # Errors
+    /// An invalid address or a port in use.
+    pub async fn bind(flags: &Flags) -> anyhow::Result<Self> {
+        let addr = listen_addr(flags.web_listen_address.first().map(String::as_str).unwrap_or(":9093"))?;
+        let web = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("unable to listen on {addr}"))?;
+        let cluster = if flags.cluster_listen_address.is_empty() {
+            None
+        } else {
+            let addr = listen_addr(&flags.cluster_listen_address)?;
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("unable to listen on cluster address {addr}: {e}"))?,
+            )
+        };
+        Ok(Listeners { web, cluster })
+    }
+}
+
 /// Runs Tocsin until SIGINT or SIGTERM.
 ///
 /// # Errors
 /// Start-up failures: bad flags, unreadable or invalid config, unwritable storage path, port in use.
 pub async fn run(flags: Flags) -> anyhow::Result<()> {
-    let load = load_options(&flags)?;
-    let config_path = PathBuf::from(&flags.config_file);
-    let config =
-        read_config(&config_path, &load).map_err(|e| anyhow::anyhow!("loading configuration file failed: {e}"))?;
     if flags.config_check {
+        let load = load_options(&flags)?;
+        let config_path = PathBuf::from(&flags.config_file);
+        let config =
+            read_config(&config_path, &load).map_err(|e| anyhow::anyhow!("loading configuration file failed: {e}"))?;
         println!("Checking '{}' SUCCESS", config_path.display());
         println!(
             "Found:\n - global config\n - route\n - {} inhibit rules\n - {} receivers\n - {} templates",
@@ -120,6 +158,31 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // The configuration is read before binding: a bad file is reported as such, not as a port.
+    read_config(&PathBuf::from(&flags.config_file), &load_options(&flags)?)
+        .map_err(|e| anyhow::anyhow!("loading configuration file failed: {e}"))?;
+    let listeners = Listeners::bind(&flags).await?;
+    run_with(flags, listeners, async {
+        wait_for_termination().await;
+        info!("received termination signal, exiting gracefully");
+    })
+    .await
+}
+
+/// Runs a replica on bound listeners until `shutdown` resolves, then leaves the cluster, lets
+/// the sends under way finish and writes the final snapshots.
+///
+/// # Errors
+/// Start-up failures: invalid config, unwritable storage path, cluster ports.
+pub async fn run_with(
+    flags: Flags,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let load = load_options(&flags)?;
+    let config_path = PathBuf::from(&flags.config_file);
+    let config =
+        read_config(&config_path, &load).map_err(|e| anyhow::anyhow!("loading configuration file failed: {e}"))?;
     for w in &config.warnings {
         warn!(warning = %w, "configuration warning");
     }
@@ -131,10 +194,10 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     if !flags.web_config_file.is_empty() || !flags.cluster_tls_config.is_empty() {
         warn!("--web.config.file and --cluster.tls-config are not supported yet and are ignored");
     }
-    let addr = listen_addr(flags.web_listen_address.first().map(String::as_str).unwrap_or(":9093"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("unable to listen on {addr}"))?;
+    let Listeners {
+        web: listener,
+        cluster: cluster_listener,
+    } = listeners;
     let bound = listener.local_addr()?;
     let (external_url, prefix) = external_url_and_prefix(&flags, bound.port())?;
     let storage = PathBuf::from(&flags.storage_path);
@@ -157,9 +220,9 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let app = App::new(settings, config, factory, clock::Clock::system()).map_err(anyhow::Error::msg)?;
     storage::load(&app, &storage);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    if !flags.cluster_listen_address.is_empty() {
+    if let Some(tcp) = cluster_listener {
         let opts = cluster_options(&flags)?;
-        let peer = cluster::join(&app, opts, shutdown_rx.clone()).await?;
+        let peer = cluster::join(&app, opts, tcp, shutdown_rx.clone()).await?;
         app.set_cluster(peer);
     }
     let scheduler = tokio::spawn(app.clone().run_scheduler(shutdown_rx.clone()));
@@ -173,8 +236,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     });
     let leaving = app.clone();
     let signals = tokio::spawn(async move {
-        wait_for_termination().await;
-        info!("received termination signal, exiting gracefully");
+        shutdown.await;
         // Peers take over positions while this replica finishes what it is sending.
         if let Some(c) = leaving.cluster() {
             c.leave().await;
@@ -215,7 +277,6 @@ fn cluster_options(flags: &Flags) -> anyhow::Result<cluster::JoinOptions> {
         } else {
             flags.cluster_peer_name.clone()
         },
-        listen: listen_addr(&flags.cluster_listen_address)?,
         advertise,
         peers: flags.cluster_peer.clone(),
         label: flags.cluster_label.clone(),

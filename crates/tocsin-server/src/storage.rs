@@ -76,11 +76,7 @@ pub fn load(app: &App, dir: &Path) {
         nflog_entries = entries.len(),
         "loaded state from disk"
     );
-    app.silences.write().load(silences);
-    let mut log = app.nflog.lock();
-    for e in entries {
-        log.merge(e, now);
-    }
+    app.state.restore(silences, entries);
 }
 
 /// Garbage-collects and writes both snapshots.
@@ -93,21 +89,13 @@ pub fn snapshot(app: &App, dir: &Path) -> Result<(usize, usize), String> {
 
 /// GCs the silences and writes their snapshot; returns its size.
 fn write_silences(app: &App, dir: &Path) -> Result<usize, String> {
-    let bytes = {
-        let mut s = app.silences.write();
-        s.gc(app.clock.now());
-        encode_silences(s.iter())
-    };
+    let bytes = app.state.gc_silences(|s| encode_silences(s.iter()));
     write_atomic(&dir.join(SILENCES), &bytes).map(|()| bytes.len())
 }
 
 /// GCs the notification log and writes its snapshot; returns its size.
 fn write_nflog(app: &App, dir: &Path) -> Result<usize, String> {
-    let bytes = {
-        let mut l = app.nflog.lock();
-        l.gc(app.clock.now());
-        encode_nflog(l.entries())
-    };
+    let bytes = app.state.gc_nflog(|l| encode_nflog(l.entries()));
     write_atomic(&dir.join(NFLOG), &bytes).map(|()| bytes.len())
 }
 
@@ -199,7 +187,7 @@ mod tests {
             ends_at: now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap(),
             ..Silence::default()
         };
-        a.silences.write().set(s, now, || format!("id-{name}")).unwrap();
+        a.state.set_silence(s, || format!("id-{name}")).unwrap();
     }
 
     #[tokio::test]
@@ -211,7 +199,7 @@ mod tests {
         snapshot(&a, dir.path()).unwrap();
         let b = app();
         load(&b, dir.path());
-        assert_eq!(b.silences.read().len(), 2);
+        assert_eq!(b.state.silences().len(), 2);
         // Damage the tail: the first record survives, the file is copied aside, nothing panics.
         let path = dir.path().join(SILENCES);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -220,7 +208,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let c = app();
         load(&c, dir.path());
-        assert_eq!(c.silences.read().len(), 1);
+        assert_eq!(c.state.silences().len(), 1);
         let kept: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -14,8 +14,9 @@ use tocsin_core::config::Receiver;
 use tocsin_core::labels::LabelSet;
 use tocsin_core::time::{ZERO, is_zero};
 use tocsin_notify::{BoxFuture, Notifier, NotifyData, NotifyError};
-use tocsin_server::app::{App, NotifierFactory, Settings, read_config};
+use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
+use tocsin_server::reload::read_config;
 use tokio::time::Instant;
 
 const T0: &str = "2026-01-01T00:00:00Z";
@@ -590,8 +591,7 @@ impl Harness {
     /// Creates a silence at time `t`; returns its id.
     async fn silence_at(&self, t: f64, s: tocsin_core::silence::Silence) -> String {
         self.sleep_until(t).await;
-        let now = self.app.clock.now();
-        self.app.silences.write().set(s, now, || format!("sil-{t}")).unwrap()
+        self.app.state.set_silence(s, || format!("sil-{t}")).unwrap()
     }
 }
 
@@ -639,8 +639,7 @@ async fn deleting_a_silence_releases_its_alerts() {
     // Created at 1.3, starting at 1.5: pending at creation, active before the first flush.
     let id = h.silence_at(1.3, silence("alertname=~\".+\"", 1.5, 100.0)).await;
     h.sleep_until(3.5).await;
-    let now = h.app.clock.now();
-    h.app.silences.write().expire(&id, now).unwrap();
+    h.app.state.expire_silence(&id).unwrap();
     assert_eq!(
         h.received(4.5).await,
         vec![got("r/0", 4.0, &["alertname=test1 [1]", "alertname=test2 [1]"])]

@@ -149,19 +149,19 @@ impl Peer for SimPeer {
     fn broadcast_claim(&self, c: &Claim) {
         let c = c.clone();
         self.net.deliver(self.idx, self.generation, move |app| {
-            app.merge_claim(c.clone());
+            app.state.merge_claim(c.clone());
         });
     }
     fn broadcast_nflog(&self, e: &Entry) {
         let e = e.clone();
         self.net.deliver(self.idx, self.generation, move |app| {
-            app.merge_nflog(e.clone());
+            app.state.merge_nflog(e.clone());
         });
     }
     fn broadcast_silence(&self, m: &MeshSilence) {
         let m = m.clone();
         self.net.deliver(self.idx, self.generation, move |app| {
-            app.merge_silence(m.clone());
+            app.state.merge_silence(m.clone());
         });
     }
 }
@@ -324,11 +324,11 @@ async fn partition_sends_once_per_side_and_no_duplicate_after_healing() {
     c.net.cut.lock().unwrap().clear();
     c.positions(&[0, 1, 2]);
     for (i, a) in c.apps.iter().enumerate() {
-        let entries: Vec<Entry> = a.nflog.lock().entries().cloned().collect();
+        let entries: Vec<Entry> = a.state.nflog().entries().cloned().collect();
         for (j, b) in c.apps.iter().enumerate() {
             if i != j {
                 for e in &entries {
-                    b.merge_nflog(e.clone());
+                    b.state.merge_nflog(e.clone());
                 }
             }
         }
@@ -371,15 +371,15 @@ async fn silence_created_on_one_replica_mutes_on_all() {
         comment: "maintenance".into(),
         ..Silence::default()
     };
-    let id = c.apps[2].set_silence(s, || "sil-1".into()).unwrap();
+    let id = c.apps[2].state.set_silence(s, || "sil-1".into()).unwrap();
     c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
     c.push(1.0, &[0, 1, 2], "other", 0.0).await;
     assert_eq!(c.received(60.0).await, vec![got("n0", 2.0 + SETTLE, &["other"])]);
     for a in &c.apps {
-        assert!(a.silences.read().get(&id).is_some());
+        assert!(a.state.silences().get(&id).is_some());
     }
     // Expiring it on n1 releases the alert everywhere: n0 notifies at its next tick.
-    c.apps[1].expire_silence(&id).unwrap();
+    c.apps[1].state.expire_silence(&id).unwrap();
     let all = c.received(120.0).await;
     assert_eq!(all.last().unwrap(), &got("n0", 61.0 + SETTLE, &["other", "test1"]));
     assert_eq!(all.len(), 2);
@@ -404,7 +404,7 @@ async fn receiver_slower_than_the_peer_timeout_is_notified_once() {
     c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
     assert_eq!(c.received(120.0).await, vec![got("n0", 2.0 + SETTLE, &["test1"])]);
     for a in &c.apps {
-        assert_eq!(a.nflog.lock().len(), 1, "every replica holds n0's entry");
+        assert_eq!(a.state.nflog().len(), 1, "every replica holds n0's entry");
     }
 }
 

@@ -62,7 +62,7 @@ fn example_configs_pass_the_config_check() {
     assert!(!configs.is_empty());
     for p in configs {
         // As `tocsin --config.check` reads it: the file and the template files it names.
-        if let Err(e) = tocsin_server::app::read_config(&p, &LoadOptions::default()) {
+        if let Err(e) = tocsin_server::reload::read_config(&p, &LoadOptions::default()) {
             panic!("{}: {e}", p.display());
         }
     }
