@@ -1,7 +1,7 @@
 //! The history checker catches what it must, and a few hundred seeds break no rule (the
 //! `tocsin-chaos` binary runs ten thousand in CI).
 
-use tocsin_tests::chaos::{AlertPlan, Behaviour, History, Received, Scenario, check, run};
+use tocsin_tests::chaos::{AlertPlan, Behaviour, Fault, History, Received, Scenario, SilencePlan, check, run};
 
 fn scenario() -> Scenario {
     Scenario {
@@ -17,6 +17,7 @@ fn scenario() -> Scenario {
             firing: vec![(10.0, 200.0)],
         }],
         faults: vec![],
+        silences: vec![],
         duration: 300.0,
         real_peers: false,
     }
@@ -35,10 +36,21 @@ fn got(t: f64, node: usize, firing: &[&str], resolved: &[&str]) -> Received {
 }
 
 fn rules(h: Vec<Received>) -> Vec<&'static str> {
-    check(&scenario(), &History { received: h })
-        .into_iter()
-        .map(|v| v.rule)
-        .collect()
+    rules_of(&scenario(), h)
+}
+
+fn rules_of(s: &Scenario, h: Vec<Received>) -> Vec<&'static str> {
+    check(
+        s,
+        &History {
+            received: h,
+            refused_silences: vec![],
+            unexpired_silences: vec![],
+        },
+    )
+    .into_iter()
+    .map(|v| v.rule)
+    .collect()
 }
 
 #[test]
@@ -49,7 +61,11 @@ fn the_checker_flags_silence_stale_firing_missing_resolves_and_duplicates() {
     assert_eq!(rules(vec![good[0].clone()]), vec!["resolve notified"]);
     let mut stale = good.clone();
     stale.push(got(230.0, 1, &["a0"], &[]));
-    assert_eq!(rules(stale), vec!["no stale firing", "no stale firing"]);
+    // (The receiver then believes it firing one bound after the resolve, too.)
+    assert_eq!(
+        rules(stale),
+        vec!["resolve notified", "no stale firing", "no stale firing"]
+    );
     let mut late = good.clone();
     late.insert(1, got(205.6, 2, &["a0"], &[]));
     // (Also the same firing set twice to the group, with no fault to explain it.)
@@ -61,6 +77,49 @@ fn the_checker_flags_silence_stale_firing_missing_resolves_and_duplicates() {
     let mut dup = good.clone();
     dup.insert(1, got(16.5, 1, &["a0"], &[]));
     assert_eq!(rules(dup), vec!["duplicates explained"]);
+}
+
+#[test]
+fn the_checker_flags_a_silenced_alert_sent_and_more_duplicates_than_faults_explain() {
+    let mut s = scenario();
+    s.silences = vec![SilencePlan {
+        alert: "a0".into(),
+        node: 0,
+        from: 50.0,
+        until: 100.0,
+        expire_on: None,
+    }];
+    let good = vec![got(16.0, 0, &["a0"], &[]), got(206.0, 0, &[], &["a0"])];
+    assert_eq!(rules_of(&s, good.clone()), Vec::<&str>::new());
+    let mut during = good.clone();
+    during.insert(1, got(60.0, 1, &["a0"], &[]));
+    assert_eq!(
+        rules_of(&s, during),
+        vec!["duplicates explained", "nothing sent for a silenced alert"]
+    );
+    // While silenced, its resolve is not owed (it is dropped with the alert, as in Alertmanager).
+    let mut s2 = scenario();
+    s2.silences = vec![SilencePlan {
+        alert: "a0".into(),
+        node: 0,
+        from: 150.0,
+        until: 260.0,
+        expire_on: None,
+    }];
+    assert_eq!(rules_of(&s2, vec![got(16.0, 0, &["a0"], &[])]), Vec::<&str>::new());
+    // One partition explains one duplicate of a notification, not two.
+    let mut p = scenario();
+    p.faults = vec![Fault::Partition {
+        side: vec![0],
+        from: 12.0,
+        until: 40.0,
+        one_way: false,
+    }];
+    let mut one = good.clone();
+    one.insert(1, got(17.0, 1, &["a0"], &[]));
+    assert_eq!(rules_of(&p, one.clone()), Vec::<&str>::new());
+    one.insert(2, got(18.0, 2, &["a0"], &[]));
+    assert_eq!(rules_of(&p, one), vec!["duplicates explained"]);
 }
 
 #[test]

@@ -7,7 +7,12 @@
 //!
 //! - **Position wait.** The replica at position k first waits `k × peer_timeout`.
 //! - **Newer entries win.** A log entry written after this replica's tick means a peer decided
-//!   later, from a fresher look: the replica stays quiet.
+//!   later, from a fresher look: the replica stays quiet. Only an entry dated at most
+//!   [`TRUSTED_SKEW`] past this replica's `now` counts: one from further ahead comes from a
+//!   clock that stepped forward (a resume from suspend) or lies, and is judged by its content
+//!   alone, as Alertmanager judges every entry (tocsin-chaos seed 83: a replica whose clock
+//!   jumped 39 minutes ahead logged a resolve, and every replica then stayed quiet about the
+//!   alert firing again).
 //! - **Two looks.** After any wait the group is looked at again. The replica sends only when
 //!   both the look taken at its tick and the fresh look need a notification (Alertmanager's
 //!   dedup rule applied to each), and then sends the fresh one. The tick look stands for what
@@ -49,6 +54,11 @@ pub const CLAIM_RECHECK: Duration = Duration::from_secs(1);
 /// takes between replicas, so that two replicas that decided within that time both see each
 /// other's claim, and only the earlier one (then the lower name) sends.
 pub const CLAIM_SETTLE: Duration = Duration::from_millis(200);
+
+/// How far ahead of this replica's clock a peer's log entry may be dated and still be taken as
+/// written after this replica's tick: clocks of one cluster agree far better than this under
+/// NTP, and a larger gap is a step or a forgery that must not silence the group.
+pub const TRUSTED_SKEW: Duration = Duration::from_secs(5);
 
 /// The least time a send gets once the decision to send is taken, even when waits used up the
 /// flush budget.
@@ -300,7 +310,9 @@ impl Delivery {
         // A peer logged a send after our tick: its look was newer than our tick's, so our tick
         // is handled, and what its entry lacks is the next tick's business. Judging our older
         // tick look against its newer entry would "resolve" alerts it just notified firing.
-        if v.entry.is_some_and(|e| e.timestamp > self.p.tick) {
+        if v.entry
+            .is_some_and(|e| e.timestamp > self.p.tick && e.timestamp <= plus(v.now, TRUSTED_SKEW))
+        {
             self.phase = Phase::Done;
             return Step::Quiet;
         }
@@ -846,6 +858,22 @@ mod tests {
             resolved: [1, 2].into(),
         };
         assert_eq!(w.decide(&mut d, 15, &fresh), Step::Quiet);
+    }
+
+    #[test]
+    fn an_entry_from_a_clock_far_ahead_is_judged_by_its_content() {
+        // tocsin-chaos seed 83: a's clock stepped 2,330 s ahead and it logged "a0 resolved".
+        // When a0 fired again every replica found that entry "newer than its tick" and stayed
+        // quiet for the rest of the run. Judged by content, the new firing state is sent.
+        let mut w = World::new(&[("a", 1), ("b", 1)]);
+        w.entry = Some(entry(&[], &[1], 2_330));
+        let mut b = Delivery::new(params("b", 0), firing(&[1]));
+        assert!(sends(&w.run(&mut b, 100, &firing(&[1])).0));
+        // Within the trusted skew the entry still wins (a peer a little ahead that decided later).
+        let mut w = World::new(&[("a", 1), ("b", 1)]);
+        w.entry = Some(entry(&[], &[1], 104));
+        let mut b = Delivery::new(params("b", 0), firing(&[1]));
+        assert_eq!(w.decide(&mut b, 100, &firing(&[1])), Step::Quiet);
     }
 
     #[test]

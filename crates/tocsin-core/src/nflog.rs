@@ -61,7 +61,12 @@ pub struct Nflog {
 }
 
 impl Nflog {
-    /// Records a send; skipped when the existing entry is newer (clock skew between peers).
+    /// Records a send. An entry dated a little after `now` is a peer's later send (clocks agree
+    /// to within [`crate::delivery::TRUSTED_SKEW`]) and stands: this write is skipped. One dated
+    /// further ahead comes from a clock that stepped or lies; it is superseded, dated one
+    /// millisecond after it so that last-writer-wins merges keep this send's content — else the
+    /// log could never again record a send for the group until the clocks met, and every flush
+    /// would repeat it.
     #[allow(clippy::too_many_arguments)]
     pub fn log(
         &mut self,
@@ -73,9 +78,18 @@ impl Nflog {
         expiry: Duration,
         retention: Duration,
     ) -> Option<&Entry> {
-        let slot = match self.entries.entry(state_key(group_key, receiver)) {
+        let slot = self.entries.entry(state_key(group_key, receiver));
+        let trusted = now
+            .checked_add(SignedDuration::try_from(crate::delivery::TRUSTED_SKEW).unwrap_or(SignedDuration::ZERO))
+            .unwrap_or(now);
+        let now = match &slot {
+            std::collections::hash_map::Entry::Occupied(o) if o.get().timestamp > trusted => o
+                .get()
+                .timestamp
+                .checked_add(SignedDuration::from_millis(1))
+                .unwrap_or(o.get().timestamp),
             std::collections::hash_map::Entry::Occupied(o) if o.get().timestamp > now => return None,
-            slot => slot,
+            _ => now,
         };
         let keep = if expiry.is_zero() {
             retention
@@ -288,5 +302,31 @@ mod tests {
         assert_eq!(log.query("{}:{}", &r).unwrap().firing_alerts, vec![9]);
         assert_eq!(log.gc(t(2000)), 1);
         assert!(log.is_empty());
+    }
+
+    #[test]
+    fn a_send_supersedes_an_entry_dated_far_ahead_of_the_local_clock() {
+        // A peer whose clock is an hour ahead logged first; this replica's later send must win
+        // every last-writer-wins merge, or the peer's stale entry comes back and is re-sent.
+        let r = ReceiverKey {
+            group_name: "r".into(),
+            integration: "webhook".into(),
+            idx: 0,
+        };
+        let mut log = Nflog::default();
+        let d = Duration::from_secs(7200);
+        assert!(log.merge(entry(&[], &[1], 3600), t(0)));
+        let mine = log.log("{}:{}", &r, vec![1], vec![], t(10), d, d).cloned().unwrap();
+        assert_eq!(mine.firing_alerts, vec![1]);
+        assert_eq!(mine.timestamp, t(3600) + SignedDuration::from_millis(1));
+        assert!(
+            !log.merge(entry(&[], &[1], 3600), t(11)),
+            "the stale entry does not come back"
+        );
+        // A peer's entry a second ahead is its later send: it stands.
+        let mut log = Nflog::default();
+        assert!(log.merge(entry(&[], &[1], 11), t(10)));
+        assert!(log.log("{}:{}", &r, vec![1], vec![], t(10), d, d).is_none());
+        assert_eq!(log.query("{}:{}", &r).unwrap().resolved_alerts, vec![1]);
     }
 }

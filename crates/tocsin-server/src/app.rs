@@ -140,7 +140,7 @@ impl App {
         let metrics = crate::metrics::Metrics::new();
         let active = build_active(config, &factory, &metrics.template_errors)?;
         let state = ReplicatedState::new(
-            clock,
+            clock.clone(),
             settings.retention,
             settings.silence_limits,
             settings.load.name_validation(),
@@ -276,7 +276,7 @@ impl App {
             let active = self.active();
             let (jobs, next) = {
                 let mut d = self.dispatcher.lock();
-                let clock = self.clock;
+                let clock = &self.clock;
                 let jobs = d.due(&active.config.route, Instant::now(), |i| clock.at(i));
                 (jobs, d.next_deadline())
             };

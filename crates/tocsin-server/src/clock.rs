@@ -5,21 +5,45 @@
 //! never use it: they run on tokio's monotonic `Instant`, and [`Clock::at`] maps an instant to
 //! wall time as `now + (instant - Instant::now())`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 
-/// Where wall-clock time comes from.
-#[derive(Clone, Copy, Debug)]
+/// Virtual wall time: an anchor, and the steps taken since (simulated NTP steps).
+#[derive(Debug)]
+struct Virtual {
+    wall: Timestamp,
+    base: Instant,
+    stepped_ms: AtomicI64,
+}
+
+/// Where wall-clock time comes from. Clones share one clock.
+#[derive(Clone, Debug)]
 pub struct Clock {
     /// `None`: the system clock. `Some`: virtual time anchored at one wall instant (tests).
-    virtual_base: Option<(Timestamp, Instant)>,
+    virtual_base: Option<Arc<Virtual>>,
 }
 
 impl Clock {
     /// Virtual wall time: `wall` now, advancing with tokio's clock (paused-time tests, benches).
     pub fn new(wall: Timestamp) -> Self {
         Clock {
-            virtual_base: Some((wall, Instant::now())),
+            virtual_base: Some(Arc::new(Virtual {
+                wall,
+                base: Instant::now(),
+                stepped_ms: AtomicI64::new(0),
+            })),
+        }
+    }
+
+    /// Steps a virtual clock's wall time by `by`, as NTP or a resume from suspend steps the
+    /// host's (simulations); timers, on the monotonic clock, do not move. No effect on the
+    /// system clock.
+    pub fn step(&self, by: SignedDuration) {
+        if let Some(v) = &self.virtual_base {
+            v.stepped_ms.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
         }
     }
 
@@ -30,12 +54,13 @@ impl Clock {
 
     /// Returns the current wall-clock time.
     pub fn now(&self) -> Timestamp {
-        match self.virtual_base {
+        match &self.virtual_base {
             None => Timestamp::now(),
-            Some((wall, base)) => {
-                let d = SignedDuration::try_from(Instant::now().saturating_duration_since(base))
-                    .unwrap_or(SignedDuration::MAX);
-                wall.checked_add(d).unwrap_or(wall)
+            Some(v) => {
+                let d = SignedDuration::try_from(Instant::now().saturating_duration_since(v.base))
+                    .unwrap_or(SignedDuration::MAX)
+                    .saturating_add(SignedDuration::from_millis(v.stepped_ms.load(Ordering::SeqCst)));
+                v.wall.checked_add(d).unwrap_or(v.wall)
             }
         }
     }
@@ -73,6 +98,11 @@ mod tests {
             c.at(start + Duration::from_secs(65)),
             t0 + SignedDuration::from_secs(65)
         );
+        // A step moves wall time, for every clone, and instants map through the new wall time.
+        let shared = c.clone();
+        c.step(SignedDuration::from_secs(-30));
+        assert_eq!(shared.now(), t0 + SignedDuration::from_secs(-25));
+        assert_eq!(shared.at(start), t0 + SignedDuration::from_secs(-30));
     }
 
     #[test]

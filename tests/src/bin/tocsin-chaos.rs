@@ -21,7 +21,7 @@ fn arg(args: &[String], name: &str, default: u64) -> Result<u64, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: tocsin-chaos [--seeds N] [--seed-start S] [--real-peers] [--history]");
+        println!("usage: tocsin-chaos [--seeds N] [--seed-start S] [--real-peers] [--history] [--full]");
         return ExitCode::SUCCESS;
     }
     let (seeds, start) = match (arg(&args, "--seeds", 1000), arg(&args, "--seed-start", 0)) {
@@ -55,6 +55,12 @@ fn main() -> ExitCode {
         violations += v.len();
         for x in &v {
             println!("seed {seed}: {}: {}", x.rule, x.detail);
+        }
+        if args.iter().any(|a| a == "--full") {
+            print!("{}", describe(&s));
+            for r in &h.received {
+                println!("  {r:?}");
+            }
         }
         let (small, sv) = shrink(&s, v[0].rule);
         println!("minimal reproduction of seed {seed} ({}):", v[0].rule);
