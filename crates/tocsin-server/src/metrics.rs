@@ -117,6 +117,8 @@ pub struct IntegrationMetrics {
     pub requests_failed: Counter,
     /// `alertmanager_notification_latency_seconds`.
     pub latency: Histogram,
+    /// `tocsin_notifications_deduplicated_total`.
+    pub deduplicated: Counter,
 }
 
 /// Every metric the server exports.
@@ -137,6 +139,9 @@ pub struct Metrics {
     pub requests_failed: Family<IntegrationLabel, Counter>,
     /// `alertmanager_notification_latency_seconds{integration}`.
     pub latency: Family<IntegrationLabel, Histogram>,
+    /// `tocsin_notifications_deduplicated_total{integration}` (Tocsin's): flushes that sent
+    /// nothing because the notification log showed the state notified.
+    pub deduplicated: Family<IntegrationLabel, Counter>,
     /// `alertmanager_notifications_suppressed_total{reason}`.
     pub suppressed: Family<ReasonLabel, Counter>,
     /// `alertmanager_alerts{state}` (set at scrape time).
@@ -201,6 +206,7 @@ impl Metrics {
             requests: Family::default(),
             requests_failed: Family::default(),
             latency: Family::new_with_constructor(|| Histogram::new([1.0, 5.0, 10.0, 15.0, 20.0])),
+            deduplicated: Family::default(),
             suppressed: Family::default(),
             alerts: Family::default(),
             silences: Family::default(),
@@ -392,6 +398,11 @@ impl Metrics {
             "A metric with a constant '1' value labeled by version, revision, branch, and goversion.",
             build,
         );
+        root.sub_registry_with_prefix("tocsin").register(
+            "notifications_deduplicated",
+            "Flushes of a group to an integration that sent nothing because the notification log showed its state already notified, by this replica or a peer.",
+            m.deduplicated.clone(),
+        );
         // Every known type's series exists from the start, at 0, as in Alertmanager.
         let integrations = INTEGRATIONS.iter().map(|&i| (i, m.create_series(i))).collect();
         for s in ["active", "suppressed", "unprocessed"] {
@@ -429,6 +440,7 @@ impl Metrics {
             requests: self.requests.get_or_create(&l).clone(),
             requests_failed: self.requests_failed.get_or_create(&l).clone(),
             latency: self.latency.get_or_create(&l).clone(),
+            deduplicated: self.deduplicated.get_or_create(&l).clone(),
         }
     }
 

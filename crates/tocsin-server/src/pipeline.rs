@@ -213,6 +213,7 @@ impl App {
             replicated.borrow_and_update();
             let (sleep, on_change) = match self.state.view(group_key, &rk, |v| machine.decide(v, look.as_ref())) {
                 Step::Quiet => {
+                    self.metrics.integration(integ.kind).deduplicated.inc();
                     debug!(integration = integ.kind, "notification deduplicated");
                     return abandon(&mut machine, true);
                 }

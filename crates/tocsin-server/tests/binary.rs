@@ -507,7 +507,8 @@ async fn sigterm_lets_a_send_under_way_finish_and_logs_it() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Its flush was decided: deduplicated against the log written at shutdown.
+    common::wait_metric(&c, &t.base, common::DEDUPLICATED, 1.0).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,

@@ -44,6 +44,8 @@ fn start_cfg(dir: &std::path::Path, cfg: &str, name: &str, seed: Option<&str>, p
         PEER_TIMEOUT.to_string(),
         "--cluster.settle-timeout=5s".to_string(),
         format!("--cluster.pushpull-interval={pushpull}"),
+        // Decisions are logged at debug: the tests wait on them to prove an absence.
+        "--log.level=debug".to_string(),
     ];
     if let Some(s) = seed {
         args.push(format!("--cluster.peer={s}"));
@@ -110,6 +112,30 @@ async fn post_all(c: &reqwest::Client, nodes: &[&Tocsin], batch: &Value) {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+    }
+}
+
+/// How many lines each replica has logged so far.
+fn log_marks(nodes: &[&Tocsin]) -> Vec<usize> {
+    nodes.iter().map(|t| t.logs.lock().unwrap().len()).collect()
+}
+
+/// Waits (bounded) until each replica logged, after its line `from[i]`, that it found each
+/// group's state already notified. A group's flushes run one after another, so every earlier
+/// decision of that replica about the group (a send, had there been a duplicate) is done: no
+/// notification of theirs is still to come.
+async fn wait_deduplicated(nodes: &[&Tocsin], from: &[usize], groups: &[&str]) {
+    for (t, &start) in nodes.iter().zip(from) {
+        for g in groups {
+            let needle = format!("alertname=\\\"{g}\\\"");
+            wait_for(&format!("{} to deduplicate {g}", t.base), || {
+                t.logs.lock().unwrap()[start..]
+                    .iter()
+                    .any(|l| l.contains("msg=\"notification deduplicated\"") && l.contains(&needle))
+                    .then_some(())
+            })
+            .await;
+        }
     }
 }
 
@@ -256,9 +282,10 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
     assert_eq!(names, ["r1", "r2", "r3"]);
 
     // 50 groups posted to every replica, as Prometheus does: exactly 50 notifications.
-    let batch: Vec<Value> = (0..50)
-        .map(|i| json!({"labels": {"alertname": format!("G{i:02}")}}))
-        .collect();
+    let groups: Vec<String> = (0..50).map(|i| format!("G{i:02}")).collect();
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let batch: Vec<Value> = groups.iter().map(|g| json!({"labels": {"alertname": g}})).collect();
+    let marks = log_marks(&[&r1, &r2, &r3]);
     for t in [&r1, &r2, &r3] {
         let r = c
             .post(format!("{}/api/v2/alerts", t.base))
@@ -272,8 +299,8 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
         (sink.got.lock().unwrap().len() >= 50).then_some(())
     })
     .await;
-    // Give the other replicas their 2s and 4s waits and then some.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Every replica then found every group notified: no duplicate is still to come.
+    wait_deduplicated(&[&r1, &r2, &r3], &marks, &groups).await;
     let mut per_group: BTreeMap<String, usize> = BTreeMap::new();
     for (_, _, v) in sink.got.lock().unwrap().iter() {
         *per_group
@@ -317,6 +344,7 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
     r1.kill();
     wait_members(&c, &[&r2, &r3], 2).await;
     let before = sink.got.lock().unwrap().len();
+    let marks = log_marks(&[&r2, &r3]);
     let fresh = json!([{"labels": {"alertname": "AfterKill"}}]);
     for t in [&r2, &r3] {
         c.post(format!("{}/api/v2/alerts", t.base))
@@ -329,7 +357,7 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
         (sink.got.lock().unwrap().len() > before).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    wait_deduplicated(&[&r2, &r3], &marks, &["AfterKill"]).await;
     let after: Vec<(String, String)> = sink.got.lock().unwrap()[before..]
         .iter()
         .map(|(n, _, v)| (n.clone(), v["groupLabels"]["alertname"].as_str().unwrap().to_string()))
@@ -347,12 +375,13 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
     let list: Value = get_json(&c, format!("{}/api/v2/silences", r1b.base)).await;
     assert!(list.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()));
     let count = sink.got.lock().unwrap().len();
+    let marks = log_marks(&[&r1b]);
     c.post(format!("{}/api/v2/alerts", r1b.base))
         .json(&batch)
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_deduplicated(&[&r1b], &marks, &groups).await;
     assert_eq!(sink.got.lock().unwrap().len(), count, "no duplicate after the restart");
 }
 
@@ -379,6 +408,7 @@ async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
     let (sink, url) = start_sink().await;
     let c = reqwest::Client::new();
     let (_dirs, [r1, r2, r3]) = start_three(&c, &url).await;
+    let marks = log_marks(&[&r1, &r2, &r3]);
 
     // Prometheus with an always-firing rule, alerting to every replica (the repository's example
     // rule file, with a 1s evaluation interval).
@@ -418,8 +448,8 @@ async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
         let alerts: Value = get_json(&c, format!("{}/api/v2/alerts", t.base)).await;
         assert_eq!(alerts[0]["labels"]["alertname"], "AlwaysFiring", "{}", t.base);
     }
-    // ...and after both peer timeouts have passed, there was still exactly one notification.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // ...and once every replica found it notified, there was still exactly one notification.
+    wait_deduplicated(&[&r1, &r2, &r3], &marks, &["AlwaysFiring"]).await;
     let got = sink.got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{:?}", got.iter().map(|(n, _, _)| n).collect::<Vec<_>>());
     assert_eq!(got[0].2["commonLabels"]["severity"], "page");

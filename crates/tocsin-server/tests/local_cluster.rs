@@ -104,8 +104,33 @@ async fn local_cluster_example_notifies_once_and_stops_cleanly() {
         assert!(Instant::now() < deadline, "the sink printed nothing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Past both other replicas' waits (2 s and 4 s): still one notification.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Once the two replicas that did not send have each found the group notified (the sender's
+    // next flush is a group_interval away), no notification is still to come.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut quiet = 0;
+        for port in 9093..=9095 {
+            let text = c
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let n: f64 = text
+                .lines()
+                .find(|l| l.starts_with("tocsin_notifications_deduplicated_total{integration=\"webhook\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0.0);
+            quiet += usize::from(n >= 1.0);
+        }
+        if quiet >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the other replicas never decided");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let lines = printed.lock().unwrap().clone();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("[FIRING] receiver=local-sink"), "{lines:?}");

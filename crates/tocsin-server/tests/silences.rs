@@ -4,7 +4,6 @@
 #[path = "../../tocsin-notify/tests/support/skip.rs"]
 mod skip;
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use tocsin_core::labels::{LabelSet, fingerprint, hash_alert};
@@ -303,7 +302,15 @@ async fn alertmanager_snapshots_are_loaded() {
             .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The other two groups were decided: `snap` deduplicated, `muted` suppressed.
+    common::wait_metric(&c, &t.base, common::DEDUPLICATED, 1.0).await;
+    common::wait_metric(
+        &c,
+        &t.base,
+        "alertmanager_notifications_suppressed_total{reason=\"silence\"}",
+        1.0,
+    )
+    .await;
     let names: Vec<String> = sink
         .got
         .lock()
@@ -351,7 +358,8 @@ async fn restart_keeps_silences_and_log_and_sends_no_duplicate() {
     let ab = json!([{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B"}}]);
     assert_eq!(post(&c, format!("{}/api/v2/alerts", t2.base), &ab).await.0, 200);
     wait_for("B", || (sink.got.lock().unwrap().len() == 2).then_some(())).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A's flush was decided: deduplicated against the log restored from disk.
+    common::wait_metric(&c, &t2.base, common::DEDUPLICATED, 1.0).await;
     let names: Vec<String> = sink
         .got
         .lock()

@@ -175,3 +175,40 @@ pub async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 pub async fn get_json<T: serde::de::DeserializeOwned>(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> T {
     c.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// Reads one series of a replica's /metrics, e.g.
+/// `tocsin_notifications_deduplicated_total{integration="webhook"}` (0 when absent).
+pub async fn metric(c: &reqwest::Client, base: &str, series: &str) -> f64 {
+    let text = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits (bounded) until a series of a replica's /metrics reaches `at_least`: the event that
+/// proves an absence (a decision was taken), instead of a fixed sleep.
+pub async fn wait_metric(c: &reqwest::Client, base: &str, series: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = metric(c, base, series).await;
+        if v >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} stayed at {v} < {at_least} on {base}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The deduplicated-notification counter of the webhook integration.
+pub const DEDUPLICATED: &str = "tocsin_notifications_deduplicated_total{integration=\"webhook\"}";
