@@ -158,6 +158,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    refuse_unsupported_security(&flags)?;
     // The configuration is read before binding: a bad file is reported as such, not as a port.
     read_config(&PathBuf::from(&flags.config_file), &load_options(&flags)?)
         .map_err(|e| anyhow::anyhow!("loading configuration file failed: {e}"))?;
@@ -179,6 +180,7 @@ pub async fn run_with(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    refuse_unsupported_security(&flags)?;
     let load = load_options(&flags)?;
     let config_path = PathBuf::from(&flags.config_file);
     let config =
@@ -191,9 +193,6 @@ pub async fn run_with(
     storage::write_atomic(&PathBuf::from(&flags.storage_path).join(".write-check"), b"")
         .map_err(|e| anyhow::anyhow!("--storage.path {:?} is not writable: {e}", flags.storage_path))?;
     let _ = std::fs::remove_file(PathBuf::from(&flags.storage_path).join(".write-check"));
-    if !flags.web_config_file.is_empty() || !flags.cluster_tls_config.is_empty() {
-        warn!("--web.config.file and --cluster.tls-config are not supported yet and are ignored");
-    }
     let Listeners {
         web: listener,
         cluster: cluster_listener,
@@ -250,6 +249,30 @@ pub async fn run_with(
     let _ = scheduler.await;
     let _ = maintenance.await;
     info!("stopped");
+    Ok(())
+}
+
+/// Security settings Tocsin cannot honour yet stop the start: serving without the TLS and
+/// authentication a user asked for, and only warning, would leave them believing they have it.
+fn refuse_unsupported_security(flags: &Flags) -> anyhow::Result<()> {
+    if !flags.web_config_file.is_empty() {
+        bail!(
+            "--web.config.file is not supported yet: Tocsin refuses to start rather than serve its API without the TLS and authentication {:?} asks for",
+            flags.web_config_file
+        );
+    }
+    if !flags.cluster_tls_config.is_empty() {
+        bail!(
+            "--cluster.tls-config is not supported yet: Tocsin refuses to start rather than run its cluster without the mutual TLS {:?} asks for",
+            flags.cluster_tls_config
+        );
+    }
+    if !flags.cluster_listen_address.is_empty() {
+        warn!(
+            address = %flags.cluster_listen_address,
+            "the cluster port is unauthenticated: anyone who can reach it can replicate silences and notification state to this replica; firewall it to the other replicas"
+        );
+    }
     Ok(())
 }
 

@@ -273,6 +273,30 @@ async fn broken_reload_keeps_serving_the_old_config() {
 }
 
 #[test]
+fn security_settings_that_cannot_be_honoured_refuse_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("am.yml");
+    std::fs::write(&path, "route:\n  receiver: r\nreceivers:\n- name: r\n").unwrap();
+    for (flag, names) in [
+        ("--web.config.file=web.yml", "--web.config.file"),
+        ("--cluster.tls-config=tls.yml", "--cluster.tls-config"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args([
+                format!("--config.file={}", path.display()),
+                format!("--storage.path={}", dir.path().join("data").display()),
+                "--web.listen-address=127.0.0.1:0".into(),
+                flag.into(),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: {err}");
+        assert!(err.contains(&format!("{names} is not supported yet")), "{err}");
+    }
+}
+
+#[test]
 fn config_check_reports_errors_and_exits_nonzero() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yml");
