@@ -475,19 +475,19 @@ impl Peer for SimPeer {
     fn broadcast_claim(&self, c: &Claim) {
         let c = c.clone();
         self.send(move |app| {
-            app.state.merge_claim(c.clone());
+            let _ = app.state.merge_claim(c.clone());
         });
     }
     fn broadcast_nflog(&self, e: &Entry) {
         let e = e.clone();
         self.send(move |app| {
-            app.state.merge_nflog(e.clone());
+            let _ = app.state.merge_nflog(e.clone());
         });
     }
     fn broadcast_silence(&self, m: &MeshSilence) {
         let m = m.clone();
         self.send(move |app| {
-            app.state.merge_silence(m.clone());
+            let _ = app.state.merge_silence(m.clone());
         });
     }
 }
@@ -707,15 +707,15 @@ impl World<'_> {
             let other = &self.nodes[j].app;
             let entries: Vec<Entry> = other.state.nflog().entries().cloned().collect();
             for e in entries {
-                me.state.merge_nflog(e);
+                let _ = me.state.merge_nflog(e);
             }
             let silences: Vec<MeshSilence> = other.state.silences().iter().cloned().collect();
             for m in silences {
-                me.state.merge_silence(m);
+                let _ = me.state.merge_silence(m);
             }
             let claims: Vec<Claim> = other.state.claims().iter().cloned().collect();
             for c in claims {
-                me.state.merge_claim(c);
+                let _ = me.state.merge_claim(c);
             }
         }
     }
@@ -1222,8 +1222,15 @@ pub fn check(s: &Scenario, h: &History) -> Vec<Violation> {
                 .iter()
                 .find(|(s2, _)| *s2 >= end)
                 .map_or(f64::INFINITY, |x| x.0);
-            // A silenced alert's resolve is dropped with it (§3.3), as in Alertmanager.
-            let silenced_at_resolve = silenced.iter().any(|(x, y)| *x <= end + bound && *y >= end);
+            // A silenced alert is dropped from notifications with its resolve (§3.3), and from
+            // the log's firing set: once silenced after its last firing notification, its
+            // resolve is not notified, as in Alertmanager (upstream #226).
+            let last_firing = delivered
+                .iter()
+                .rev()
+                .find(|r| r.group == a.group && r.firing.contains(&a.name) && r.t <= end)
+                .map_or(start, |r| r.t);
+            let silenced_at_resolve = silenced.iter().any(|(x, y)| *x <= end + bound && *y >= last_firing);
             if was_notified && end < s.duration && refire - end > bound && !silenced_at_resolve {
                 // What the receiver believes one bound after the resolve (a replica whose clock
                 // runs ahead may have told it a little early).

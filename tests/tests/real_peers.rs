@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tocsin_cluster::node::{MemoryNet, NodeOptions};
+use tocsin_cluster::node::{MemoryNet, NodeOptions, Wire};
 use tocsin_cluster::{Membership, MembershipConfig, MemoryGossip};
 use tocsin_core::alert::PostedAlert;
 use tocsin_core::config::{Receiver, load};
@@ -229,4 +229,131 @@ async fn real_cluster_peers_notify_once_split_under_a_partition_and_merge_after_
     r.post(&[0, 1, 2], "third");
     r.until(t2 + 80.0).await;
     assert_eq!(r.sent()[3..], [got("n0", &["first", "second", "third"])]);
+}
+
+/// A record as an outsider on the replication port would push it.
+fn part<M: tocsin_proto::Message>(key: &str, m: &M) -> tocsin_proto::cluster::Part {
+    tocsin_proto::cluster::Part {
+        key: key.into(),
+        data: m.encode_to_vec(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_forged_by_an_outsider_neither_mute_nor_stall_the_cluster() {
+    use tocsin_core::nflog::{Entry, ReceiverKey};
+    use tocsin_core::silence::{MeshSilence, Silence};
+    use tocsin_core::snapshot::{entry_to_pb, silence_to_pb};
+
+    let r = Replicas::start(3).await;
+    wait_positions(&r, &[0, 1, 2], 10.0).await;
+    for a in &r.apps {
+        a.peer().wait_ready().await;
+    }
+    let far: jiff::Timestamp = "9999-01-01T00:00:00Z".parse().unwrap();
+    let now = r.apps[0].clock.now();
+    let group_key = "{}:{}".to_string();
+    let rk = ReceiverKey {
+        group_name: "r".into(),
+        integration: "webhook".into(),
+        idx: 0,
+    };
+    // Issue 17's forgeries: a silence without matchers, one of everything dated 9999, a "sent"
+    // log entry from 9999, a claim by a live member that never ends, and garbage.
+    let mute_all = MeshSilence {
+        silence: Silence {
+            id: "forged-1".into(),
+            matcher_sets: vec![vec![]],
+            starts_at: now,
+            ends_at: far,
+            updated_at: now,
+            ..Silence::default()
+        },
+        expires_at: far,
+    };
+    let mut mute_valid = mute_all.clone();
+    mute_valid.silence.id = "forged-2".into();
+    mute_valid.silence.updated_at = far;
+    mute_valid.silence.matcher_sets =
+        vec![tocsin_core::matchers::parse_matchers("alertname=~\".+\"", Default::default()).unwrap()];
+    let sent = Entry {
+        group_key: group_key.clone(),
+        receiver: rk.clone(),
+        timestamp: far,
+        firing_alerts: vec![],
+        resolved_alerts: vec![],
+        expires_at: far,
+    };
+    let claim = tocsin_proto::cluster::Claim {
+        group_key: group_key.clone(),
+        group_name: rk.group_name.clone(),
+        integration: rk.integration.clone(),
+        idx: rk.idx,
+        sender: "n1".into(),
+        generation: 1,
+        created_ms: now.as_millisecond(),
+        deadline_ms: far.as_millisecond(),
+        released: false,
+    };
+    // The outsider serves nothing of interest, but is a process on the network.
+    struct Outsider;
+    impl tocsin_cluster::replication::Replicated for Outsider {
+        fn full_state(&self) -> Vec<tocsin_proto::cluster::Part> {
+            vec![]
+        }
+        fn merge(&self, _: &tocsin_proto::cluster::Part) -> bool {
+            false
+        }
+        fn digest(&self) -> u64 {
+            0
+        }
+    }
+    let outsider_state: Arc<dyn tocsin_cluster::replication::Replicated> = Arc::new(Outsider);
+    r.wires.serve("10.6.6.6:1", &outsider_state);
+    let outsider = r.wires.wire("10.6.6.6:1");
+    let forged = vec![
+        part("sil", &silence_to_pb(&mute_all)),
+        part("sil", &silence_to_pb(&mute_valid)),
+        part("nfl", &entry_to_pb(&sent)),
+        part("clm", &claim),
+        tocsin_proto::cluster::Part {
+            key: "sil".into(),
+            data: vec![0xff, 0xff, 0xff],
+        },
+    ];
+    let merged = outsider
+        .push(&gossip_addr(0).to_string(), forged)
+        .await
+        .expect("the wire is open");
+    assert_eq!(merged, 1, "only the claim is taken, capped");
+    let refused = |state: &'static str, reason: &'static str| {
+        r.apps[0]
+            .metrics
+            .refused
+            .get_or_create(&tocsin_server::metrics::RefusedLabels { state, reason })
+            .get()
+    };
+    assert_eq!(
+        [
+            refused("silences", "invalid"),
+            refused("silences", "future_timestamp"),
+            refused("nflog", "future_timestamp"),
+            refused("silences", "undecodable"),
+        ],
+        [1, 1, 1, 1]
+    );
+    assert_eq!(r.apps[0].state.silences().len(), 0, "no forged silence is stored");
+
+    // The alert is notified, by n0, once: n0 waits on the forged claim of n1 only until the cap
+    // (the longest flush budget, 10 s, and 1 s) from when it received it; without the cap it
+    // would wait until its tick and two budgets.
+    let t0 = (Instant::now() - r.start).as_secs_f64();
+    r.post(&[0, 1, 2], "first");
+    r.until(t0 + 60.0).await;
+    assert_eq!(r.sent(), vec![got("n0", &["first"])]);
+    let at = r.log.lock().unwrap()[0].1 - t0;
+    assert!(
+        at <= 11.5,
+        "sent {at:.3}s after the post, the forged claim capped at 11 s"
+    );
 }

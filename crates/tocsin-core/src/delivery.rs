@@ -210,11 +210,13 @@ pub struct Delivery {
     phase: Phase,
     /// A blocking claim was seen and not yet gone.
     waited_on_claim: bool,
-    /// The claimant (name, generation) being waited on.
-    waited_on: Option<(String, u64)>,
-    /// A claimant waited on went away without logging or releasing (it died, or outlived its
-    /// deadline): it may have delivered, so the receiver's state is unknown.
-    maybe_delivered: bool,
+    /// The claimant (name, generation) being waited on, and when its claim was made.
+    waited_on: Option<(String, u64, Timestamp)>,
+    /// A claimant went away without logging or releasing (it died, or outlived its deadline):
+    /// it may have delivered, so the receiver's state is unknown — until a log entry written
+    /// after that claim was made says what the receiver got last. The latest such claim's
+    /// creation.
+    unknown_since: Option<Timestamp>,
     /// A wait happened: looks passed since may differ from the tick's.
     waited: bool,
     /// Our claim, replicated and neither released nor fulfilled yet.
@@ -250,7 +252,7 @@ impl Delivery {
             phase: Phase::Start,
             waited_on_claim: false,
             waited_on: None,
-            maybe_delivered: false,
+            unknown_since: None,
             waited: false,
             claimed: None,
         }
@@ -265,6 +267,15 @@ impl Delivery {
             self.p.repeat_interval,
             now,
         )
+    }
+
+    /// Remembers that what a claim made at `t` delivered is unknown. A claim dated past
+    /// [`TRUSTED_SKEW`] from `now` (its claimant's clock is ahead) counts as made now: any
+    /// entry logged from now on is later (tocsin-chaos seed 59067: a claimant 55 s ahead would
+    /// otherwise have kept the outcome unknown for 55 s, and three replicas sent once more).
+    fn unknown_at(&mut self, t: Timestamp, now: Timestamp) {
+        let t = t.min(plus(now, TRUSTED_SKEW));
+        self.unknown_since = Some(self.unknown_since.map_or(t, |u| u.max(t)));
     }
 
     /// Whether a peer's claim blocks this send. Once we hold a claim, only claims made before it
@@ -327,36 +338,51 @@ impl Delivery {
         // (it died or outlived its deadline, and may have delivered). Remembered for the rest of
         // the flush, whoever we wait on next (tocsin-chaos seed 70423: a claimant killed after
         // its receiver got "firing", the next one failing and releasing).
-        if let Some((n, g)) = self.waited_on.take() {
+        if let Some((n, g, created)) = self.waited_on.take() {
             let mut theirs = v
                 .claims
                 .of(&self.p.group_key, &self.p.receiver)
                 .filter(|c| c.sender == n && c.generation == g);
-            match theirs.next() {
-                Some(c) if self.blocks(c, v) => self.waited_on = Some((n, g)),
-                Some(c) if c.released || v.entry.is_some_and(|e| e.timestamp >= c.created) => {}
-                _ => self.maybe_delivered = true,
+            let unknown = match theirs.next() {
+                Some(c) if self.blocks(c, v) => {
+                    self.waited_on = Some((n.clone(), g, c.created));
+                    None
+                }
+                Some(c) if c.released || v.entry.is_some_and(|e| e.timestamp >= c.created) => None,
+                Some(c) => Some(c.created),
+                None => Some(created),
+            };
+            drop(theirs);
+            if let Some(t) = unknown {
+                self.unknown_at(t, v.now);
             }
         }
         // Any peer's claim on this integration that ended the same way, waited on or not (seed
         // 70423 again: a replica that decided after the claimant had died): while no log entry
         // covers it, what the receiver holds is unknown.
         let me = self.p.me.as_ref();
-        let dead = v.claims.of(&self.p.group_key, &self.p.receiver).any(|c| {
-            let mine = me.is_some_and(|m| c.sender == m.name && c.generation == m.generation);
-            !mine
-                && !c.released
-                && v.entry.is_none_or(|e| e.timestamp < c.created)
-                && (c.deadline <= v.now || !(v.live)(&c.sender, c.generation))
-        });
-        self.maybe_delivered |= dead;
+        let dead = v
+            .claims
+            .of(&self.p.group_key, &self.p.receiver)
+            .filter(|c| {
+                let mine = me.is_some_and(|m| c.sender == m.name && c.generation == m.generation);
+                !mine
+                    && !c.released
+                    && v.entry.is_none_or(|e| e.timestamp < c.created)
+                    && (c.deadline <= v.now || !(v.live)(&c.sender, c.generation))
+            })
+            .map(|c| c.created)
+            .max();
+        if let Some(t) = dead {
+            self.unknown_at(t, v.now);
+        }
         // A live claim is waited on even when the fresh look needs nothing: the claimant is
         // sending a state we do not know, and if it dies before logging, what the receiver
         // holds is unknown.
         if let Some(c) = self.blocking(v) {
             if v.now < honour_until {
                 (self.waited_on_claim, self.waited) = (true, true);
-                self.waited_on = Some((c.sender.clone(), c.generation));
+                self.waited_on = Some((c.sender.clone(), c.generation, c.created));
                 self.phase = Phase::Deciding;
                 let left = until(v.now, c.deadline.min(honour_until));
                 return Step::Wait {
@@ -385,7 +411,13 @@ impl Delivery {
         // A fresh look that differs from the tick's is then sent even when the log says it was
         // notified: a duplicate at worst, never a silence. A claimant that released its claim
         // reported a failure, and the log stands.
-        let unknown = self.maybe_delivered && changed;
+        // A log entry written after the unknown claim was made (a peer delivered since) says
+        // again what the receiver got last (tocsin-chaos seed 59067: three replicas that had
+        // waited out a dead claimant each sent the state a fourth had just logged).
+        let unknown = changed
+            && self
+                .unknown_since
+                .is_some_and(|t| v.entry.is_none_or(|e| e.timestamp < t));
         let reason = match fresh {
             Some(r) => r,
             None if unknown && look.is_some_and(|l| l.firing.is_empty()) => NotifyReason::AllAlertsResolved,
@@ -918,6 +950,27 @@ mod tests {
             sends(&w.run(&mut b, 20, &firing(&[1, 2])).0),
             "the tick's state is still not logged"
         );
+    }
+
+    #[test]
+    fn a_send_logged_after_the_unknown_claim_says_what_the_receiver_got() {
+        // tocsin-chaos seed 59067: b waited on a's claim; a died without logging, so what its
+        // receiver got is unknown. Then c delivered the fresh state and logged it: the log is
+        // news again, and b, whose look changed during its wait, stays quiet instead of
+        // sending c's state once more.
+        let mut w = World::new(&[("a", 1), ("b", 1), ("c", 1)]);
+        w.entry = Some(entry(&[1], &[], -30));
+        let mut a = Delivery::new(params("a", 0), firing(&[1, 2]));
+        assert!(sends(&w.run(&mut a, 0, &firing(&[1, 2])).0));
+        let mut b = Delivery::new(params("b", 1), firing(&[1, 2]));
+        w.decide(&mut b, 0, &firing(&[1, 2]));
+        assert!(matches!(
+            w.decide(&mut b, 15, &firing(&[1, 2, 3])),
+            Step::Wait { on_change: true, .. }
+        ));
+        w.live = vec![("b".into(), 1), ("c".into(), 1)];
+        w.entry = Some(entry(&[1, 2, 3], &[], 16));
+        assert_eq!(w.decide(&mut b, 17, &firing(&[1, 2, 3])), Step::Quiet);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! This crate must not touch sockets, files, the wall clock or an async runtime: time enters as a
 //! `now` argument and files are named, never read. `tocsin-server` and `tocsin-notify` do the I/O.
 
+pub mod admit;
 pub mod alert;
 pub mod claim;
 pub mod config;

@@ -344,6 +344,21 @@ impl Silences {
         }
     }
 
+    /// The label name rules silences are validated with.
+    pub fn names(&self) -> NameValidation {
+        self.names
+    }
+
+    /// How long an ended silence is kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// The store's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Returns the number of stored silences (expired ones until GC included).
     pub fn len(&self) -> usize {
         self.by_id.len()

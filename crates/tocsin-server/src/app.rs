@@ -39,6 +39,20 @@ impl Drop for InFlight<'_> {
 /// Builds a receiver's integrations; tests inject in-memory notifiers here.
 pub type NotifierFactory = Arc<dyn Fn(&Receiver, &Shared) -> Result<Vec<Integration>, String> + Send + Sync>;
 
+/// The longest a peer's claim may block from its receipt: the longest first attempt a route of
+/// `config` gives a send (its flush budget, `group_interval` and at least the minimum send
+/// budget), and a second for the claim's settle.
+pub fn claim_cap(config: &Config) -> Duration {
+    config
+        .route
+        .nodes
+        .iter()
+        .map(|r| r.group_interval.max(tocsin_core::delivery::MIN_SEND_BUDGET))
+        .max()
+        .unwrap_or(tocsin_core::delivery::MIN_SEND_BUDGET)
+        + Duration::from_secs(1)
+}
+
 /// Settings from flags that do not change on reload.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -60,6 +74,8 @@ pub struct Settings {
     pub silence_limits: Limits,
     /// `--cluster.peer-timeout`: the wait per position before deciding to notify.
     pub peer_timeout: Duration,
+    /// `--cluster.max-clock-skew`: how far past our clock a peer's record may be dated.
+    pub max_clock_skew: Duration,
 }
 
 impl Settings {
@@ -75,6 +91,7 @@ impl Settings {
             maintenance_interval: Duration::from_secs(15 * 60),
             silence_limits: Limits::default(),
             peer_timeout: Duration::from_secs(15),
+            max_clock_skew: Duration::from_secs(300),
         }
     }
 }
@@ -145,6 +162,7 @@ impl App {
             settings.silence_limits,
             settings.load.name_validation(),
         );
+        state.set_bounds(settings.max_clock_skew, claim_cap(&active.config));
         metrics.reload_ok.set(1);
         metrics.reload_ts.set(clock.now().as_second() as f64);
         metrics

@@ -58,11 +58,41 @@ fn claim_from_pb(p: &ClaimPb) -> Result<Claim, String> {
 }
 
 /// The replica's state as replicated parts.
-struct AppState(Weak<App>);
+struct AppState {
+    app: Weak<App>,
+    /// When a refusal was last logged, and how many were refused since (logged at most once per
+    /// [`REFUSAL_LOG_EVERY`]: a hostile or broken peer must not flood the log).
+    refusals: parking_lot::Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+/// The least time between two log lines about refused records.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl AppState {
+    fn refused(&self, app: &App, state: &'static str, reason: &'static str, detail: &str) {
+        app.metrics
+            .refused
+            .get_or_create(&crate::metrics::RefusedLabels { state, reason })
+            .inc();
+        let mut r = self.refusals.lock();
+        r.1 += 1;
+        let now = tokio::time::Instant::now();
+        if r.0.is_none_or(|at| now >= at + REFUSAL_LOG_EVERY) {
+            warn!(
+                state,
+                reason,
+                refused_since_last_report = r.1,
+                detail,
+                "refused a record from a peer (counted in tocsin_cluster_records_refused_total)"
+            );
+            *r = (Some(now), 0);
+        }
+    }
+}
 
 impl Replicated for AppState {
     fn full_state(&self) -> Vec<Part> {
-        let Some(app) = self.0.upgrade() else { return vec![] };
+        let Some(app) = self.app.upgrade() else { return vec![] };
         let mut parts: Vec<Part> = app
             .state
             .nflog()
@@ -84,34 +114,44 @@ impl Replicated for AppState {
     }
 
     fn merge(&self, part: &Part) -> bool {
-        let Some(app) = self.0.upgrade() else { return false };
+        let Some(app) = self.app.upgrade() else { return false };
         let m = &app.metrics;
-        let count = |c: &prometheus_client::metrics::counter::Counter, changed: bool| {
-            if changed {
-                c.inc();
-            }
-            changed
-        };
-        let merged = match part.key.as_str() {
-            NFLOG_KEY => decode(&part.data, entry_from_pb).map(|e| count(&m.nflog_gossip, app.state.merge_nflog(e))),
-            SILENCES_KEY => {
-                decode(&part.data, silence_from_pb).map(|s| count(&m.silences_gossip, app.state.merge_silence(s)))
-            }
-            CLAIMS_KEY => decode(&part.data, claim_from_pb).map(|c| app.state.merge_claim(c)),
+        let (state, merged) = match part.key.as_str() {
+            NFLOG_KEY => (
+                "nflog",
+                decode(&part.data, entry_from_pb)
+                    .map(|e| app.state.merge_nflog(e).inspect(|n| count(&m.nflog_gossip, *n))),
+            ),
+            SILENCES_KEY => (
+                "silences",
+                decode(&part.data, silence_from_pb)
+                    .map(|s| app.state.merge_silence(s).inspect(|n| count(&m.silences_gossip, *n))),
+            ),
+            CLAIMS_KEY => (
+                "claims",
+                decode(&part.data, claim_from_pb).map(|c| app.state.merge_claim(c)),
+            ),
             other => {
                 debug!(key = other, "ignoring a part of unknown state");
                 return false;
             }
         };
-        merged.unwrap_or_else(|e| {
-            warn!(key = %part.key, err = %e, "dropping an undecodable part");
-            false
-        })
+        match merged {
+            Ok(Ok(changed)) => changed,
+            Ok(Err(refusal)) => {
+                self.refused(&app, state, refusal.as_str(), "");
+                false
+            }
+            Err(e) => {
+                self.refused(&app, state, "undecodable", &e);
+                false
+            }
+        }
     }
 
     /// The nflog's and the silences' (claims are short-lived by design and left out).
     fn digest(&self) -> u64 {
-        let Some(app) = self.0.upgrade() else { return 0 };
+        let Some(app) = self.app.upgrade() else { return 0 };
         let now = app.clock.now();
         app.state
             .nflog()
@@ -122,7 +162,16 @@ impl Replicated for AppState {
 
 /// The replica's state as the replication layer sees it (to serve it on a wire).
 pub fn replicated_state(app: &Arc<App>) -> Arc<dyn Replicated> {
-    Arc::new(AppState(Arc::downgrade(app)))
+    Arc::new(AppState {
+        app: Arc::downgrade(app),
+        refusals: parking_lot::Mutex::new((None, 0)),
+    })
+}
+
+fn count(c: &prometheus_client::metrics::counter::Counter, changed: bool) {
+    if changed {
+        c.inc();
+    }
 }
 
 /// Decodes one protobuf record and converts it to the domain type.

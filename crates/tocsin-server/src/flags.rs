@@ -102,7 +102,11 @@ pub struct Flags {
     /// Timeout for resolving peer names.
     #[arg(long = "cluster.peers-resolve-timeout", default_value = "15s", value_parser = duration)]
     pub cluster_peers_resolve_timeout: Duration,
-    /// Cluster TLS configuration file (accepted; not supported yet).
+    /// How far past this replica's clock a peer's record may be dated; later ones are refused
+    /// (Tocsin's).
+    #[arg(long = "cluster.max-clock-skew", default_value = "5m", value_parser = duration)]
+    pub cluster_max_clock_skew: Duration,
+    /// Cluster TLS configuration file (refused at start-up: not supported yet).
     #[arg(long = "cluster.tls-config", default_value = "")]
     pub cluster_tls_config: String,
     /// Allow advertising a public address.

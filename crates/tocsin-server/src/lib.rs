@@ -213,6 +213,7 @@ pub async fn run_with(
             max_silence_size_bytes: flags.silences_max_silence_size_bytes,
         },
         peer_timeout: flags.cluster_peer_timeout,
+        max_clock_skew: flags.cluster_max_clock_skew,
     };
     let ua = user_agent();
     let factory: NotifierFactory = Arc::new(move |r, shared| tocsin_notify::build_integrations(r, &ua, shared));

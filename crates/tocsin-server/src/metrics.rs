@@ -69,6 +69,15 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// `state` and `reason` of a record refused from a peer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `nflog`, `silences`, `claims`.
+    pub state: &'static str,
+    /// `invalid`, `too_large`, `too_many`, `future_timestamp`, `undecodable`.
+    pub reason: &'static str,
+}
+
 /// `state`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -139,6 +148,9 @@ pub struct Metrics {
     pub requests_failed: Family<IntegrationLabel, Counter>,
     /// `alertmanager_notification_latency_seconds{integration}`.
     pub latency: Family<IntegrationLabel, Histogram>,
+    /// `tocsin_cluster_records_refused_total{state,reason}` (Tocsin's): peers' records that
+    /// failed admission and were dropped.
+    pub refused: Family<RefusedLabels, Counter>,
     /// `tocsin_notifications_deduplicated_total{integration}` (Tocsin's): flushes that sent
     /// nothing because the notification log showed the state notified.
     pub deduplicated: Family<IntegrationLabel, Counter>,
@@ -207,6 +219,7 @@ impl Metrics {
             requests_failed: Family::default(),
             latency: Family::new_with_constructor(|| Histogram::new([1.0, 5.0, 10.0, 15.0, 20.0])),
             deduplicated: Family::default(),
+            refused: Family::default(),
             suppressed: Family::default(),
             alerts: Family::default(),
             silences: Family::default(),
@@ -398,10 +411,16 @@ impl Metrics {
             "A metric with a constant '1' value labeled by version, revision, branch, and goversion.",
             build,
         );
-        root.sub_registry_with_prefix("tocsin").register(
+        let t = root.sub_registry_with_prefix("tocsin");
+        t.register(
             "notifications_deduplicated",
             "Flushes of a group to an integration that sent nothing because the notification log showed its state already notified, by this replica or a peer.",
             m.deduplicated.clone(),
+        );
+        t.register(
+            "cluster_records_refused",
+            "Records from peers dropped because they failed the rules a local record keeps (or could not be decoded).",
+            m.refused.clone(),
         );
         // Every known type's series exists from the start, at 0, as in Alertmanager.
         let integrations = INTEGRATIONS.iter().map(|&i| (i, m.create_series(i))).collect();

@@ -119,6 +119,8 @@ impl App {
             d.insert(&active.config.route, &alerts, Instant::now(), now);
             old
         };
+        self.state
+            .set_bounds(self.settings.max_clock_skew, crate::app::claim_cap(&active.config));
         let _ = old.cancel.send(true);
         self.wake.notify_one();
         self.metrics.reload_ok.set(1);

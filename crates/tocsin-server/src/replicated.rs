@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use tocsin_core::admit::{Bounds, Refusal};
 use tocsin_core::claim::{Claim, Claims};
 use tocsin_core::delivery::View;
 use tocsin_core::labels::NameValidation;
@@ -45,6 +46,8 @@ pub struct ReplicatedState {
     /// Bumped when a peer's log entry or claim arrives, to wake replicas waiting on a claim.
     changed: watch::Sender<u64>,
     peer: RwLock<Arc<dyn Peer>>,
+    /// What a peer's records are held to.
+    bounds: RwLock<Bounds>,
 }
 
 impl ReplicatedState {
@@ -57,7 +60,19 @@ impl ReplicatedState {
             claims: Mutex::new(Claims::default()),
             changed: watch::channel(0).0,
             peer: RwLock::new(Arc::new(SingleNode)),
+            bounds: RwLock::new(Bounds {
+                max_skew: Duration::from_secs(300),
+                claim_cap: tocsin_core::delivery::MIN_SEND_BUDGET,
+                retention,
+            }),
         }
+    }
+
+    /// Sets the skew allowed in peers' timestamps and the cap on their claims (at start and on
+    /// every reload: the cap follows the configured flush budgets).
+    pub fn set_bounds(&self, max_skew: Duration, claim_cap: Duration) {
+        let mut b = self.bounds.write();
+        (b.max_skew, b.claim_cap) = (max_skew, claim_cap);
     }
 
     /// Replicates through `peer` from now on (set once, before the scheduler starts).
@@ -104,27 +119,42 @@ impl ReplicatedState {
         })
     }
 
-    /// Merges a notification log entry from a peer; returns whether it was new.
-    pub fn merge_nflog(&self, e: Entry) -> bool {
-        let new = self.nflog.lock().merge(e, self.clock.now());
+    /// Merges a notification log entry from a peer if it passes [`Bounds::merge_entry`];
+    /// returns whether it was new.
+    ///
+    /// # Errors
+    /// Why it was refused.
+    pub fn merge_nflog(&self, e: Entry) -> Result<bool, Refusal> {
+        let b = *self.bounds.read();
+        let new = b.merge_entry(&mut self.nflog.lock(), e, self.clock.now())?;
         if new {
             self.changed.send_modify(|v| *v += 1);
         }
-        new
+        Ok(new)
     }
 
-    /// Merges an in-flight claim from a peer; returns whether it changed local state.
-    pub fn merge_claim(&self, c: Claim) -> bool {
-        let new = self.claims.lock().merge(c, self.clock.now());
+    /// Merges an in-flight claim from a peer if it passes [`Bounds::merge_claim`]; returns
+    /// whether it changed local state.
+    ///
+    /// # Errors
+    /// Why it was refused.
+    pub fn merge_claim(&self, c: Claim) -> Result<bool, Refusal> {
+        let b = *self.bounds.read();
+        let new = b.merge_claim(&mut self.claims.lock(), c, self.clock.now())?;
         if new {
             self.changed.send_modify(|v| *v += 1);
         }
-        new
+        Ok(new)
     }
 
-    /// Merges a silence from a peer; returns whether it changed local state.
-    pub fn merge_silence(&self, m: MeshSilence) -> bool {
-        self.silences.write().merge(m, self.clock.now())
+    /// Merges a silence from a peer if it passes [`Bounds::merge_silence`]; returns whether it
+    /// changed local state.
+    ///
+    /// # Errors
+    /// Why it was refused.
+    pub fn merge_silence(&self, m: MeshSilence) -> Result<bool, Refusal> {
+        let b = *self.bounds.read();
+        b.merge_silence(&mut self.silences.write(), m, self.clock.now())
     }
 
     /// Creates or updates a silence and replicates it.

@@ -149,19 +149,19 @@ impl Peer for SimPeer {
     fn broadcast_claim(&self, c: &Claim) {
         let c = c.clone();
         self.net.deliver(self.idx, self.generation, move |app| {
-            app.state.merge_claim(c.clone());
+            let _ = app.state.merge_claim(c.clone());
         });
     }
     fn broadcast_nflog(&self, e: &Entry) {
         let e = e.clone();
         self.net.deliver(self.idx, self.generation, move |app| {
-            app.state.merge_nflog(e.clone());
+            let _ = app.state.merge_nflog(e.clone());
         });
     }
     fn broadcast_silence(&self, m: &MeshSilence) {
         let m = m.clone();
         self.net.deliver(self.idx, self.generation, move |app| {
-            app.state.merge_silence(m.clone());
+            let _ = app.state.merge_silence(m.clone());
         });
     }
 }
@@ -328,7 +328,7 @@ async fn partition_sends_once_per_side_and_no_duplicate_after_healing() {
         for (j, b) in c.apps.iter().enumerate() {
             if i != j {
                 for e in &entries {
-                    b.state.merge_nflog(e.clone());
+                    let _ = b.state.merge_nflog(e.clone());
                 }
             }
         }

@@ -1,0 +1,256 @@
+//! What a replica accepts from its peers: every record merged passes the rules a local one does.
+//!
+//! A peer is not trusted to be honest or to have a sane clock. A record it sends is refused when
+//! no local change could have produced it (an invalid or oversized silence, one silence too many,
+//! a timestamp later than this replica's clock allows), and bounded when only its reach is the
+//! problem (a claim blocks no longer than [`Bounds::claim_cap`] from its receipt; a log entry
+//! lives no longer than the retention). A refusal never stops the rest of a push or sync: the
+//! caller counts it by [`Refusal::as_str`] and goes on.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::claim::{Claim, Claims};
+use crate::nflog::{Entry, Nflog};
+use crate::silence::{MeshSilence, Silences, validate};
+
+/// Why a peer's record was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// It fails the validation a local record passes (a silence without matchers, its end
+    /// before its start, an invalid label name…).
+    Invalid,
+    /// Larger than `--silences.max-silence-size-bytes`.
+    TooLarge,
+    /// A new silence past `--silences.max-silences`.
+    TooMany,
+    /// Dated later than this replica's clock plus the allowed skew.
+    Future,
+}
+
+impl Refusal {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Invalid => "invalid",
+            Refusal::TooLarge => "too_large",
+            Refusal::TooMany => "too_many",
+            Refusal::Future => "future_timestamp",
+        }
+    }
+}
+
+/// The bounds a peer's records are held to.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// How far past this replica's clock a peer's timestamp may be (`--cluster.max-clock-skew`).
+    pub max_skew: Duration,
+    /// The longest a peer's claim may block from when it is received: the longest first
+    /// attempt a configured route allows.
+    pub claim_cap: Duration,
+    /// `--data.retention`: no log entry outlives it.
+    pub retention: Duration,
+}
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+impl Bounds {
+    fn latest(&self, now: Timestamp) -> Timestamp {
+        plus(now, self.max_skew)
+    }
+
+    /// Merges a peer's silence into `store` if it passes; returns whether state changed.
+    ///
+    /// # Errors
+    /// Why it was refused; nothing is stored.
+    pub fn merge_silence(&self, store: &mut Silences, m: MeshSilence, now: Timestamp) -> Result<bool, Refusal> {
+        let s = &m.silence;
+        if s.updated_at > self.latest(now) {
+            return Err(Refusal::Future);
+        }
+        validate(s, store.names()).map_err(|_| Refusal::Invalid)?;
+        if s.id.is_empty() || m.expires_at > plus(s.ends_at, store.retention() + self.max_skew) {
+            return Err(Refusal::Invalid);
+        }
+        let limits = store.limits();
+        if limits.max_silence_size_bytes > 0 && crate::snapshot::silence_size(&m) > limits.max_silence_size_bytes {
+            return Err(Refusal::TooLarge);
+        }
+        if limits.max_silences > 0 && store.get(&s.id).is_none() && store.len() >= limits.max_silences {
+            return Err(Refusal::TooMany);
+        }
+        Ok(store.merge(m, now))
+    }
+
+    /// Merges a peer's log entry into `log` if it passes, its expiry cut to the retention;
+    /// returns whether state changed.
+    ///
+    /// # Errors
+    /// Why it was refused; nothing is stored.
+    pub fn merge_entry(&self, log: &mut Nflog, mut e: Entry, now: Timestamp) -> Result<bool, Refusal> {
+        if e.timestamp > self.latest(now) {
+            return Err(Refusal::Future);
+        }
+        e.expires_at = e.expires_at.min(plus(e.timestamp, self.retention));
+        Ok(log.merge(e, now))
+    }
+
+    /// Merges a peer's claim into `claims` if it passes, its deadline cut to the claim cap from
+    /// now; returns whether state changed.
+    ///
+    /// # Errors
+    /// Why it was refused; nothing is stored.
+    pub fn merge_claim(&self, claims: &mut Claims, mut c: Claim, now: Timestamp) -> Result<bool, Refusal> {
+        if c.created > self.latest(now) {
+            return Err(Refusal::Future);
+        }
+        // A deadline before the creation is kept: a claimant creates its claim just after the
+        // entry it supersedes, which a peer's clock may have dated ahead of its own; the cap
+        // bounds what such a claim can hold.
+        c.deadline = c.deadline.min(plus(now, self.claim_cap));
+        Ok(claims.merge(c, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::NameValidation;
+    use crate::matchers::parse_matchers;
+    use crate::nflog::ReceiverKey;
+    use crate::silence::{Limits, Silence};
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn bounds() -> Bounds {
+        Bounds {
+            max_skew: Duration::from_secs(300),
+            claim_cap: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+        }
+    }
+
+    fn silence(id: &str, matchers: &str, updated: i64) -> MeshSilence {
+        MeshSilence {
+            silence: Silence {
+                id: id.into(),
+                matcher_sets: vec![parse_matchers(matchers, Default::default()).unwrap_or_default()],
+                starts_at: t(0),
+                ends_at: t(600),
+                updated_at: t(updated),
+                created_by: "peer".into(),
+                comment: "c".into(),
+                ..Silence::default()
+            },
+            expires_at: t(600 + 3600),
+        }
+    }
+
+    fn store(limits: Limits) -> Silences {
+        Silences::new(Duration::from_secs(3600), limits, NameValidation::Utf8)
+    }
+
+    #[test]
+    fn a_silence_from_a_peer_passes_the_local_rules() {
+        let b = bounds();
+        let mut s = store(Limits::default());
+        assert_eq!(b.merge_silence(&mut s, silence("a", "job=\"db\"", 0), t(0)), Ok(true));
+        // The forged "mute everything" of the issue: no matchers, dated in 9999.
+        let mut forged = silence("b", "", 0);
+        forged.silence.updated_at = "9999-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(b.merge_silence(&mut s, forged.clone(), t(0)), Err(Refusal::Future));
+        forged.silence.updated_at = t(0);
+        assert_eq!(b.merge_silence(&mut s, forged, t(0)), Err(Refusal::Invalid));
+        // A matcher that matches everything, an end before the start, a GC time past retention.
+        assert_eq!(
+            b.merge_silence(&mut s, silence("c", "job=~\".*\"", 0), t(0)),
+            Err(Refusal::Invalid)
+        );
+        let mut backwards = silence("d", "job=\"db\"", 0);
+        backwards.silence.ends_at = t(-1);
+        assert_eq!(b.merge_silence(&mut s, backwards, t(0)), Err(Refusal::Invalid));
+        let mut forever = silence("e", "job=\"db\"", 0);
+        forever.expires_at = "9999-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(b.merge_silence(&mut s, forever, t(0)), Err(Refusal::Invalid));
+        // Within the skew: accepted.
+        assert_eq!(b.merge_silence(&mut s, silence("f", "job=\"db\"", 299), t(0)), Ok(true));
+        assert_eq!(s.len(), 2, "nothing refused was stored");
+    }
+
+    #[test]
+    fn silence_limits_apply_to_peers_too() {
+        let b = bounds();
+        let mut s = store(Limits {
+            max_silences: 1,
+            max_silence_size_bytes: 200,
+        });
+        assert_eq!(b.merge_silence(&mut s, silence("a", "job=\"db\"", 0), t(0)), Ok(true));
+        assert_eq!(
+            b.merge_silence(&mut s, silence("b", "job=\"db\"", 0), t(0)),
+            Err(Refusal::TooMany)
+        );
+        // An update of a known silence is not a new one.
+        assert_eq!(b.merge_silence(&mut s, silence("a", "job=\"web\"", 1), t(1)), Ok(true));
+        let mut big = silence("a", "job=\"db\"", 2);
+        big.silence.comment = "x".repeat(500);
+        assert_eq!(b.merge_silence(&mut s, big, t(2)), Err(Refusal::TooLarge));
+    }
+
+    fn rk() -> ReceiverKey {
+        ReceiverKey {
+            group_name: "r".into(),
+            integration: "webhook".into(),
+            idx: 0,
+        }
+    }
+
+    #[test]
+    fn log_entries_are_bounded_by_the_skew_and_the_retention() {
+        let b = bounds();
+        let mut log = Nflog::default();
+        let entry = |ts: i64, expires: i64| Entry {
+            group_key: "{}:{}".into(),
+            receiver: rk(),
+            timestamp: t(ts),
+            firing_alerts: vec![1],
+            resolved_alerts: vec![],
+            expires_at: t(expires),
+        };
+        assert_eq!(b.merge_entry(&mut log, entry(301, 400), t(0)), Err(Refusal::Future));
+        assert!(log.is_empty());
+        assert_eq!(b.merge_entry(&mut log, entry(10, 1_000_000), t(0)), Ok(true));
+        assert_eq!(log.query("{}:{}", &rk()).unwrap().expires_at, t(10 + 3600));
+    }
+
+    #[test]
+    fn a_claim_blocks_at_most_the_cap_from_its_receipt() {
+        let b = bounds();
+        let mut claims = Claims::default();
+        let claim = |created: i64, deadline: Timestamp| Claim {
+            group_key: "{}:{}".into(),
+            receiver: rk(),
+            sender: "n1".into(),
+            generation: 1,
+            created: t(created),
+            deadline,
+            released: false,
+        };
+        let forever: Timestamp = "9999-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(b.merge_claim(&mut claims, claim(0, forever), t(5)), Ok(true));
+        assert_eq!(claims.iter().next().unwrap().deadline, t(65));
+        assert_eq!(
+            b.merge_claim(&mut claims, claim(400, forever), t(5)),
+            Err(Refusal::Future)
+        );
+        // Created after its deadline (after a peer's entry dated ahead): kept, and as bounded.
+        assert_eq!(b.merge_claim(&mut claims, claim(3, t(2)), t(1)), Ok(true));
+    }
+}
