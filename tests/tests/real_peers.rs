@@ -357,3 +357,52 @@ async fn records_forged_by_an_outsider_neither_mute_nor_stall_the_cluster() {
         "sent {at:.3}s after the post, the forged claim capped at 11 s"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_answering_does_not_stop_repair_between_the_others() {
+    use tocsin_core::silence::Silence;
+    let r = Replicas::start(3).await;
+    wait_positions(&r, &[0, 1, 2], 10.0).await;
+    for a in &r.apps {
+        a.peer().wait_ready().await;
+    }
+    let addr = |i: usize| gossip_addr(i).to_string();
+    let silence = |name: &str| Silence {
+        matcher_sets: vec![
+            tocsin_core::matchers::parse_matchers(&format!("alertname={name}"), Default::default()).unwrap(),
+        ],
+        starts_at: r.apps[0].clock.now(),
+        ends_at: r.apps[0].clock.now() + jiff::SignedDuration::from_hours(1),
+        created_by: "ops".into(),
+        comment: name.into(),
+        ..Silence::default()
+    };
+    // n2 gets a change n1 misses, so that n1's repair turns to n2; then n2 stops answering
+    // (a process that accepts a sync and stops reading). Every repair n1 tries with n2 hangs.
+    r.wires.lose_pushes(&addr(2), &addr(1));
+    r.apps[2]
+        .state
+        .set_silence(silence("OnTwo"), || "on-two".into())
+        .unwrap();
+    r.wires.stall(&addr(2));
+    let t0 = Instant::now();
+    while Instant::now() - t0 < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A change on n0 whose push to n1 is lost reaches n1 by repair all the same, within the
+    // digest patience and a gossip round or two (before: never — n1's digest and anti-entropy
+    // loops were stuck, one peer after another, on n2).
+    r.wires.lose_pushes(&addr(0), &addr(1));
+    r.apps[0]
+        .state
+        .set_silence(silence("OnZero"), || "on-zero".into())
+        .unwrap();
+    let t1 = Instant::now();
+    while r.apps[1].state.silences().get("on-zero").is_none() {
+        assert!(
+            Instant::now() - t1 < Duration::from_secs(8),
+            "n1 never got n0's silence"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

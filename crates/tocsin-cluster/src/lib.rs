@@ -139,6 +139,7 @@ pub struct Membership {
     handle: std::sync::Mutex<Option<ChitchatHandle>>,
     node_id: String,
     generation: u64,
+    grpc_addr: String,
     position: Arc<AtomicUsize>,
     members_rx: watch::Receiver<Vec<Member>>,
 }
@@ -214,6 +215,7 @@ impl Membership {
             handle: std::sync::Mutex::new(Some(handle)),
             node_id: cfg.node_id,
             generation: cfg.generation,
+            grpc_addr: cfg.grpc_addr,
             position,
             members_rx,
         })
@@ -243,6 +245,11 @@ impl Membership {
     /// Returns this node's id.
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// Returns this node's replication address, as published to its peers.
+    pub fn grpc_addr(&self) -> &str {
+        &self.grpc_addr
     }
 
     /// Returns this node's generation.

@@ -32,6 +32,8 @@ pub trait Wire: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(usize, usize), String>>;
     /// The peers whose last call failed, by address, with the error.
     fn failed(&self) -> HashMap<String, String>;
+    /// Forgets what is kept per peer (connections, failures) for addresses not in `live`.
+    fn prune(&self, _live: &HashSet<String>) {}
 }
 
 impl Wire for Replicator {
@@ -48,6 +50,9 @@ impl Wire for Replicator {
     fn failed(&self) -> HashMap<String, String> {
         Replicator::failed(self)
     }
+    fn prune(&self, live: &HashSet<String>) {
+        Replicator::prune(self, live);
+    }
 }
 
 /// An in-memory network of replicated states, by address, with directed link cuts.
@@ -55,6 +60,10 @@ impl Wire for Replicator {
 pub struct MemoryNet {
     nodes: Mutex<HashMap<String, Weak<dyn Replicated>>>,
     cut: Mutex<HashSet<(String, String)>>,
+    /// Links that lose pushes only (syncs still flow).
+    lossy: Mutex<HashSet<(String, String)>>,
+    /// Nodes that accept calls and never answer.
+    stalled: Mutex<HashSet<String>>,
     latency: Duration,
 }
 
@@ -90,6 +99,23 @@ impl MemoryNet {
     /// Restores every link.
     pub fn heal(&self) {
         lock(&self.cut).clear();
+        lock(&self.lossy).clear();
+    }
+
+    /// Loses every push from `from` to `to` (syncs still flow): only repair can carry a change.
+    pub fn lose_pushes(&self, from: &str, to: &str) {
+        lock(&self.lossy).insert((from.to_string(), to.to_string()));
+    }
+
+    /// Makes `addr` accept every call and never answer, as a process that stopped reading.
+    pub fn stall(&self, addr: &str) {
+        lock(&self.stalled).insert(addr.to_string());
+    }
+
+    async fn maybe_stall(&self, to: &str) {
+        if lock(&self.stalled).contains(to) {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// The wire of the node at `me`.
@@ -139,6 +165,10 @@ impl Wire for MemoryWire {
     fn push<'a>(&'a self, addr: &'a str, parts: Vec<Part>) -> BoxFuture<'a, Result<u32, String>> {
         Box::pin(async move {
             tokio::time::sleep(self.net.latency).await;
+            self.net.maybe_stall(addr).await;
+            if lock(&self.net.lossy).contains(&(self.me.clone(), addr.to_string())) {
+                return Ok(0);
+            }
             let r = self
                 .net
                 .reach(&self.me, addr)
@@ -154,6 +184,7 @@ impl Wire for MemoryWire {
     ) -> BoxFuture<'a, Result<(usize, usize), String>> {
         Box::pin(async move {
             tokio::time::sleep(self.net.latency).await;
+            self.net.maybe_stall(addr).await;
             let r = self.net.reach(&self.me, addr).and_then(|peer| {
                 // A sync is a request and a stream back: both directions must be up.
                 self.net.reach(addr, &self.me).map(|_| peer.full_state())
@@ -165,6 +196,10 @@ impl Wire for MemoryWire {
 
     fn failed(&self) -> HashMap<String, String> {
         lock(&self.failed).clone()
+    }
+
+    fn prune(&self, live: &HashSet<String>) {
+        lock(&self.failed).retain(|a, _| live.contains(a));
     }
 }
 
@@ -185,11 +220,29 @@ const DIGEST_PATIENCE: Duration = Duration::from_secs(3);
 /// The least time between two digest-triggered syncs from one peer.
 const DIGEST_BACKOFF: Duration = Duration::from_secs(10);
 
+/// The longest one full-state sync may take, stream included: a peer that accepts a sync and
+/// then stalls or trickles costs at most this, and only its own sync (syncs with different
+/// peers run in parallel).
+pub const SYNC_DEADLINE: Duration = Duration::from_secs(60);
+/// How many full-state syncs a node runs at once.
+pub const PARALLEL_SYNCS: usize = 4;
+/// Parts waiting to be pushed to one peer; past this, new ones are dropped (anti-entropy
+/// repairs them) rather than held in memory for a peer that does not read.
+pub const PUSH_QUEUE: usize = 10_000;
+/// The most parts one push carries.
+pub const PUSH_BATCH: usize = 256;
+
 /// A running cluster member: membership, readiness and replication.
 pub struct ClusterNode {
     membership: Membership,
     wire: Arc<dyn Wire>,
     ready_rx: watch::Receiver<bool>,
+    /// One queue and pushing task per peer address.
+    pushers: Mutex<HashMap<String, tokio::sync::mpsc::Sender<Part>>>,
+    /// Bounds the syncs running at once.
+    syncs: Arc<tokio::sync::Semaphore>,
+    /// Peers (by address) a sync from is running now: never two at once from one peer.
+    syncing: Mutex<HashSet<String>>,
 }
 
 impl ClusterNode {
@@ -207,6 +260,9 @@ impl ClusterNode {
             membership,
             wire,
             ready_rx,
+            pushers: Mutex::new(HashMap::new()),
+            syncs: Arc::new(tokio::sync::Semaphore::new(PARALLEL_SYNCS)),
+            syncing: Mutex::new(HashSet::new()),
         });
         tokio::spawn(settle(node.clone(), state.clone(), opts.clone(), ready_tx));
         tokio::spawn(exchange_digests(node.clone(), state.clone(), shutdown.clone()));
@@ -256,21 +312,56 @@ impl ClusterNode {
             .collect()
     }
 
-    /// Pushes a part to every other live member, each in its own task (a slow peer delays
-    /// nobody); a lost push is repaired by digests and anti-entropy.
+    /// Queues a part for every other live member. Each peer has one pushing task that sends
+    /// what queued up in batches (a slow peer delays nobody, and a burst of changes is a few
+    /// requests, not one task per change); a lost push is repaired by digests and anti-entropy.
     pub fn push_all(&self, part: Part) {
         let me = self.membership.node_id();
+        let mut pushers = lock(&self.pushers);
         for m in self.members() {
             let (Some(addr), false) = (m.grpc_addr.clone(), m.name == me) else {
                 continue;
             };
-            let (wire, p) = (self.wire.clone(), part.clone());
-            tokio::spawn(async move {
-                if let Err(e) = wire.push(&addr, vec![p]).await {
-                    debug!(peer = %m.name, err = %e, "push failed; anti-entropy will catch up");
-                }
+            let tx = pushers.entry(addr.clone()).or_insert_with(|| {
+                let (tx, rx) = tokio::sync::mpsc::channel(PUSH_QUEUE);
+                tokio::spawn(push_loop(self.wire.clone(), addr, m.name.clone(), rx));
+                tx
             });
+            if tx.try_send(part.clone()).is_err() {
+                debug!(peer = %m.name, "push queue full; anti-entropy will catch up");
+            }
         }
+    }
+
+    /// Forgets per-peer state (push queues, connections, failures) of addresses that are no
+    /// longer live members.
+    fn prune(&self) {
+        let live: HashSet<String> = self.members().into_iter().filter_map(|m| m.grpc_addr).collect();
+        lock(&self.pushers).retain(|a, _| live.contains(a));
+        self.wire.prune(&live);
+    }
+
+    /// Syncs from a peer in a task of its own, unless one is running from that peer already;
+    /// at most [`PARALLEL_SYNCS`] at once, each bounded by [`SYNC_DEADLINE`].
+    fn spawn_sync(self: &Arc<Self>, addr: String, name: String, state: Arc<dyn Replicated>, why: &'static str) {
+        if !lock(&self.syncing).insert(addr.clone()) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let permit = node.syncs.clone().acquire_owned().await;
+            let r = tokio::time::timeout(SYNC_DEADLINE, node.wire.sync_from(&addr, state.as_ref())).await;
+            drop(permit);
+            lock(&node.syncing).remove(&addr);
+            match r {
+                Ok(Ok((_, merged))) if merged > 0 => info!(peer = %name, merged, why, "synced state from a peer"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => debug!(peer = %name, err = %e, why, "sync failed"),
+                Err(_) => {
+                    warn!(peer = %name, why, deadline = ?SYNC_DEADLINE, "sync from a peer passed its deadline; abandoned")
+                }
+            }
+        });
     }
 
     /// Stops gossiping, as a process that dies (simulations).
@@ -285,12 +376,50 @@ impl ClusterNode {
     }
 }
 
+/// Pushes what queues up for one peer, in batches, until its queue is dropped (the peer left).
+async fn push_loop(wire: Arc<dyn Wire>, addr: String, name: String, mut rx: tokio::sync::mpsc::Receiver<Part>) {
+    let mut carry: Option<Part> = None;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        // Batches stay under one record's limit in bytes too, so they fit a gRPC message.
+        let mut size = crate::replication::part_size(&first);
+        let mut batch = vec![first];
+        while batch.len() < PUSH_BATCH {
+            match rx.try_recv() {
+                Ok(p) if size + crate::replication::part_size(&p) > crate::replication::MAX_PART_BYTES => {
+                    carry = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    size += crate::replication::part_size(&p);
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = wire.push(&addr, batch).await {
+            debug!(peer = %name, err = %e, "push failed; anti-entropy will catch up");
+        }
+    }
+}
+
 async fn settle(node: Arc<ClusterNode>, state: Arc<dyn Replicated>, opts: NodeOptions, ready: watch::Sender<bool>) {
     let deadline = tokio::time::Instant::now() + opts.settle_timeout;
-    let mut synced = opts.seeds.is_empty();
+    // A seed list may name this replica itself (a manifest listing every pod): its own state
+    // is no settling.
+    let own = node.membership.grpc_addr().to_string();
+    let seeds: Vec<&String> = opts.seeds.iter().filter(|s| **s != own).collect();
+    let mut synced = seeds.is_empty();
     while !synced && tokio::time::Instant::now() < deadline {
-        for s in &opts.seeds {
-            if let Ok((n, m)) = node.wire.sync_from(s, state.as_ref()).await {
+        for s in &seeds {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Ok(Ok((n, m))) = tokio::time::timeout(left, node.wire.sync_from(s, state.as_ref())).await {
                 info!(peer = %s, received = n, merged = m, "initial state sync done");
                 synced = true;
                 break;
@@ -340,11 +469,16 @@ async fn exchange_digests(node: Arc<ClusterNode>, state: Arc<dyn Replicated>, mu
             }
             synced.insert(m.name.clone(), now);
             differing.remove(&m.name);
-            match node.wire.sync_from(addr, state.as_ref()).await {
-                Ok((_, merged)) => info!(peer = %m.name, merged, "state digests differed; synced"),
-                Err(e) => debug!(peer = %m.name, err = %e, "digest-triggered sync failed"),
-            }
+            node.spawn_sync(
+                addr.to_string(),
+                m.name.clone(),
+                state.clone(),
+                "state digests differed",
+            );
         }
+        let names: HashSet<String> = node.members().into_iter().map(|m| m.name).collect();
+        differing.retain(|n, _| names.contains(n));
+        synced.retain(|n, _| names.contains(n));
     }
 }
 
@@ -365,11 +499,8 @@ async fn anti_entropy(
             let (Some(addr), false) = (m.grpc_addr.clone(), m.name == me) else {
                 continue;
             };
-            match node.wire.sync_from(&addr, state.as_ref()).await {
-                Ok((_, merged)) if merged > 0 => info!(peer = %m.name, merged, "anti-entropy merged state"),
-                Ok(_) => {}
-                Err(e) => debug!(peer = %m.name, err = %e, "anti-entropy sync failed"),
-            }
+            node.spawn_sync(addr, m.name.clone(), state.clone(), "anti-entropy");
         }
+        node.prune();
     }
 }

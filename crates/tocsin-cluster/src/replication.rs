@@ -46,6 +46,34 @@ pub struct Traffic {
     pub received: Family<MsgType, Counter>,
     /// Bytes of records received.
     pub received_bytes: Family<MsgType, Counter>,
+    /// Records not sent because they exceed [`MAX_PART_BYTES`].
+    pub oversized: Counter,
+}
+
+/// The largest record sent to a peer, in bytes (key and data): below tonic's 4 MiB message
+/// limit, so one huge record can neither fail a whole push nor abort a sync. Larger ones are
+/// skipped and counted; a silence is refused at the API long before (1 MiB).
+pub const MAX_PART_BYTES: usize = 2 << 20;
+
+/// The size of a record on the wire, as [`MAX_PART_BYTES`] measures it.
+pub fn part_size(p: &Part) -> usize {
+    p.key.len() + p.data.len()
+}
+
+/// Drops the records over [`MAX_PART_BYTES`], counting them.
+fn within_limit(parts: Vec<Part>, oversized: &Counter) -> Vec<Part> {
+    let before = parts.len();
+    let kept: Vec<Part> = parts.into_iter().filter(|p| part_size(p) <= MAX_PART_BYTES).collect();
+    let skipped = before - kept.len();
+    if skipped > 0 {
+        oversized.inc_by(skipped as u64);
+        tracing::warn!(
+            skipped,
+            limit = MAX_PART_BYTES,
+            "records too large to replicate were skipped"
+        );
+    }
+    kept
 }
 
 const UPDATE: &str = "update";
@@ -69,6 +97,7 @@ impl Traffic {
 struct Service {
     state: Arc<dyn Replicated>,
     traffic: Traffic,
+    node_id: String,
 }
 
 #[tonic::async_trait]
@@ -81,8 +110,12 @@ impl Replication for Service {
 
     type SyncStream = tokio_stream::Iter<std::vec::IntoIter<Result<Part, Status>>>;
 
-    async fn sync(&self, _: Request<SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
-        let parts = self.state.full_state();
+    async fn sync(&self, req: Request<SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
+        // A replica whose seed list names itself must not settle on its own state.
+        if req.get_ref().from == self.node_id {
+            return Err(Status::failed_precondition("a replica does not sync from itself"));
+        }
+        let parts = within_limit(self.state.full_state(), &self.traffic.oversized);
         self.traffic.sent(FULL_STATE, &parts);
         let parts: Vec<Result<Part, Status>> = parts.into_iter().map(Ok).collect();
         Ok(Response::new(tokio_stream::iter(parts)))
@@ -96,20 +129,34 @@ impl Replication for Service {
 /// The server failed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    node_id: String,
     state: Arc<dyn Replicated>,
     traffic: Traffic,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(ReplicationServer::new(Service { state, traffic }))
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .add_service(ReplicationServer::new(Service {
+            state,
+            traffic,
+            node_id,
+        }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }
 
 /// Connect timeout for peers: a dead peer must not hold a push back.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Per-request timeout for pushes.
+/// Per-request timeout for pushes (and a sync's response head).
 const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a sync waits for its next record: a peer that stops sending mid-stream is
+/// given up on (the whole sync has a deadline too, see `node::SYNC_DEADLINE`).
+pub const SYNC_IDLE: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on idle connections, both ways: a peer that vanished without closing its
+/// connection is noticed.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Clients to peers, created lazily and reused; remembers which peers the last call failed on.
 pub struct Replicator {
@@ -142,6 +189,18 @@ impl Replicator {
         &self.traffic
     }
 
+    /// Forgets the connections and failures of addresses not in `live` (members that left).
+    pub fn prune(&self, live: &std::collections::HashSet<String>) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|a, _| live.contains(a));
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|a, _| live.contains(a));
+    }
+
     /// Returns the peers whose last push or sync failed, by address, with the error.
     pub fn failed(&self) -> HashMap<String, String> {
         self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -169,7 +228,10 @@ impl Replicator {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address {addr}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(PUSH_TIMEOUT);
+            .timeout(PUSH_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let client = ReplicationClient::new(endpoint.connect_lazy());
         clients.insert(addr.to_string(), client.clone());
         Ok(client)
@@ -180,6 +242,10 @@ impl Replicator {
     /// # Errors
     /// The peer is unreachable or failed.
     pub async fn push(&self, addr: &str, parts: Vec<Part>) -> Result<u32, String> {
+        let parts = within_limit(parts, &self.traffic.oversized);
+        if parts.is_empty() {
+            return Ok(0);
+        }
         let mut c = self.client(addr)?;
         self.traffic.sent(UPDATE, &parts);
         let r = c
@@ -212,11 +278,13 @@ impl Replicator {
             .map_err(|e| format!("sync from {addr}: {}", e.message()))?
             .into_inner();
         let (mut received, mut merged) = (0, 0);
-        while let Some(part) = stream
-            .message()
-            .await
-            .map_err(|e| format!("sync from {addr}: {}", e.message()))?
-        {
+        loop {
+            let next = tokio::time::timeout(SYNC_IDLE, stream.message())
+                .await
+                .map_err(|_| format!("sync from {addr}: no record for {SYNC_IDLE:?}"))?;
+            let Some(part) = next.map_err(|e| format!("sync from {addr}: {}", e.message()))? else {
+                break;
+            };
             received += 1;
             self.traffic.received(FULL_STATE, std::slice::from_ref(&part));
             if state.merge(&part) {

@@ -49,7 +49,13 @@ impl Replicated for Lww {
 async fn node(state: Arc<Lww>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(serve(listener, state, Traffic::default(), std::future::pending()));
+    tokio::spawn(serve(
+        listener,
+        "server".into(),
+        state,
+        Traffic::default(),
+        std::future::pending(),
+    ));
     addr
 }
 
@@ -112,6 +118,7 @@ async fn unreachable_peer_fails_fast() {
     let l = tokio::net::TcpListener::bind(&dead).await.unwrap();
     tokio::spawn(serve(
         l,
+        "server".into(),
         Arc::new(Lww::default()),
         Traffic::default(),
         std::future::pending(),
@@ -122,4 +129,48 @@ async fn unreachable_peer_fails_fast() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(r.failed().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_record_is_skipped_and_the_rest_of_the_sync_arrives() {
+    // One 3 MiB record (over tonic's 4 MiB message limit with room to spare it would not be,
+    // but over the 2 MiB record limit) between two small ones: before, such a record aborted
+    // every sync at that point.
+    let server = Arc::new(Lww::default());
+    server.merge(&part("a", 1, "small"));
+    server.merge(&part("b", 1, &"x".repeat(3 << 20)));
+    server.merge(&part("c", 1, "small"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let traffic = Traffic::default();
+    tokio::spawn(serve(
+        listener,
+        "server".into(),
+        server,
+        traffic.clone(),
+        std::future::pending(),
+    ));
+    let client = Lww::default();
+    let r = Replicator::new("client");
+    assert_eq!(r.sync_from(&addr, &client).await, Ok((2, 2)));
+    assert_eq!(traffic.oversized.get(), 1, "the skipped record is counted");
+    // Pushed, it is skipped too, and the push carries the rest.
+    let other = node(Arc::new(Lww::default())).await;
+    let pushed = r
+        .push(
+            &other,
+            vec![part("big", 1, &"x".repeat(3 << 20)), part("d", 1, "small")],
+        )
+        .await;
+    assert_eq!(pushed, Ok(1));
+    assert_eq!(r.traffic().oversized.get(), 1);
+}
+
+#[tokio::test]
+async fn a_replica_does_not_sync_from_itself() {
+    // A seed list naming this replica (by a name that resolves to its own address).
+    let addr = node(Arc::new(Lww::default())).await;
+    let r = Replicator::new("server");
+    let err = r.sync_from(&addr, &Lww::default()).await.unwrap_err();
+    assert!(err.contains("does not sync from itself"), "{err}");
 }

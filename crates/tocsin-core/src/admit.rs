@@ -79,7 +79,11 @@ impl Bounds {
             return Err(Refusal::Invalid);
         }
         let limits = store.limits();
-        if limits.max_silence_size_bytes > 0 && crate::snapshot::silence_size(&m) > limits.max_silence_size_bytes {
+        let max_size = match limits.max_silence_size_bytes {
+            0 => crate::silence::MAX_SILENCE_BYTES,
+            n => n.min(crate::silence::MAX_SILENCE_BYTES),
+        };
+        if crate::snapshot::silence_size(&m) > max_size {
             return Err(Refusal::TooLarge);
         }
         if limits.max_silences > 0 && store.get(&s.id).is_none() && store.len() >= limits.max_silences {

@@ -105,6 +105,11 @@ pub enum SilenceError {
     Limit(String),
 }
 
+/// The largest silence stored whatever `--silences.max-silence-size-bytes` says (0, its
+/// default, meaning no limit): every silence must fit one replication record, so that it
+/// reaches every peer. Tocsin's bound; Alertmanager has none.
+pub const MAX_SILENCE_BYTES: usize = 1 << 20;
+
 /// Store limits (`--silences.max-silences`, `--silences.max-silence-size-bytes`; 0 = none).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
@@ -448,14 +453,14 @@ impl Silences {
     }
 
     fn check_size(&self, s: &Silence) -> Result<(), SilenceError> {
-        if self.limits.max_silence_size_bytes == 0 {
-            return Ok(());
-        }
+        let limit = match self.limits.max_silence_size_bytes {
+            0 => MAX_SILENCE_BYTES,
+            n => n.min(MAX_SILENCE_BYTES),
+        };
         let size = crate::snapshot::silence_size(&self.mesh(s.clone()));
-        if size > self.limits.max_silence_size_bytes {
+        if size > limit {
             return Err(SilenceError::Limit(format!(
-                "silence exceeded maximum size: {size} bytes (limit: {} bytes)",
-                self.limits.max_silence_size_bytes
+                "silence exceeded maximum size: {size} bytes (limit: {limit} bytes)"
             )));
         }
         Ok(())
@@ -780,5 +785,12 @@ mod tests {
                 .to_string()
                 .starts_with("silence exceeded maximum size")
         );
+        // Without a configured limit, a silence must still fit one replication record.
+        let mut unlimited = Silences::new(Duration::ZERO, Limits::default(), NameValidation::Utf8);
+        let mut huge = sil("a=b", 0, 100);
+        huge.comment = "x".repeat(5 << 20);
+        let err = unlimited.set(huge, t(0), &mut next).unwrap_err().to_string();
+        assert!(err.ends_with("(limit: 1048576 bytes)"), "{err}");
+        assert!(unlimited.is_empty(), "nothing stored");
     }
 }

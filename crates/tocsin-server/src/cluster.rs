@@ -315,7 +315,7 @@ pub async fn join(
     let traffic = app.metrics.cluster_traffic.clone();
     let replicator = Arc::new(Replicator::new(opts.name.clone()).with_traffic(traffic.clone()));
     let mut stop = shutdown.clone();
-    tokio::spawn(serve(tcp, state.clone(), traffic, async move {
+    tokio::spawn(serve(tcp, opts.name.clone(), state.clone(), traffic, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
     info!(name = %opts.name, address = %advertise, peers = ?opts.peers, "joined cluster");

@@ -418,6 +418,11 @@ impl Metrics {
             m.deduplicated.clone(),
         );
         t.register(
+            "cluster_records_oversized",
+            "Records not replicated to peers because they exceed the 2 MiB record limit.",
+            m.cluster_traffic.oversized.clone(),
+        );
+        t.register(
             "cluster_records_refused",
             "Records from peers dropped because they failed the rules a local record keeps (or could not be decoded).",
             m.refused.clone(),
