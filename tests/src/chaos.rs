@@ -107,6 +107,15 @@ pub enum Fault {
         /// Seconds, either sign.
         by: f64,
     },
+    /// An outsider on the cluster port pushes forged records to `node` at `at`: a silence
+    /// without matchers, one of every alert dated 9999, a "sent" log entry dated 9999 for every
+    /// group, and a claim on every group in the name of `node`'s next live peer, never ending.
+    Forge {
+        /// Replica.
+        node: usize,
+        /// When.
+        at: f64,
+    },
     /// `node` dies at `at` and restarts at `restart` under its name (a new generation), with its
     /// nflog and silences when `disk`.
     Kill {
@@ -127,6 +136,8 @@ impl Fault {
             Fault::Partition { from, until, .. } => (*from, *until),
             Fault::Kill { at, restart, .. } => (*at, *restart),
             Fault::Reload { at, .. } => (*at, *at),
+            // A forged claim holds its group for at most the claim cap.
+            Fault::Forge { at, .. } => (*at, *at + 30.0),
             // A stepped clock stays stepped: the replica's records and judgements of time are
             // skewed for the rest of the run.
             Fault::ClockStep { at, .. } => (*at, f64::INFINITY),
@@ -291,6 +302,12 @@ impl Scenario {
             });
         }
         let mut silences = Vec::new();
+        if rng.random_bool(0.2) {
+            faults.push(Fault::Forge {
+                node: rng.random_range(0..n),
+                at: round(rng.random_range(5.0..duration - 20.0)),
+            });
+        }
         for _ in 0..rng.random_range(0..=2) {
             let from = round(rng.random_range(10.0..duration - 30.0));
             silences.push(SilencePlan {
@@ -825,6 +842,73 @@ impl World<'_> {
         }
     }
 
+    /// Pushes the forged records of [`Fault::Forge`] into `target`, as the replication service
+    /// would merge them.
+    fn forge(&self, target: usize) {
+        let app = &self.nodes[target].app;
+        let far: Timestamp = "9999-01-01T00:00:00Z".parse().unwrap();
+        let now = app.clock.now();
+        let everything = Silence {
+            id: "forged-1".into(),
+            matcher_sets: vec![vec![]],
+            starts_at: now,
+            ends_at: far,
+            updated_at: now,
+            ..Silence::default()
+        };
+        let _ = app.state.merge_silence(MeshSilence {
+            silence: everything.clone(),
+            expires_at: far,
+        });
+        let _ = app.state.merge_silence(MeshSilence {
+            silence: Silence {
+                id: "forged-2".into(),
+                matcher_sets: vec![
+                    tocsin_core::matchers::parse_matchers("alertname=~\".+\"", Default::default()).unwrap(),
+                ],
+                updated_at: far,
+                ..everything
+            },
+            expires_at: far,
+        });
+        let (victim, generation) = {
+            let net = self.net.lock();
+            let v = (1..self.s.n)
+                .map(|k| (target + k) % self.s.n)
+                .find(|&j| net.alive[j])
+                .unwrap_or(target);
+            (v, net.generation[v])
+        };
+        let receiver = tocsin_core::nflog::ReceiverKey {
+            group_name: "r".into(),
+            integration: "webhook".into(),
+            idx: 0,
+        };
+        let mut groups: Vec<&String> = self.s.alerts.iter().map(|a| &a.group).collect();
+        groups.sort();
+        groups.dedup();
+        for g in groups {
+            let group_key = format!("{{}}:{{grp=\"{g}\"}}");
+            let _ = app.state.merge_nflog(Entry {
+                group_key: group_key.clone(),
+                receiver: receiver.clone(),
+                timestamp: far,
+                firing_alerts: vec![],
+                resolved_alerts: vec![],
+                expires_at: far,
+            });
+            let _ = app.state.merge_claim(Claim {
+                group_key,
+                receiver: receiver.clone(),
+                sender: format!("n{victim}"),
+                generation,
+                created: now,
+                deadline: far,
+                released: false,
+            });
+        }
+    }
+
     /// The first replica alive from `i` on (the one a user's request reaches).
     fn alive_from(&self, i: usize) -> usize {
         let net = self.net.lock();
@@ -884,6 +968,11 @@ impl World<'_> {
         let s = self.s;
         for f in &s.faults {
             match f {
+                Fault::Forge { node, at: when } => {
+                    if prev < *when && *when <= now && self.net.lock().alive[*node] {
+                        self.forge(*node);
+                    }
+                }
                 Fault::Reload { node, at: when } => {
                     if prev < *when && *when <= now && self.net.lock().alive[*node] {
                         let config = load(&s.config(), std::path::Path::new("."), &Default::default()).unwrap();
@@ -1105,7 +1194,7 @@ fn duplicates_explained(s: &Scenario, from: f64, to: f64) -> usize {
         match f {
             Fault::Partition { .. } => partitions += 1,
             Fault::ClockStep { .. } => others += 2,
-            Fault::Kill { .. } | Fault::Reload { .. } => others += 1,
+            Fault::Kill { .. } | Fault::Reload { .. } | Fault::Forge { .. } => others += 1,
         }
     }
     (1usize << partitions.min(16)) - 1 + others

@@ -618,3 +618,64 @@ async fn peer_unreachable_over_tcp_is_reported_failed_until_it_heals() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Resumes a process stopped with SIGSTOP, whatever happens to the test.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replica_does_not_hold_up_the_others_and_huge_silences_are_refused() {
+    let (_sink, url) = start_sink().await;
+    let c = reqwest::Client::new();
+    let (_dirs, [r1, r2, r3]) = start_three(&c, &url).await;
+    // r3 stops (SIGSTOP): its kernel still accepts connections, nothing answers them.
+    let pid = r3.child.id();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let _resume = Resume(pid);
+    let created = std::time::Instant::now();
+    let r: Value = c
+        .post(format!("{}/api/v2/silences", r1.base))
+        .json(&silence_body("WhileStopped"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["silenceID"].as_str().unwrap().to_string();
+    loop {
+        let list: Value = get_json(&c, format!("{}/api/v2/silences", r2.base)).await;
+        if list.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()) {
+            break;
+        }
+        assert!(
+            created.elapsed() < Duration::from_secs(2),
+            "the silence did not reach r2 within 2 s while r3 was stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A 5 MiB silence: refused by the API, which bounds what has to fit one cluster record.
+    let mut huge = silence_body("Huge");
+    huge["comment"] = json!("x".repeat(5 << 20));
+    let resp = c
+        .post(format!("{}/api/v2/silences", r1.base))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("silence exceeded maximum size"), "{body}");
+}
