@@ -14,6 +14,11 @@ use crate::value::Value;
 const MAX_DEPTH: usize = 200;
 /// Output above this is an error, so a runaway template cannot exhaust memory.
 const MAX_OUTPUT: usize = 16 << 20;
+/// Steps (nodes executed and loop iterations) one execution may take: a template from the
+/// configuration runs at send time, and `{{ range 10000000000 }}` must end in an error, not
+/// in minutes of CPU. The default templates take a few hundred steps per alert, so this is
+/// ample for thousands of alerts in one notification.
+pub const MAX_STEPS: u64 = 20_000_000;
 
 /// An execution error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,7 @@ pub(crate) struct Exec<'a> {
     out: String,
     vars: Vec<(String, Value)>,
     depth: usize,
+    steps: u64,
     name: String,
     line: usize,
 }
@@ -67,6 +73,7 @@ pub(crate) fn execute(trees: &Trees, name: &str, data: &Value, opts: &Options) -
         out: String::new(),
         vars: vec![("$".into(), data.clone())],
         depth: 0,
+        steps: 0,
         name: name.to_string(),
         line: 0,
     };
@@ -80,8 +87,18 @@ pub(crate) fn execute(trees: &Trees, name: &str, data: &Value, opts: &Options) -
 }
 
 impl Exec<'_> {
+    /// Counts one step of work; past [`MAX_STEPS`] the execution fails.
+    fn step(&mut self) -> R<()> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(format!("exceeded the work budget of {MAX_STEPS} steps"));
+        }
+        Ok(())
+    }
+
     fn walk(&mut self, dot: &Value, nodes: &[Node]) -> R<Flow> {
         for n in nodes {
+            self.step()?;
             match n {
                 Node::Text(t) => self.emit(t)?,
                 Node::Action(p) => {
@@ -143,25 +160,41 @@ impl Exec<'_> {
             line: b.pipe.line,
         };
         let v = self.pipe(dot, &plain)?;
-        let items: Vec<(Value, Value)> = match &v {
-            Value::List(l) | Value::Alerts(l) => l
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (Value::Int(i as i64), e.clone()))
-                .collect(),
-            Value::Map(m) => m.iter().map(|(k, e)| (Value::str(k), e.clone())).collect(),
-            Value::Kv(m) => m.iter().map(|(k, e)| (Value::str(k), Value::str(e))).collect(),
-            Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
-            Value::Nil => vec![],
+        // An integer is iterated without materialising its range (`range 10000000000` took
+        // gigabytes before the first iteration).
+        let items: Box<dyn Iterator<Item = (Value, Value)>> = match &v {
+            Value::List(l) | Value::Alerts(l) => Box::new(
+                l.iter()
+                    .enumerate()
+                    .map(|(i, e)| (Value::Int(i as i64), e.clone()))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+            Value::Map(m) => Box::new(
+                m.iter()
+                    .map(|(k, e)| (Value::str(k), e.clone()))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+            Value::Kv(m) => Box::new(
+                m.iter()
+                    .map(|(k, e)| (Value::str(k), Value::str(e)))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+            Value::Int(n) => Box::new((0..*n).map(|i| (Value::Int(i), Value::Int(i)))),
+            Value::Nil => Box::new(std::iter::empty()),
             other => return Err(format!("range can't iterate over {}", other.to_text())),
         };
-        if items.is_empty() {
+        let mut items = items.peekable();
+        if items.peek().is_none() {
             let mark = self.vars.len();
             self.walk(dot, &b.else_list)?;
             self.vars.truncate(mark);
             return Ok(());
         }
         for (k, e) in items {
+            self.step()?;
             let mark = self.vars.len();
             match b.pipe.decl.as_slice() {
                 [] => {}

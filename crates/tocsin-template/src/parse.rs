@@ -396,7 +396,14 @@ struct Parser<'a> {
     ranges: usize,
     /// Variables in scope (Go checks them at parse time).
     vars: Vec<String>,
+    /// Nesting of blocks and parentheses now: the parser and the executor recurse on the
+    /// stack, so it is bounded by [`MAX_NESTING`].
+    nesting: usize,
 }
+
+/// The deepest nesting of blocks (`if`, `range`, `with`…) and parentheses a template may use:
+/// 100,000 nested parentheses overflowed the stack and aborted the process.
+pub const MAX_NESTING: usize = 100;
 
 enum Stop {
     Eof,
@@ -417,6 +424,7 @@ pub fn parse(name: &str, src: &str) -> Result<Trees, ParseError> {
         defs: HashMap::new(),
         ranges: 0,
         vars: vec!["$".into()],
+        nesting: 0,
     };
     let (body, end) = p.list()?;
     match end {
@@ -474,7 +482,10 @@ impl Parser<'_> {
                     };
                     let saved = std::mem::take(&mut self.ranges);
                     let saved_vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
-                    let (body, end) = self.list()?;
+                    self.nest(line)?;
+                    let listed = self.list();
+                    self.nesting -= 1;
+                    let (body, end) = listed?;
                     self.ranges = saved;
                     self.vars = saved_vars;
                     if !matches!(end, Stop::EndKw) {
@@ -531,10 +542,21 @@ impl Parser<'_> {
     }
 
     fn branch(&mut self, kw: &str, toks: &[Token], line: usize) -> Result<Node, ParseError> {
+        self.nest(line)?;
         let mark = self.vars.len();
         let b = self.branch_inner(kw, toks, line);
         self.vars.truncate(mark);
+        self.nesting -= 1;
         b
+    }
+
+    /// Enters one level of nesting, or fails past [`MAX_NESTING`].
+    fn nest(&mut self, line: usize) -> Result<(), ParseError> {
+        if self.nesting >= MAX_NESTING {
+            return err(self.name, line, format!("nested deeper than {MAX_NESTING} levels"));
+        }
+        self.nesting += 1;
+        Ok(())
     }
 
     fn branch_inner(&mut self, kw: &str, toks: &[Token], line: usize) -> Result<Node, ParseError> {
@@ -685,6 +707,7 @@ impl Parser<'_> {
                 _ => Arg::Func(id.clone()),
             },
             Tok::LParen => {
+                self.nest(line)?;
                 let mut depth = 1;
                 let mut j = 1;
                 while j < toks.len() {
@@ -703,7 +726,9 @@ impl Parser<'_> {
                 if depth != 0 {
                     return err(self.name, line, "unclosed left paren");
                 }
-                let inner = self.pipe(&toks[1..j], line, false)?;
+                let inner = self.pipe(&toks[1..j], line, false);
+                self.nesting -= 1;
+                let inner = inner?;
                 let (fields, n) = field_chain(toks, j + 1);
                 return Ok((Arg::Chain(Box::new(inner), fields), n));
             }
