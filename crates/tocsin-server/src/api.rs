@@ -23,6 +23,11 @@ use crate::app::App;
 
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// How much of an announced oversized body is read and discarded before the 413, so that a
+/// client still sending can read the answer instead of a reset connection.
+const DRAIN_BYTES: u64 = 256 << 20;
+/// How long that draining may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Builds the router; `prefix` is the normalised `--web.route-prefix` (`/` or `/x`).
 pub fn router(app: Arc<App>, prefix: &str) -> Router {
@@ -47,12 +52,42 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(app);
     if prefix == "/" {
         api
     } else {
         Router::new().nest(prefix, api)
     }
+}
+
+/// Refuses a body announced larger than [`MAX_BODY_BYTES`] with a readable 413: the body is
+/// read and discarded first (up to [`DRAIN_BYTES`] and [`DRAIN_TIME`]), because answering and
+/// closing while the client still sends gave it a broken pipe instead of the answer. Bodies
+/// without a length are cut by the body limit as they are read.
+async fn refuse_oversized(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let Some(len) = announced.filter(|n| *n > MAX_BODY_BYTES as u64) else {
+        return next.run(req).await;
+    };
+    if len <= DRAIN_BYTES {
+        let mut body = req.into_body().into_data_stream();
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(_)) = tokio_stream::StreamExt::next(&mut body).await {}
+        })
+        .await;
+    }
+    let mut r = error_object(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        413,
+        format!("request body of {len} bytes exceeds the limit of {MAX_BODY_BYTES} bytes"),
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {

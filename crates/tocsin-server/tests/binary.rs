@@ -195,9 +195,18 @@ async fn bad_input_is_answered_and_loses_nothing() {
     let alerts: Vec<Value> = get_json(&client, format!("{}/api/v2/alerts", t.base)).await;
     assert!(alerts.iter().any(|a| a["labels"]["alertname"] == "good3"), "{alerts:?}");
 
-    // Oversized body.
+    // Oversized bodies: a readable 413, also while the client is still sending 64 MiB (before:
+    // the connection was closed under it, a broken pipe).
     let (status, _) = post(vec![b' '; 33 << 20]).await;
     assert_eq!(status, 413);
+    let (status, body) = post(vec![b' '; 64 << 20]).await;
+    assert_eq!(
+        (status, body),
+        (
+            413,
+            r#"{"code":413,"message":"request body of 67108864 bytes exceeds the limit of 33554432 bytes"}"#.into()
+        )
+    );
     // Bad filter.
     let r = client
         .get(format!("{}/api/v2/alerts?filter=foo", t.base))
