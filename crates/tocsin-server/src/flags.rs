@@ -48,7 +48,14 @@ pub struct Flags {
     /// Prefix for the internal routes of web endpoints (defaults to the path of --web.external-url).
     #[arg(long = "web.route-prefix", default_value = "")]
     pub web_route_prefix: String,
-    /// Web TLS/auth configuration file (accepted; not supported yet).
+    /// How long a client may take to send a request's headers before its connection is closed
+    /// (Tocsin's).
+    #[arg(long = "web.header-read-timeout", default_value = "30s", value_parser = duration)]
+    pub web_header_read_timeout: Duration,
+    /// Most HTTP connections open at once; more are closed as they arrive (Tocsin's).
+    #[arg(long = "web.max-connections", default_value_t = 1024)]
+    pub web_max_connections: usize,
+    /// Web TLS/auth configuration file (refused at start-up: not supported yet).
     #[arg(long = "web.config.file", default_value = "")]
     pub web_config_file: String,
     /// Maximum number of concurrent GET requests (accepted; GETs never block ingestion).

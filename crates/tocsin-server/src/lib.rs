@@ -13,6 +13,7 @@ pub mod clock;
 pub mod cluster;
 pub mod dispatch;
 pub mod flags;
+pub mod http_server;
 mod json_out;
 pub mod logging;
 pub mod metrics;
@@ -230,10 +231,17 @@ pub async fn run_with(
     spawn_sighup(app.clone());
     info!(address = %bound, "Listening on");
     let router = api::router(app.clone(), &prefix);
-    let mut stop = shutdown_rx.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|v| *v).await;
-    });
+    let limits = http_server::Limits {
+        header_read_timeout: flags.web_header_read_timeout,
+        max_connections: flags.web_max_connections,
+    };
+    let server = http_server::serve(
+        listener,
+        router,
+        limits,
+        app.metrics.http_refused.clone(),
+        shutdown_rx.clone(),
+    );
     let leaving = app.clone();
     let signals = tokio::spawn(async move {
         shutdown.await;
@@ -243,9 +251,7 @@ pub async fn run_with(
         }
         let _ = shutdown_tx.send(true);
     });
-    if let Err(e) = server.await {
-        error!(err = %e, "HTTP server failed");
-    }
+    server.await;
     signals.abort();
     let _ = scheduler.await;
     let _ = maintenance.await;

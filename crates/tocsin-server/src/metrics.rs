@@ -148,6 +148,9 @@ pub struct Metrics {
     pub requests_failed: Family<IntegrationLabel, Counter>,
     /// `alertmanager_notification_latency_seconds{integration}`.
     pub latency: Family<IntegrationLabel, Histogram>,
+    /// `tocsin_http_connections_refused_total` (Tocsin's): connections closed over
+    /// `--web.max-connections`.
+    pub http_refused: Counter,
     /// `tocsin_cluster_records_refused_total{state,reason}` (Tocsin's): peers' records that
     /// failed admission and were dropped.
     pub refused: Family<RefusedLabels, Counter>,
@@ -220,6 +223,7 @@ impl Metrics {
             latency: Family::new_with_constructor(|| Histogram::new([1.0, 5.0, 10.0, 15.0, 20.0])),
             deduplicated: Family::default(),
             refused: Family::default(),
+            http_refused: Counter::default(),
             suppressed: Family::default(),
             alerts: Family::default(),
             silences: Family::default(),
@@ -416,6 +420,11 @@ impl Metrics {
             "notifications_deduplicated",
             "Flushes of a group to an integration that sent nothing because the notification log showed its state already notified, by this replica or a peer.",
             m.deduplicated.clone(),
+        );
+        t.register(
+            "http_connections_refused",
+            "HTTP connections closed on arrival because --web.max-connections were open.",
+            m.http_refused.clone(),
         );
         t.register(
             "cluster_records_oversized",

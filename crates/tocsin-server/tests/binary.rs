@@ -548,3 +548,74 @@ async fn sigterm_lets_a_send_under_way_finish_and_logs_it() {
         "the logged send is not repeated after the restart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_and_open_connections_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_sink, url) = start_sink().await;
+    let t = start_tocsin(
+        &config(&url),
+        &["--web.header-read-timeout=1s", "--web.max-connections=3"],
+    );
+    let addr = t.base.trim_start_matches("http://").to_string();
+    // Three connections that send nothing hold every slot; a fourth is closed on arrival.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(std::time::Duration::from_millis(900), extra.read(&mut buf))
+        .await
+        .expect("the fourth connection is closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    drop(idle);
+
+    // A client sending its headers a byte at a time is cut off after the header timeout
+    // (before: still connected after 75 s).
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for b in b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n".iter() {
+            if slow.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), trickle)
+        .await
+        .expect("the trickle ended");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut buf))
+        .await
+        .expect("the server closed the slow connection");
+    assert!(
+        matches!(closed, Ok(0) | Err(_)) || buf.starts_with(b"HTTP/1.1 408"),
+        "{closed:?} {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+
+    // The refusal is counted (retried: slots free as the idle connections close).
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(r) = client.get(format!("{}/metrics", t.base)).send().await {
+            let text = r.text().await.unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("tocsin_http_connections_refused_total "))
+                .unwrap_or_default()
+                .to_string();
+            assert!(line.ends_with(" 1"), "{line}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/metrics never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
