@@ -7,6 +7,7 @@
 //! lives no longer than the retention). A refusal never stops the rest of a push or sync: the
 //! caller counts it by [`Refusal::as_str`] and goes on.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -41,6 +42,43 @@ impl Refusal {
     }
 }
 
+/// Records refused for being dated ahead, remembered until they would have expired: anti-entropy
+/// sends the same record again, and once this replica's clock has caught up with it, it would
+/// pass — and replace the newer records written meanwhile by its later timestamp
+/// (tocsin-chaos seed 32006: an entry of a replica 333 s ahead, admitted 300 s late, made every
+/// replica believe a resolve was already notified). A refused record stays refused.
+#[derive(Clone, Debug, Default)]
+pub struct Refused {
+    /// State key -> (timestamp refused, forget after), at most [`Refused::PER_KEY`] per key.
+    seen: HashMap<String, Vec<(Timestamp, Timestamp)>>,
+}
+
+impl Refused {
+    /// How many refused versions of one record are remembered.
+    pub const PER_KEY: usize = 16;
+
+    fn knows(&self, key: &str, ts: Timestamp) -> bool {
+        self.seen.get(key).is_some_and(|v| v.iter().any(|(t, _)| *t == ts))
+    }
+
+    fn remember(&mut self, key: String, ts: Timestamp, until: Timestamp) {
+        let v = self.seen.entry(key).or_default();
+        if v.len() >= Self::PER_KEY {
+            v.remove(0);
+        }
+        v.push((ts, until));
+    }
+
+    /// Forgets records past their expiry; returns how many are still remembered.
+    pub fn gc(&mut self, now: Timestamp) -> usize {
+        for v in self.seen.values_mut() {
+            v.retain(|(_, until)| *until > now);
+        }
+        self.seen.retain(|_, v| !v.is_empty());
+        self.seen.values().map(Vec::len).sum()
+    }
+}
+
 /// The bounds a peer's records are held to.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
@@ -69,9 +107,20 @@ impl Bounds {
     ///
     /// # Errors
     /// Why it was refused; nothing is stored.
-    pub fn merge_silence(&self, store: &mut Silences, m: MeshSilence, now: Timestamp) -> Result<bool, Refusal> {
+    pub fn merge_silence(
+        &self,
+        store: &mut Silences,
+        refused: &mut Refused,
+        m: MeshSilence,
+        now: Timestamp,
+    ) -> Result<bool, Refusal> {
         let s = &m.silence;
         if s.updated_at > self.latest(now) {
+            let until = m.expires_at.min(plus(s.ends_at, store.retention() + self.max_skew));
+            refused.remember(s.id.clone(), s.updated_at, until);
+            return Err(Refusal::Future);
+        }
+        if refused.knows(&s.id, s.updated_at) {
             return Err(Refusal::Future);
         }
         validate(s, store.names()).map_err(|_| Refusal::Invalid)?;
@@ -97,8 +146,20 @@ impl Bounds {
     ///
     /// # Errors
     /// Why it was refused; nothing is stored.
-    pub fn merge_entry(&self, log: &mut Nflog, mut e: Entry, now: Timestamp) -> Result<bool, Refusal> {
+    pub fn merge_entry(
+        &self,
+        log: &mut Nflog,
+        refused: &mut Refused,
+        mut e: Entry,
+        now: Timestamp,
+    ) -> Result<bool, Refusal> {
+        let key = e.state_key();
         if e.timestamp > self.latest(now) {
+            let until = e.expires_at.min(plus(e.timestamp, self.retention));
+            refused.remember(key, e.timestamp, until);
+            return Err(Refusal::Future);
+        }
+        if refused.knows(&key, e.timestamp) {
             return Err(Refusal::Future);
         }
         e.expires_at = e.expires_at.min(plus(e.timestamp, self.retention));
@@ -166,26 +227,44 @@ mod tests {
     fn a_silence_from_a_peer_passes_the_local_rules() {
         let b = bounds();
         let mut s = store(Limits::default());
-        assert_eq!(b.merge_silence(&mut s, silence("a", "job=\"db\"", 0), t(0)), Ok(true));
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), silence("a", "job=\"db\"", 0), t(0)),
+            Ok(true)
+        );
         // The forged "mute everything" of the issue: no matchers, dated in 9999.
         let mut forged = silence("b", "", 0);
         forged.silence.updated_at = "9999-01-01T00:00:00Z".parse().unwrap();
-        assert_eq!(b.merge_silence(&mut s, forged.clone(), t(0)), Err(Refusal::Future));
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), forged.clone(), t(0)),
+            Err(Refusal::Future)
+        );
         forged.silence.updated_at = t(0);
-        assert_eq!(b.merge_silence(&mut s, forged, t(0)), Err(Refusal::Invalid));
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), forged, t(0)),
+            Err(Refusal::Invalid)
+        );
         // A matcher that matches everything, an end before the start, a GC time past retention.
         assert_eq!(
-            b.merge_silence(&mut s, silence("c", "job=~\".*\"", 0), t(0)),
+            b.merge_silence(&mut s, &mut Refused::default(), silence("c", "job=~\".*\"", 0), t(0)),
             Err(Refusal::Invalid)
         );
         let mut backwards = silence("d", "job=\"db\"", 0);
         backwards.silence.ends_at = t(-1);
-        assert_eq!(b.merge_silence(&mut s, backwards, t(0)), Err(Refusal::Invalid));
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), backwards, t(0)),
+            Err(Refusal::Invalid)
+        );
         let mut forever = silence("e", "job=\"db\"", 0);
         forever.expires_at = "9999-01-01T00:00:00Z".parse().unwrap();
-        assert_eq!(b.merge_silence(&mut s, forever, t(0)), Err(Refusal::Invalid));
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), forever, t(0)),
+            Err(Refusal::Invalid)
+        );
         // Within the skew: accepted.
-        assert_eq!(b.merge_silence(&mut s, silence("f", "job=\"db\"", 299), t(0)), Ok(true));
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), silence("f", "job=\"db\"", 299), t(0)),
+            Ok(true)
+        );
         assert_eq!(s.len(), 2, "nothing refused was stored");
     }
 
@@ -196,16 +275,25 @@ mod tests {
             max_silences: 1,
             max_silence_size_bytes: 200,
         });
-        assert_eq!(b.merge_silence(&mut s, silence("a", "job=\"db\"", 0), t(0)), Ok(true));
         assert_eq!(
-            b.merge_silence(&mut s, silence("b", "job=\"db\"", 0), t(0)),
+            b.merge_silence(&mut s, &mut Refused::default(), silence("a", "job=\"db\"", 0), t(0)),
+            Ok(true)
+        );
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), silence("b", "job=\"db\"", 0), t(0)),
             Err(Refusal::TooMany)
         );
         // An update of a known silence is not a new one.
-        assert_eq!(b.merge_silence(&mut s, silence("a", "job=\"web\"", 1), t(1)), Ok(true));
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), silence("a", "job=\"web\"", 1), t(1)),
+            Ok(true)
+        );
         let mut big = silence("a", "job=\"db\"", 2);
         big.silence.comment = "x".repeat(500);
-        assert_eq!(b.merge_silence(&mut s, big, t(2)), Err(Refusal::TooLarge));
+        assert_eq!(
+            b.merge_silence(&mut s, &mut Refused::default(), big, t(2)),
+            Err(Refusal::TooLarge)
+        );
     }
 
     fn rk() -> ReceiverKey {
@@ -228,10 +316,31 @@ mod tests {
             resolved_alerts: vec![],
             expires_at: t(expires),
         };
-        assert_eq!(b.merge_entry(&mut log, entry(301, 400), t(0)), Err(Refusal::Future));
+        assert_eq!(
+            b.merge_entry(&mut log, &mut Refused::default(), entry(301, 400), t(0)),
+            Err(Refusal::Future)
+        );
         assert!(log.is_empty());
-        assert_eq!(b.merge_entry(&mut log, entry(10, 1_000_000), t(0)), Ok(true));
+        assert_eq!(
+            b.merge_entry(&mut log, &mut Refused::default(), entry(10, 1_000_000), t(0)),
+            Ok(true)
+        );
         assert_eq!(log.query("{}:{}", &rk()).unwrap().expires_at, t(10 + 3600));
+        // Refused once for its date, a record stays refused when it comes again after the
+        // clock caught up (it would replace the newer entry at 10).
+        let mut memo = Refused::default();
+        assert_eq!(
+            b.merge_entry(&mut log, &mut memo, entry(400, 4000), t(0)),
+            Err(Refusal::Future)
+        );
+        assert_eq!(
+            b.merge_entry(&mut log, &mut memo, entry(400, 4000), t(200)),
+            Err(Refusal::Future)
+        );
+        assert_eq!(log.query("{}:{}", &rk()).unwrap().timestamp, t(10));
+        // A record never refused, dated the same second, is another matter.
+        assert_eq!(b.merge_entry(&mut log, &mut memo, entry(401, 4000), t(200)), Ok(true));
+        assert_eq!(memo.gc(t(4001)), 0, "forgotten once it would have expired");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use proptest::prelude::*;
-use tocsin_core::admit::Bounds;
+use tocsin_core::admit::{Bounds, Refused};
 use tocsin_core::claim::{Claim, Claims};
 use tocsin_core::labels::NameValidation;
 use tocsin_core::matchers::{MatchType, Matcher};
@@ -118,7 +118,7 @@ proptest! {
         let limits = Limits { max_silences: 4, max_silence_size_bytes: 300 };
         let mut store = silences(limits);
         for m in v {
-            let _ = bounds().merge_silence(&mut store, m, t(now));
+            let _ = bounds().merge_silence(&mut store, &mut Refused::default(), m, t(now));
         }
         prop_assert!(store.len() <= 4);
         for m in store.iter() {
@@ -135,7 +135,7 @@ proptest! {
     fn no_stored_entry_is_dated_past_the_skew_or_outlives_the_retention(v in prop::collection::vec(entry(), 0..16), now in -3000..3000i64) {
         let mut log = Nflog::default();
         for e in v {
-            let _ = bounds().merge_entry(&mut log, e, t(now));
+            let _ = bounds().merge_entry(&mut log, &mut Refused::default(), e, t(now));
         }
         for e in log.entries() {
             prop_assert!(e.timestamp <= t(now + SKEW));
@@ -179,8 +179,8 @@ proptest! {
             let mut store = silences(Limits::default());
             let mut log = Nflog::default();
             let mut claims = Claims::default();
-            for m in s { let _ = b.merge_silence(&mut store, m.clone(), now); }
-            for x in e { let _ = b.merge_entry(&mut log, x.clone(), now); }
+            for m in s { let _ = b.merge_silence(&mut store, &mut Refused::default(), m.clone(), now); }
+            for x in e { let _ = b.merge_entry(&mut log, &mut Refused::default(), x.clone(), now); }
             for x in c { let _ = b.merge_claim(&mut claims, x.clone(), now); }
             let mut sil: Vec<MeshSilence> = store.iter().cloned().collect();
             sil.sort_by(|a, b| a.silence.id.cmp(&b.silence.id));

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
-use tocsin_core::admit::{Bounds, Refusal};
+use tocsin_core::admit::{Bounds, Refusal, Refused};
 use tocsin_core::claim::{Claim, Claims};
 use tocsin_core::delivery::View;
 use tocsin_core::labels::NameValidation;
@@ -48,6 +48,8 @@ pub struct ReplicatedState {
     peer: RwLock<Arc<dyn Peer>>,
     /// What a peer's records are held to.
     bounds: RwLock<Bounds>,
+    /// Log entries and silences refused for their date, refused again when they come back.
+    refused: Mutex<(Refused, Refused)>,
 }
 
 impl ReplicatedState {
@@ -60,6 +62,7 @@ impl ReplicatedState {
             claims: Mutex::new(Claims::default()),
             changed: watch::channel(0).0,
             peer: RwLock::new(Arc::new(SingleNode)),
+            refused: Mutex::new((Refused::default(), Refused::default())),
             bounds: RwLock::new(Bounds {
                 max_skew: Duration::from_secs(300),
                 claim_cap: tocsin_core::delivery::MIN_SEND_BUDGET,
@@ -126,7 +129,7 @@ impl ReplicatedState {
     /// Why it was refused.
     pub fn merge_nflog(&self, e: Entry) -> Result<bool, Refusal> {
         let b = *self.bounds.read();
-        let new = b.merge_entry(&mut self.nflog.lock(), e, self.clock.now())?;
+        let new = b.merge_entry(&mut self.nflog.lock(), &mut self.refused.lock().0, e, self.clock.now())?;
         if new {
             self.changed.send_modify(|v| *v += 1);
         }
@@ -154,7 +157,12 @@ impl ReplicatedState {
     /// Why it was refused.
     pub fn merge_silence(&self, m: MeshSilence) -> Result<bool, Refusal> {
         let b = *self.bounds.read();
-        b.merge_silence(&mut self.silences.write(), m, self.clock.now())
+        b.merge_silence(
+            &mut self.silences.write(),
+            &mut self.refused.lock().1,
+            m,
+            self.clock.now(),
+        )
     }
 
     /// Creates or updates a silence and replicates it.
@@ -247,8 +255,12 @@ impl ReplicatedState {
         read(&l)
     }
 
-    /// Drops claims past their deadline.
+    /// Drops claims past their deadline, and forgets refused records past their expiry.
     pub fn gc_claims(&self) -> usize {
-        self.claims.lock().gc(self.clock.now())
+        let now = self.clock.now();
+        let mut refused = self.refused.lock();
+        refused.0.gc(now);
+        refused.1.gc(now);
+        self.claims.lock().gc(now)
     }
 }
