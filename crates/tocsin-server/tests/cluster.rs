@@ -144,23 +144,11 @@ async fn wait_deduplicated(nodes: &[&Tocsin], from: &[usize], groups: &[&str]) {
 /// notification is still to come.
 async fn wait_all_groups_gone(c: &reqwest::Client, nodes: &[&Tocsin]) {
     for _ in 0..600 {
-        let mut left = 0;
+        let mut left = 0.0;
         for t in nodes {
-            let text = c
-                .get(format!("{}/metrics", t.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let line = text
-                .lines()
-                .find(|l| l.starts_with("alertmanager_dispatcher_aggregation_groups "))
-                .expect("the aggregation groups gauge");
-            left += line.rsplit(' ').next().unwrap().parse::<usize>().unwrap();
+            left += common::metric(c, &t.base, "alertmanager_dispatcher_aggregation_groups").await;
         }
-        if left == 0 {
+        if left == 0.0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -5,6 +5,8 @@
 #[path = "../../tocsin-notify/tests/support/skip.rs"]
 mod skip;
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -110,20 +112,8 @@ async fn local_cluster_example_notifies_once_and_stops_cleanly() {
     loop {
         let mut quiet = 0;
         for port in 9093..=9095 {
-            let text = c
-                .get(format!("http://127.0.0.1:{port}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let n: f64 = text
-                .lines()
-                .find(|l| l.starts_with("tocsin_notifications_deduplicated_total{integration=\"webhook\"}"))
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-                .unwrap_or(0.0);
-            quiet += usize::from(n >= 1.0);
+            let base = format!("http://127.0.0.1:{port}");
+            quiet += usize::from(common::metric(&c, &base, common::DEDUPLICATED).await >= 1.0);
         }
         if quiet >= 2 {
             break;
