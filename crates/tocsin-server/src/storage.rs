@@ -24,9 +24,16 @@ pub const NFLOG: &str = "nflog";
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per write: two replicas sharing a volume may both be PID 1 in their containers.
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Silences and the log are nobody else's business: owner-only, as the file is created.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -66,8 +73,39 @@ fn read<T>(path: &Path, decode: impl Fn(&[u8]) -> Decoded<T>, now_unix: i64) -> 
     decoded.records
 }
 
+/// Temp files older than this are left by a crash (a write takes milliseconds) and removed at
+/// start; younger ones may be another replica's write on a shared volume.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the temp files of snapshot writes that a crash left behind; returns how many.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = [SILENCES, NFLOG, ".write-check"]
+            .iter()
+            .any(|s| name.starts_with(&format!(".{s}.")))
+            && name.ends_with(".tmp");
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE_TEMP);
+        if ours && old && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        info!(removed, dir = %dir.display(), "removed temp files left by an interrupted snapshot write");
+    }
+    removed
+}
+
 /// Loads both snapshots into the replica.
 pub fn load(app: &App, dir: &Path) {
+    remove_stale_temps(dir);
     let now = app.clock.now();
     let silences = read(&dir.join(SILENCES), decode_silences, now.as_second());
     let entries = read(&dir.join(NFLOG), decode_nflog, now.as_second());
@@ -149,6 +187,43 @@ pub async fn run_maintenance(app: Arc<App>, dir: PathBuf, mut shutdown: watch::R
     match maintain(&app, &dir) {
         Ok(_) => info!("final snapshots written"),
         Err(e) => error!(err = %e, "final snapshot failed"),
+    }
+}
+
+#[cfg(test)]
+mod temp_tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_are_owner_only_and_stale_temps_are_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SILENCES);
+        write_atomic(&path, b"x").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A crash's leftover (old), a write under way (new), and a file that is not ours.
+        let old = dir.path().join(".nflog.1.tmp");
+        let fresh = dir.path().join(".nflog.2.tmp");
+        let other = dir.path().join(".keep.tmp");
+        for f in [&old, &fresh, &other] {
+            std::fs::write(f, b"").unwrap();
+        }
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        assert_eq!(remove_stale_temps(dir.path()), 1);
+        assert!(!old.exists() && fresh.exists() && other.exists());
     }
 }
 
