@@ -431,12 +431,12 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
         return err("proxy_from_environment, no_proxy and proxy_connect_header are not supported by Tocsin yet");
     }
     if let Some(p) = &raw.proxy_url {
-        check_url(p, "proxy_url")?;
+        check_url(&p.0, "proxy_url")?;
     }
     Ok(HttpClientConfig {
         basic_auth,
         authorization,
-        proxy_url: raw.proxy_url.clone(),
+        proxy_url: raw.proxy_url.as_ref().map(|p| p.0.clone()),
         tls: tls_config(&raw.tls_config, base)?,
         follow_redirects: raw.follow_redirects.unwrap_or(true),
         enable_http2: raw.enable_http2.unwrap_or(true),

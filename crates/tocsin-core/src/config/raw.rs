@@ -24,6 +24,42 @@ impl Serialize for Secret {
     }
 }
 
+/// A URL whose password is replaced by `xxxxx` when re-marshalled (`proxy_url`, as Go's
+/// `url.Redacted` shows it): /api/v2/status must not hand out proxy credentials.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct RedactedUrl(pub String);
+
+impl RedactedUrl {
+    /// The URL with its password, if any, replaced.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let Some((userinfo, host)) = authority.rsplit_once('@') else {
+            return self.0.clone();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:xxxxx@{host}{tail}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedactedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for RedactedUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
 /// A YAML value we accept but do not interpret (shown as `<redacted>` when re-marshalled).
 #[derive(Clone, Debug, Default)]
 pub struct Opaque;
@@ -156,7 +192,7 @@ opt_fields! {
         oauth2: Opaque,
         bearer_token: Secret,
         bearer_token_file: String,
-        proxy_url: String,
+        proxy_url: RedactedUrl,
         no_proxy: String,
         proxy_from_environment: bool,
         proxy_connect_header: BTreeMap<String, Vec<Secret>>,
@@ -623,5 +659,19 @@ impl RawReceiver {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::RedactedUrl;
+
+    #[test]
+    fn proxy_passwords_are_redacted() {
+        let r = |s: &str| RedactedUrl(s.into()).redacted();
+        assert_eq!(r("http://bob:s3cret@proxy:3128/"), "http://bob:xxxxx@proxy:3128/");
+        assert_eq!(r("http://bob@proxy:3128"), "http://bob@proxy:3128");
+        assert_eq!(r("http://proxy:3128/a@b"), "http://proxy:3128/a@b");
+        assert_eq!(r("socks5://u:p@h"), "socks5://u:xxxxx@h");
     }
 }

@@ -53,3 +53,18 @@ receivers:
         SecretSource::File("/etc/tocsin/secrets/url".into())
     );
 }
+
+#[test]
+fn the_re_marshalled_config_hides_proxy_passwords() {
+    // /api/v2/status shows the configuration re-marshalled from `raw`.
+    let yaml = "route:\n  receiver: r\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://hook/\n    http_config:\n      proxy_url: http://ops:hunter2@proxy:3128\n";
+    let c = load_str(yaml).unwrap();
+    assert_eq!(
+        c.receivers["r"].webhooks[0].http.proxy_url.as_deref(),
+        Some("http://ops:hunter2@proxy:3128"),
+        "the proxy is used with its password"
+    );
+    let shown = serde_saphyr::to_string(&c.raw).unwrap();
+    assert!(shown.contains("http://ops:xxxxx@proxy:3128"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
