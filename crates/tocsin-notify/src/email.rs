@@ -251,6 +251,13 @@ impl Email {
             .hello_name(ClientId::Domain(cfg.hello.clone()))
             .timeout(Some(SMTP_TIMEOUT));
         if let Some(user) = &cfg.auth_username {
+            // Go's rule (net/smtp PlainAuth): credentials travel only over TLS, or to this host.
+            if !cfg.implicit_tls && !cfg.require_tls && !is_loopback(&cfg.host) {
+                return Err(fatal(format!(
+                    "refusing to send SMTP credentials to {}:{} over an unencrypted connection: set require_tls (or use TLS on connect), or relay through a smarthost on this host",
+                    cfg.host, cfg.port
+                )));
+            }
             let pw = cfg.auth_password.as_ref().map(read_secret).transpose().map_err(fatal)?;
             t = t
                 .credentials(Credentials::new(user.clone(), pw.unwrap_or_default()))
@@ -278,8 +285,27 @@ impl Email {
     }
 }
 
+/// Whether `host` is this machine, where plaintext credentials never cross a network.
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Notifier for Email {
     fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(self.send(data))
+    }
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    #[test]
+    fn only_this_host_counts_as_loopback() {
+        for h in ["localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"] {
+            assert!(super::is_loopback(h), "{h}");
+        }
+        for h in ["smtp.example.com", "10.0.0.1", "localhost.example.com"] {
+            assert!(!super::is_loopback(h), "{h}");
+        }
     }
 }

@@ -262,3 +262,16 @@ fn a_template_that_does_not_parse_is_rejected_when_the_integration_is_built() {
     let err = Email::new(cfg, &shared()).err().unwrap();
     assert_eq!(err, "email_configs to: template: __inline:1: unclosed action");
 }
+
+#[tokio::test]
+async fn credentials_are_not_sent_in_clear_text_to_another_host() {
+    // Go's rule: with require_tls false, AUTH to anything but this host is refused before a
+    // connection is made (before: the password went over plaintext to any host).
+    let yaml = "route:\n  receiver: ops\nreceivers:\n- name: ops\n  email_configs:\n  - smarthost: smtp.example.invalid:25\n    from: tocsin@example.org\n    to: ops@example.org\n    require_tls: false\n    auth_username: tocsin\n    auth_password: hunter2\n";
+    let c = load(yaml, Path::new("/"), &LoadOptions::default()).unwrap();
+    let err = send(c.receivers["ops"].emails[0].clone(), &shared()).await.unwrap_err();
+    assert!(
+        err.contains("refusing to send SMTP credentials to smtp.example.invalid:25 over an unencrypted connection"),
+        "{err}"
+    );
+}
