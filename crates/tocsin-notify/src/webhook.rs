@@ -215,10 +215,7 @@ impl Webhook {
             req = req.header(reqwest::header::AUTHORIZATION, v);
         }
         let resp = req.send().await.map_err(|e| transport_error(e.without_url()))?;
-        classify(resp.status().as_u16(), || async {
-            resp.text().await.unwrap_or_default()
-        })
-        .await
+        classify(resp.status().as_u16(), || head_of_body(resp)).await
     }
 
     /// Sends on the lean client, following redirects like Go's client (and reqwest): 301, 302
@@ -284,6 +281,22 @@ impl Webhook {
     }
 }
 
+/// The most of an error response's body read (the message keeps 512 bytes of it).
+const ERROR_BODY_BYTES: usize = 1024;
+
+/// The start of a response body, read no further than [`ERROR_BODY_BYTES`]: a receiver may
+/// answer an error with gigabytes, or a body that never ends.
+async fn head_of_body(mut resp: reqwest::Response) -> String {
+    let mut head = Vec::new();
+    while head.len() < ERROR_BODY_BYTES {
+        match resp.chunk().await {
+            Ok(Some(c)) => head.extend_from_slice(&c[..c.len().min(ERROR_BODY_BYTES - head.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 /// Maps a response status to success or a (retryable?) error: 2xx ok, 5xx retry, others fail.
 pub async fn classify<F, Fut>(status: u16, body: F) -> Result<(), NotifyError>
 where
@@ -312,6 +325,37 @@ where
 impl Notifier for Webhook {
     fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(self.send(data))
+    }
+}
+
+#[cfg(test)]
+mod error_body_tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn an_endless_error_body_is_read_no_further_than_its_head() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            // A body that never ends.
+            let chunk = format!("{:x}\r\n{}\r\n", 4096, "e".repeat(4096));
+            while s.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        let resp = reqwest::Client::new()
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        let head = tokio::time::timeout(std::time::Duration::from_secs(5), super::head_of_body(resp))
+            .await
+            .expect("read the head and stopped");
+        assert_eq!(head.len(), super::ERROR_BODY_BYTES);
     }
 }
 
