@@ -31,7 +31,8 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Builds the router; `prefix` is the normalised `--web.route-prefix` (`/` or `/x`).
 pub fn router(app: Arc<App>, prefix: &str) -> Router {
-    let api = Router::new()
+    let limiter = Arc::new(Limiter::new(&app));
+    let v2 = Router::new()
         .route("/api/v2/alerts", post(post_alerts).get(get_alerts))
         .route("/api/v2/alerts/groups", get(get_groups))
         .route("/api/v2/status", get(get_status))
@@ -45,6 +46,9 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
             get(crate::api_silences::get_silence).delete(crate::api_silences::delete_silence),
         )
         .route("/api/v2/{*rest}", any(api_not_found))
+        .route_layer(axum::middleware::from_fn_with_state(limiter, limit));
+    let api = Router::new()
+        .merge(v2)
         .route("/api/v1/{*rest}", any(v1_gone))
         .route("/-/healthy", get(ok_text).head(ok_text))
         .route("/-/ready", get(ready).head(ready))
@@ -58,6 +62,174 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         api
     } else {
         Router::new().nest(prefix, api)
+    }
+}
+
+/// `--web.get-concurrency` and `--web.timeout` on the API, as Alertmanager applies them: GETs past
+/// the limit are answered 503 at once (POSTs, which carry alerts, never wait on it), and a
+/// request past the timeout is answered 503.
+struct Limiter {
+    gets: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    timeout: Option<std::time::Duration>,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
+    exceeded: prometheus_client::metrics::counter::Counter,
+}
+
+impl Limiter {
+    fn new(app: &App) -> Self {
+        let limit = match app.settings.get_concurrency {
+            0 => std::thread::available_parallelism().map_or(8, |n| n.get()).max(8),
+            n => n,
+        };
+        let get = crate::metrics::MethodLabel { method: "get" };
+        Limiter {
+            gets: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+            timeout: (!app.settings.web_timeout.is_zero()).then_some(app.settings.web_timeout),
+            in_flight: app.metrics.http_in_flight.get_or_create(&get).clone(),
+            exceeded: app.metrics.http_limit_exceeded.get_or_create(&get).clone(),
+        }
+    }
+}
+
+/// Go's rendering of a duration (`2s`, `1m30s`, `500ms`), for Alertmanager's timeout message.
+fn go_duration(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    let (mut s, mut out) = (d.as_secs_f64(), String::new());
+    let h = (s / 3600.0).floor();
+    if h > 0.0 {
+        out += &format!("{h}h");
+        s -= h * 3600.0;
+    }
+    let m = (s / 60.0).floor();
+    if h > 0.0 || m > 0.0 {
+        out += &format!("{m}m");
+        s -= m * 60.0;
+    }
+    out + &format!("{}s", (s * 1000.0).round() / 1000.0)
+}
+
+async fn limit(State(lim): State<Arc<Limiter>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let _slot = if req.method() == axum::http::Method::GET {
+        match lim.gets.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                lim.exceeded.inc();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "Limit of concurrent GET requests reached ({}), try again later.\n",
+                        lim.limit
+                    ),
+                )
+                    .into_response();
+            }
+        }
+    } else {
+        None
+    };
+    // Decremented on drop too: a client that hangs up cancels this future.
+    struct InFlight(Option<prometheus_client::metrics::gauge::Gauge>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            if let Some(g) = &self.0 {
+                g.dec();
+            }
+        }
+    }
+    let _counted = InFlight(_slot.as_ref().map(|_| {
+        lim.in_flight.inc();
+        lim.in_flight.clone()
+    }));
+    match lim.timeout {
+        None => next.run(req).await,
+        Some(t) => match tokio::time::timeout(t, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Exceeded configured timeout of {}.\n", go_duration(t)),
+            )
+                .into_response(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn limiter(limit: usize, timeout: Option<std::time::Duration>) -> Arc<Limiter> {
+        Arc::new(Limiter {
+            gets: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+            timeout,
+            in_flight: Default::default(),
+            exceeded: Default::default(),
+        })
+    }
+
+    fn slow_router(lim: Arc<Limiter>) -> Router {
+        Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                    "done"
+                })
+                .post(|| async { "posted" }),
+            )
+            .route_layer(axum::middleware::from_fn_with_state(lim, limit))
+    }
+
+    async fn call(r: &Router, method: &str) -> (u16, String) {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri("/slow")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = r.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gets_past_the_limit_get_503_at_once_and_posts_are_never_limited() {
+        let lim = limiter(1, None);
+        let r = slow_router(lim.clone());
+        let first = tokio::spawn({
+            let r = r.clone();
+            async move { call(&r, "GET").await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(
+            call(&r, "GET").await,
+            (
+                503,
+                "Limit of concurrent GET requests reached (1), try again later.\n".into()
+            )
+        );
+        assert_eq!(call(&r, "POST").await, (200, "posted".into()));
+        assert_eq!((lim.in_flight.get(), lim.exceeded.get()), (1, 1));
+        assert_eq!(first.await.unwrap(), (200, "done".into()));
+        assert_eq!(lim.in_flight.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_timeout_is_answered_503() {
+        let r = slow_router(limiter(8, Some(std::time::Duration::from_secs(2))));
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            call(&r, "GET").await,
+            (503, "Exceeded configured timeout of 2s.\n".into())
+        );
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
+        assert_eq!(go_duration(std::time::Duration::from_millis(90_500)), "1m30.5s");
+        assert_eq!(go_duration(std::time::Duration::from_millis(250)), "250ms");
     }
 }
 

@@ -76,6 +76,10 @@ pub struct Settings {
     pub peer_timeout: Duration,
     /// `--cluster.max-clock-skew`: how far past our clock a peer's record may be dated.
     pub max_clock_skew: Duration,
+    /// `--web.timeout`: API requests taking longer are answered 503 (zero: no timeout).
+    pub web_timeout: Duration,
+    /// `--web.get-concurrency`: API GETs served at once (0: the CPUs, at least 8).
+    pub get_concurrency: usize,
 }
 
 impl Settings {
@@ -92,6 +96,8 @@ impl Settings {
             silence_limits: Limits::default(),
             peer_timeout: Duration::from_secs(15),
             max_clock_skew: Duration::from_secs(300),
+            web_timeout: Duration::ZERO,
+            get_concurrency: 0,
         }
     }
 }

@@ -58,10 +58,10 @@ pub struct Flags {
     /// Web TLS/auth configuration file (refused at start-up: not supported yet).
     #[arg(long = "web.config.file", default_value = "")]
     pub web_config_file: String,
-    /// Maximum number of concurrent GET requests (accepted; GETs never block ingestion).
+    /// Maximum number of API GET requests processed concurrently (0 or less: the CPUs, at least 8).
     #[arg(long = "web.get-concurrency", default_value_t = 0)]
     pub web_get_concurrency: i64,
-    /// Timeout for HTTP requests (accepted; not enforced yet).
+    /// Timeout for API requests (zero or less: none).
     #[arg(long = "web.timeout", default_value = "0s", value_parser = duration)]
     pub web_timeout: Duration,
     /// Listen address for cluster; empty disables HA mode.

@@ -215,6 +215,8 @@ pub async fn run_with(
         },
         peer_timeout: flags.cluster_peer_timeout,
         max_clock_skew: flags.cluster_max_clock_skew,
+        web_timeout: flags.web_timeout,
+        get_concurrency: usize::try_from(flags.web_get_concurrency).unwrap_or(0),
     };
     let ua = user_agent();
     let factory: NotifierFactory = Arc::new(move |r, shared| tocsin_notify::build_integrations(r, &ua, shared));

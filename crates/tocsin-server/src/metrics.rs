@@ -69,6 +69,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// `method` of a limited HTTP request (`get`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    /// Lower-case method.
+    pub method: &'static str,
+}
+
 /// `state` and `reason` of a record refused from a peer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
@@ -148,6 +155,10 @@ pub struct Metrics {
     pub requests_failed: Family<IntegrationLabel, Counter>,
     /// `alertmanager_notification_latency_seconds{integration}`.
     pub latency: Family<IntegrationLabel, Histogram>,
+    /// `alertmanager_http_requests_in_flight{method="get"}`.
+    pub http_in_flight: Family<MethodLabel, Gauge>,
+    /// `alertmanager_http_concurrency_limit_exceeded_total{method="get"}`.
+    pub http_limit_exceeded: Family<MethodLabel, Counter>,
     /// `tocsin_http_connections_refused_total` (Tocsin's): connections closed over
     /// `--web.max-connections`.
     pub http_refused: Counter,
@@ -224,6 +235,8 @@ impl Metrics {
             deduplicated: Family::default(),
             refused: Family::default(),
             http_refused: Counter::default(),
+            http_in_flight: Family::default(),
+            http_limit_exceeded: Family::default(),
             suppressed: Family::default(),
             alerts: Family::default(),
             silences: Family::default(),
@@ -401,6 +414,16 @@ impl Metrics {
             "Total size of cluster messages received.",
             t.received_bytes.clone(),
         );
+        r.register(
+            "http_requests_in_flight",
+            "Current number of HTTP requests being processed.",
+            m.http_in_flight.clone(),
+        );
+        r.register(
+            "http_concurrency_limit_exceeded",
+            "Total number of times an HTTP request failed because the concurrency limit was reached.",
+            m.http_limit_exceeded.clone(),
+        );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -444,6 +467,8 @@ impl Metrics {
         for s in ["active", "pending", "expired"] {
             let _ = m.silences.get_or_create(&StateLabel { state: s.into() });
         }
+        let _ = m.http_in_flight.get_or_create(&MethodLabel { method: "get" });
+        let _ = m.http_limit_exceeded.get_or_create(&MethodLabel { method: "get" });
         let start_time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
