@@ -123,6 +123,11 @@ impl Bounds {
         if refused.knows(&s.id, s.updated_at) {
             return Err(Refusal::Future);
         }
+        // What this replica already holds, every sync sends again: it would not change state,
+        // so it is not validated and encoded once more for nothing.
+        if store.get(&s.id).is_some_and(|cur| cur.updated_at >= s.updated_at) {
+            return Ok(false);
+        }
         validate(s, store.names()).map_err(|_| Refusal::Invalid)?;
         if s.id.is_empty() || m.expires_at > plus(s.ends_at, store.retention() + self.max_skew) {
             return Err(Refusal::Invalid);

@@ -6,6 +6,8 @@ use clap::Parser;
 use tocsin_server::flags::Flags;
 use tocsin_server::{Listeners, run_with};
 
+mod common;
+
 const CONFIG: &str = "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n";
 
 async fn start(
@@ -63,14 +65,7 @@ async fn a_replica_runs_on_given_listeners_and_stops_when_its_shutdown_future_re
 
     // The final snapshot holds the silence: a replica started on the same storage lists it.
     let (base, stop, run) = start(dir.path()).await;
-    let listed: serde_json::Value = client
-        .get(format!("{base}/api/v2/silences"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = common::get_json(&client, format!("{base}/api/v2/silences")).await;
     let comments: Vec<&str> = listed
         .as_array()
         .unwrap()
