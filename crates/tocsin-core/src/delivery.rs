@@ -29,11 +29,13 @@
 //!   [`CLAIM_SETTLE`] after replicating its claim and yields to an earlier competing claim:
 //!   replicas whose group timers are out of phase can decide within one push's latency.
 //! - **Bounds.** A claim's deadline is its first attempt's bound (the integration's timeout,
-//!   else the flush budget). Whatever peers claim, a replica honours claims only until its
-//!   tick + two flush budgets (`group_interval`, at least 10 s, each) and then sends anyway: a
-//!   stuck or forged claim delays delivery by at most that, never for ever. Two, because the
-//!   replicas' group timers are not in phase: a claimant that ticked up to one budget after us
-//!   may hold its claim for one budget more.
+//!   else the flush budget). A replica honours every claim until its tick + two flush budgets
+//!   (`group_interval`, at least 10 s, each): the replicas' group timers are not in phase, and
+//!   a claimant that ticked up to one budget after us may hold its claim for one budget more.
+//!   Past that bound it ignores the claims it already waited on, but still honours claims made
+//!   after them (replicas that reach their bounds together settle on one sender: tocsin-chaos
+//!   seed 86519); at tick + three budgets it sends whatever peers claim. A stuck or forged
+//!   claim delays delivery by at most that, never for ever.
 //!
 //! Pure: no clock, no I/O. Timestamps are wall-clock values the caller read; waits are durations
 //! the caller sleeps on its monotonic clock.
@@ -221,6 +223,11 @@ pub struct Delivery {
     waited: bool,
     /// Our claim, replicated and neither released nor fulfilled yet.
     claimed: Option<Box<Claim>>,
+    /// The claims (claimant, generation, creation) that blocked this flush before its honour
+    /// bound: they have had their due, and past the bound only other claims are honoured. By
+    /// identity, not by date: a claim dated ahead by its claimant's clock must not make every
+    /// later claim look older (tocsin-chaos seed 86519 again).
+    given_due: Vec<(String, u64, Timestamp)>,
 }
 
 fn plus(t: Timestamp, d: Duration) -> Timestamp {
@@ -255,6 +262,7 @@ impl Delivery {
             unknown_since: None,
             waited: false,
             claimed: None,
+            given_due: Vec::new(),
         }
     }
 
@@ -293,12 +301,27 @@ impl Delivery {
             && (v.live)(&c.sender, c.generation)
     }
 
-    /// The peer claim that blocks this send, if any: the one held longest.
-    fn blocking<'c>(&self, v: &View<'c>) -> Option<&'c Claim> {
-        v.claims
+    /// The peer claim that blocks this send and is still honoured, if any (the one held
+    /// longest), and whether any claim blocks at all. Before `honour_until` every blocking
+    /// claim is honoured; from then until `hard_stop` only claims other than those that
+    /// blocked before the bound (replicas that reach their bounds together still settle on
+    /// one sender); past `hard_stop`, none.
+    fn blocking<'c>(&self, v: &View<'c>, honour_until: Timestamp, hard_stop: Timestamp) -> (Option<&'c Claim>, bool) {
+        let mut any = false;
+        let honoured = v
+            .claims
             .of(&self.p.group_key, &self.p.receiver)
             .filter(|c| self.blocks(c, v))
-            .max_by_key(|c| c.deadline)
+            .inspect(|_| any = true)
+            .filter(|c| v.now < honour_until || (v.now < hard_stop && !self.had_its_due(c)))
+            .max_by_key(|c| c.deadline);
+        (honoured, any)
+    }
+
+    fn had_its_due(&self, c: &Claim) -> bool {
+        self.given_due
+            .iter()
+            .any(|(n, g, t)| *n == c.sender && *g == c.generation && *t == c.created)
     }
 
     /// Decides with a fresh view and, after a wait, a fresh look at the group (`None`: the
@@ -333,6 +356,7 @@ impl Delivery {
         };
         let budget_end = plus(self.p.tick, self.p.budget);
         let honour_until = plus(budget_end, self.p.budget);
+        let hard_stop = plus(honour_until, self.p.budget);
         let mut claim_expired = false;
         // The claimant we waited on is gone: released (its send failed, the log stands) or not
         // (it died or outlived its deadline, and may have delivered). Remembered for the rest of
@@ -379,20 +403,30 @@ impl Delivery {
         // A live claim is waited on even when the fresh look needs nothing: the claimant is
         // sending a state we do not know, and if it dies before logging, what the receiver
         // holds is unknown.
-        if let Some(c) = self.blocking(v) {
+        let (honoured, any_blocks) = self.blocking(v, honour_until, hard_stop);
+        if let Some(c) = honoured {
             if v.now < honour_until {
-                (self.waited_on_claim, self.waited) = (true, true);
-                self.waited_on = Some((c.sender.clone(), c.generation, c.created));
-                self.phase = Phase::Deciding;
-                let left = until(v.now, c.deadline.min(honour_until));
-                return Step::Wait {
-                    duration: left.min(CLAIM_RECHECK).max(Duration::from_millis(1)),
-                    on_change: true,
-                    why: WaitReason::PeerClaim {
-                        claimant: c.sender.clone(),
-                    },
-                };
+                let blocking: Vec<_> = v
+                    .claims
+                    .of(&self.p.group_key, &self.p.receiver)
+                    .filter(|c| self.blocks(c, v) && !self.had_its_due(c))
+                    .map(|c| (c.sender.clone(), c.generation, c.created))
+                    .collect();
+                self.given_due.extend(blocking);
             }
+            (self.waited_on_claim, self.waited) = (true, true);
+            self.waited_on = Some((c.sender.clone(), c.generation, c.created));
+            self.phase = Phase::Deciding;
+            let bound = if v.now < honour_until { honour_until } else { hard_stop };
+            let left = until(v.now, c.deadline.min(bound));
+            return Step::Wait {
+                duration: left.min(CLAIM_RECHECK).max(Duration::from_millis(1)),
+                on_change: true,
+                why: WaitReason::PeerClaim {
+                    claimant: c.sender.clone(),
+                },
+            };
+        } else if any_blocks {
             claim_expired = true;
         } else if self.waited_on_claim {
             // The claim we waited on went away without a log entry that covers this state:
@@ -1038,6 +1072,93 @@ mod tests {
         assert!(
             matches!(s, Step::Send { within, claim_expired: true, .. } if within == MIN_SEND_BUDGET),
             "{s:?}"
+        );
+    }
+
+    fn stuck(sender: &str, created: i64) -> Claim {
+        Claim {
+            group_key: "{}:{}".into(),
+            receiver: rk(),
+            sender: sender.into(),
+            generation: 1,
+            created: at(created),
+            deadline: "9999-01-01T00:00:00Z".parse().unwrap(),
+            released: false,
+        }
+    }
+
+    #[test]
+    fn replicas_reaching_their_bound_together_still_settle_on_one_sender() {
+        // Found by tocsin-chaos (seed 86519 of a 100k run): two replicas that had waited on a
+        // slow claimant reached their honour bound in the same instant; past the bound each
+        // ignored every claim, its twin's too, and both sent. The claims made at the bound are
+        // not the one they gave up on, so the settle tie-break still picks one. The slow
+        // claimant's clock may be ahead (in the seed, by 286 s): its claim, dated after the
+        // bound, must not hide the claims made at the bound.
+        for created in [0, 700] {
+            bound_twins_settle(created);
+        }
+    }
+
+    fn bound_twins_settle(stuck_created: i64) {
+        let live = [("a", 1), ("b", 1), ("s", 1)];
+        let (mut wa, mut wb) = (World::new(&live), World::new(&live));
+        wa.claims.merge(stuck("s", stuck_created), at(0));
+        wb.claims.merge(stuck("s", stuck_created), at(0));
+        let mut a = Delivery::new(params("a", 1), firing(&[1]));
+        let mut b = Delivery::new(params("b", 1), firing(&[1]));
+        let step_to_claim = |w: &mut World, d: &mut Delivery| {
+            let mut now = 0;
+            loop {
+                match w.decide(d, now, &firing(&[1])) {
+                    Step::Wait { duration, .. } => now += duration.as_secs().max(1) as i64,
+                    Step::Claim { claim, .. } => return (claim, now),
+                    s => panic!("{s:?} at {now}"),
+                }
+            }
+        };
+        let (ca2, t) = step_to_claim(&mut wa, &mut a);
+        let (cb2, _) = step_to_claim(&mut wb, &mut b);
+        // Both claim at their bound (600 s), each before the other's claim arrives; the claims
+        // cross within the settle time, and only the earlier (then lower-named) one sends.
+        assert_eq!(t, 600);
+        wa.claims.merge(cb2, at(t));
+        wb.claims.merge(ca2, at(t));
+        assert!(sends(&wa.decide(&mut a, t, &firing(&[1]))));
+        assert!(matches!(
+            wb.decide(&mut b, t, &firing(&[1])),
+            Step::Wait { why: WaitReason::PeerClaim { ref claimant }, .. } if claimant == "a"
+        ));
+    }
+
+    #[test]
+    fn claims_made_past_the_bound_are_honoured_one_budget_more_at_most() {
+        // Past the honour bound a chain of fresh claims (each live, none logging) still cannot
+        // hold a replica for ever: it sends at tick + three budgets.
+        let mut w = World::new(&[("b", 1), ("s", 1), ("t", 1)]);
+        w.claims.merge(stuck("s", 0), at(0));
+        let mut b = Delivery::new(params("b", 1), firing(&[1]));
+        let mut now = 0;
+        let step = loop {
+            if now == 600 {
+                w.claims.merge(stuck("t", 600), at(now));
+            }
+            match w.decide(&mut b, now, &firing(&[1])) {
+                Step::Wait { duration, .. } => now += duration.as_secs().max(1) as i64,
+                Step::Claim { .. } => {}
+                s => break s,
+            }
+        };
+        assert_eq!(now, 900, "sent at {now}, not at the hard stop");
+        assert!(
+            matches!(
+                step,
+                Step::Send {
+                    claim_expired: true,
+                    ..
+                }
+            ),
+            "{step:?}"
         );
     }
 
