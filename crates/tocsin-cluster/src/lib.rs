@@ -10,8 +10,10 @@
 //! in-memory [`node::MemoryNet`] with which real nodes run in one process on the paused clock
 //! (membership then uses chitchat's `ChannelTransport`).
 
+pub mod gossip;
 pub mod node;
 pub mod replication;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

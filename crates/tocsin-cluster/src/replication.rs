@@ -12,10 +12,13 @@ use prometheus_client::metrics::family::Family;
 
 use tocsin_proto::cluster::replication_client::ReplicationClient;
 use tocsin_proto::cluster::replication_server::{Replication, ReplicationServer};
-use tocsin_proto::cluster::{Part, PushRequest, PushResponse, SyncRequest};
-use tokio_stream::wrappers::TcpListenerStream;
+use tocsin_proto::cluster::{GossipAck, GossipPacket, Part, PushRequest, PushResponse, SyncRequest};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
+
+use crate::gossip::GossipInbox;
+use crate::tls::ClusterTls;
 
 /// The replicated state, as the replication layer sees it.
 pub trait Replicated: Send + Sync + 'static {
@@ -48,6 +51,8 @@ pub struct Traffic {
     pub received_bytes: Family<MsgType, Counter>,
     /// Records not sent because they exceed [`MAX_PART_BYTES`].
     pub oversized: Counter,
+    /// Connections to the cluster port whose TLS handshake failed or timed out.
+    pub handshakes_refused: Counter,
 }
 
 /// The largest record sent to a peer, in bytes (key and data): below tonic's 4 MiB message
@@ -98,6 +103,7 @@ struct Service {
     state: Arc<dyn Replicated>,
     traffic: Traffic,
     node_id: String,
+    gossip: Option<Arc<GossipInbox>>,
 }
 
 #[tonic::async_trait]
@@ -120,6 +126,36 @@ impl Replication for Service {
         let parts: Vec<Result<Part, Status>> = parts.into_iter().map(Ok).collect();
         Ok(Response::new(tokio_stream::iter(parts)))
     }
+
+    async fn gossip(&self, req: Request<GossipPacket>) -> Result<Response<GossipAck>, Status> {
+        // Gossip travels here only on an authenticated (TLS) cluster port; a plaintext one
+        // gossips over UDP and must not offer a second, unauthenticated way in.
+        let Some(inbox) = &self.gossip else {
+            return Err(Status::unimplemented(
+                "gossip over the cluster connection needs --cluster.tls-config",
+            ));
+        };
+        let from: std::net::SocketAddr = req
+            .get_ref()
+            .from
+            .parse()
+            .map_err(|_| Status::invalid_argument("from: not an address"))?;
+        let GossipPacket { payload, .. } = req.into_inner();
+        if payload.len() > crate::gossip::MAX_GOSSIP_BYTES {
+            return Err(Status::invalid_argument("payload: larger than a gossip datagram"));
+        }
+        inbox.deliver(from, payload);
+        Ok(Response::new(GossipAck {}))
+    }
+}
+
+/// The cluster port's security: TLS for every connection and gossip carried over it.
+#[derive(Clone)]
+pub struct Secure {
+    /// Certificates and keys.
+    pub tls: Arc<ClusterTls>,
+    /// Where gossip datagrams received from peers go.
+    pub gossip: Arc<GossipInbox>,
 }
 
 /// Serves the replication service on `listener` until `shutdown` resolves, counting what it
@@ -133,17 +169,29 @@ pub async fn serve(
     state: Arc<dyn Replicated>,
     traffic: Traffic,
     shutdown: impl std::future::Future<Output = ()> + Send,
+    secure: Option<Secure>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let refused = traffic.handshakes_refused.clone();
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(ReplicationServer::new(Service {
             state,
             traffic,
             node_id,
-        }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+            gossip: secure.as_ref().map(|s| s.gossip.clone()),
+        }));
+    match secure {
+        Some(s) => {
+            let incoming = ReceiverStream::new(s.tls.incoming(listener, refused));
+            router.serve_with_incoming_shutdown(incoming, shutdown).await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+    }
 }
 
 /// Connect timeout for peers: a dead peer must not hold a push back.
@@ -161,6 +209,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clients to peers, created lazily and reused; remembers which peers the last call failed on.
 pub struct Replicator {
     node_id: String,
+    tls: Option<Arc<ClusterTls>>,
     clients: Mutex<HashMap<String, ReplicationClient<Channel>>>,
     failed: Mutex<HashMap<String, String>>,
     traffic: Traffic,
@@ -171,6 +220,7 @@ impl Replicator {
     pub fn new(node_id: impl Into<String>) -> Self {
         Replicator {
             node_id: node_id.into(),
+            tls: None,
             clients: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
             traffic: Traffic::default(),
@@ -181,6 +231,13 @@ impl Replicator {
     #[must_use]
     pub fn with_traffic(mut self, traffic: Traffic) -> Self {
         self.traffic = traffic;
+        self
+    }
+
+    /// Connects to peers over mutual TLS.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Arc<ClusterTls>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -232,7 +289,17 @@ impl Replicator {
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        let client = ReplicationClient::new(endpoint.connect_lazy());
+        let channel = match &self.tls {
+            Some(tls) => {
+                let (tls, addr) = (tls.clone(), addr.to_string());
+                endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+                    let (tls, addr) = (tls.clone(), addr.clone());
+                    async move { tls.connect(&addr).await.map(hyper_util::rt::TokioIo::new) }
+                }))
+            }
+            None => endpoint.connect_lazy(),
+        };
+        let client = ReplicationClient::new(channel);
         clients.insert(addr.to_string(), client.clone());
         Ok(client)
     }
@@ -257,6 +324,26 @@ impl Replicator {
             .map(|r| r.get_ref().merged)
             .map_err(|e| format!("push to {addr}: {}", e.message()));
         self.outcome(addr, r)
+    }
+
+    /// Sends one gossip datagram to the peer at `to` (TLS clusters only).
+    ///
+    /// # Errors
+    /// The peer is unreachable or refused it.
+    pub async fn gossip(
+        &self,
+        to: std::net::SocketAddr,
+        from: std::net::SocketAddr,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
+        let mut c = self.client(&to.to_string())?;
+        c.gossip(GossipPacket {
+            from: from.to_string(),
+            payload,
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("gossip to {to}: {}", e.message()))
     }
 
     /// Streams a peer's full state into `state`; returns (records received, records merged).

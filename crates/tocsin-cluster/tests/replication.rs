@@ -55,6 +55,7 @@ async fn node(state: Arc<Lww>) -> String {
         state,
         Traffic::default(),
         std::future::pending(),
+        None,
     ));
     addr
 }
@@ -122,6 +123,7 @@ async fn unreachable_peer_fails_fast() {
         Arc::new(Lww::default()),
         Traffic::default(),
         std::future::pending(),
+        None,
     ));
     let until = Instant::now() + Duration::from_secs(10);
     while r.push(&dead, vec![part("x", 1, "v")]).await.is_err() {
@@ -149,6 +151,7 @@ async fn an_oversized_record_is_skipped_and_the_rest_of_the_sync_arrives() {
         server,
         traffic.clone(),
         std::future::pending(),
+        None,
     ));
     let client = Lww::default();
     let r = Replicator::new("client");
@@ -173,4 +176,23 @@ async fn a_replica_does_not_sync_from_itself() {
     let r = Replicator::new("server");
     let err = r.sync_from(&addr, &Lww::default()).await.unwrap_err();
     assert!(err.contains("does not sync from itself"), "{err}");
+}
+
+#[tokio::test]
+async fn a_plaintext_cluster_port_takes_no_gossip_over_grpc() {
+    // Gossip rides gRPC only on a TLS cluster port; a plaintext one must not offer a second,
+    // unauthenticated way into membership.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(serve(
+        l,
+        "server".into(),
+        Arc::new(Lww::default()),
+        Traffic::default(),
+        std::future::pending(),
+        None,
+    ));
+    let r = Replicator::new("a");
+    let err = r.gossip(addr, "127.0.0.1:1".parse().unwrap(), vec![0; 8]).await.unwrap_err();
+    assert!(err.contains("gossip over the cluster connection needs --cluster.tls-config"), "{err}");
 }

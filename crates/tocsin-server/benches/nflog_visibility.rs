@@ -53,6 +53,7 @@ async fn main() {
             gossip_interval: Duration::from_millis(200),
             pushpull_interval: Duration::from_secs(60),
             settle_timeout: Duration::from_secs(5),
+            tls: None,
         };
         let tcp = tokio::net::TcpListener::bind(listen).await.unwrap();
         let peer = join(&app, opts, tcp, stop.clone()).await.unwrap();

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tocsin_cluster::gossip::{GossipInbox, GrpcGossip};
 use tocsin_cluster::node::{ClusterNode, NodeOptions, Wire};
-use tocsin_cluster::replication::{Replicated, Replicator, serve};
+use tocsin_cluster::replication::{Replicated, Replicator, Secure, serve};
+use tocsin_cluster::tls::ClusterTls;
 use tocsin_cluster::{Member, Membership, MembershipConfig};
 use tocsin_core::claim::Claim;
 use tocsin_core::nflog::{Entry, ReceiverKey};
@@ -276,6 +278,8 @@ pub struct JoinOptions {
     pub pushpull_interval: Duration,
     /// `--cluster.settle-timeout`.
     pub settle_timeout: Duration,
+    /// `--cluster.tls-config`: mutual TLS on the cluster port, gossip carried over it.
+    pub tls: Option<tocsin_cluster::tls::Settings>,
 }
 
 /// Joins the cluster: serves replication on `tcp`, binds gossip on its UDP port, settles and
@@ -300,7 +304,33 @@ pub async fn join(
         }
     };
     let generation = jiff::Timestamp::now().as_millisecond() as u64;
-    let membership = Membership::start_udp(MembershipConfig {
+    let secure = match &opts.tls {
+        Some(s) => Some(Secure {
+            tls: ClusterTls::load(s).map_err(|e| anyhow::anyhow!("--cluster.tls-config: {e}"))?,
+            gossip: GossipInbox::new(),
+        }),
+        None => None,
+    };
+    let state = replicated_state(app);
+    let traffic = app.metrics.cluster_traffic.clone();
+    let mut replicator = Replicator::new(opts.name.clone()).with_traffic(traffic.clone());
+    if let Some(s) = &secure {
+        replicator = replicator.with_tls(s.tls.clone());
+    }
+    let replicator = Arc::new(replicator);
+    let mut stop = shutdown.clone();
+    let secured = secure.is_some();
+    tokio::spawn(serve(
+        tcp,
+        opts.name.clone(),
+        state.clone(),
+        traffic,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+        secure.clone(),
+    ));
+    let cfg = MembershipConfig {
         node_id: opts.name.clone(),
         generation,
         advertise_addr: advertise,
@@ -309,16 +339,13 @@ pub async fn join(
         cluster_label: opts.label.clone(),
         gossip_interval: opts.gossip_interval,
         grpc_addr: advertise.to_string(),
-    })
-    .await?;
-    let state = replicated_state(app);
-    let traffic = app.metrics.cluster_traffic.clone();
-    let replicator = Arc::new(Replicator::new(opts.name.clone()).with_traffic(traffic.clone()));
-    let mut stop = shutdown.clone();
-    tokio::spawn(serve(tcp, opts.name.clone(), state.clone(), traffic, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
-    info!(name = %opts.name, address = %advertise, peers = ?opts.peers, "joined cluster");
+    };
+    let membership = match secure {
+        // Gossip rides the authenticated connection: nothing listens on UDP.
+        Some(s) => Membership::start(cfg, &GrpcGossip::new(s.gossip, replicator.clone(), advertise)).await?,
+        None => Membership::start_udp(cfg).await?,
+    };
+    info!(name = %opts.name, address = %advertise, peers = ?opts.peers, mutual_tls = secured, "joined cluster");
     let node_opts = NodeOptions {
         seeds: opts.peers.clone(),
         settle_timeout: opts.settle_timeout,

@@ -11,6 +11,7 @@ mod api_silences;
 pub mod app;
 pub mod clock;
 pub mod cluster;
+mod cluster_tls;
 pub mod dispatch;
 pub mod flags;
 pub mod http_server;
@@ -271,12 +272,16 @@ fn refuse_unsupported_security(flags: &Flags) -> anyhow::Result<()> {
         );
     }
     if !flags.cluster_tls_config.is_empty() {
-        bail!(
-            "--cluster.tls-config is not supported yet: Tocsin refuses to start rather than run its cluster without the mutual TLS {:?} asks for",
-            flags.cluster_tls_config
-        );
-    }
-    if !flags.cluster_listen_address.is_empty() {
+        // Read and load every file now: a bad one stops the start before anything listens.
+        let settings = cluster_tls::load(&flags.cluster_tls_config)?;
+        tocsin_cluster::tls::ClusterTls::load(&settings)
+            .map_err(|e| anyhow::anyhow!("--cluster.tls-config {:?}: {e}", flags.cluster_tls_config))?;
+        if settings.server.client_auth != tocsin_cluster::tls::ClientAuth::RequireAndVerify {
+            warn!(
+                "--cluster.tls-config does not require client certificates (client_auth_type RequireAndVerifyClientCert): anyone who can reach the cluster port can replicate state to this replica"
+            );
+        }
+    } else if !flags.cluster_listen_address.is_empty() {
         warn!(
             address = %flags.cluster_listen_address,
             "the cluster port is unauthenticated: anyone who can reach it can replicate silences and notification state to this replica; firewall it to the other replicas"
@@ -315,6 +320,11 @@ fn cluster_options(flags: &Flags) -> anyhow::Result<cluster::JoinOptions> {
         gossip_interval: flags.cluster_gossip_interval,
         pushpull_interval: flags.cluster_pushpull_interval,
         settle_timeout: flags.cluster_settle_timeout,
+        tls: if flags.cluster_tls_config.is_empty() {
+            None
+        } else {
+            Some(cluster_tls::load(&flags.cluster_tls_config)?)
+        },
     })
 }
 

@@ -455,6 +455,11 @@ impl Metrics {
             m.cluster_traffic.oversized.clone(),
         );
         t.register(
+            "cluster_tls_handshakes_refused",
+            "Connections to the cluster port whose TLS handshake failed or timed out (--cluster.tls-config).",
+            m.cluster_traffic.handshakes_refused.clone(),
+        );
+        t.register(
             "cluster_records_refused",
             "Records from peers dropped because they failed the rules a local record keeps (or could not be decoded).",
             m.refused.clone(),

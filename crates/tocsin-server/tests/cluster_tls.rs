@@ -1,0 +1,248 @@
+//! `--cluster.tls-config`: two replicas on real sockets with certificates made by rcgen. They
+//! gossip and replicate over mutual TLS (nothing on UDP); an outsider without a certificate of
+//! the cluster's CA is refused; rotated files are used for new connections without a restart.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+};
+use serde_json::{Value, json};
+use tocsin_cluster::replication::Replicator;
+use tocsin_cluster::tls::{ClientAuth, ClientSettings, ClusterTls, ServerSettings, Settings};
+use tocsin_proto::cluster::Part;
+use tocsin_server::flags::Flags;
+use tocsin_server::{Listeners, run_with};
+
+mod common;
+
+const CONFIG: &str = "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n";
+
+struct Ca(CertifiedIssuer<'static, KeyPair>);
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        Ca(CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap())
+    }
+
+    /// Writes `ca.crt`, `node.crt` and `node.key` (a certificate for 127.0.0.1, usable both
+    /// ways) into `dir`.
+    fn write(&self, dir: &Path) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["tocsin".to_string()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.0).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("ca.crt"), self.0.pem()).unwrap();
+        std::fs::write(dir.join("node.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+    }
+}
+
+const TLS_YAML: &str = "tls_server_config:
+  cert_file: node.crt
+  key_file: node.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: ca.crt
+tls_client_config:
+  ca_file: ca.crt
+  cert_file: node.crt
+  key_file: node.key
+";
+
+fn settings(dir: &Path) -> Settings {
+    Settings {
+        server: ServerSettings {
+            cert_file: dir.join("node.crt"),
+            key_file: dir.join("node.key"),
+            client_ca_file: Some(dir.join("ca.crt")),
+            client_auth: ClientAuth::RequireAndVerify,
+            min_version: None,
+            max_version: None,
+        },
+        client: ClientSettings {
+            ca_file: dir.join("ca.crt"),
+            cert_file: Some(dir.join("node.crt")),
+            key_file: Some(dir.join("node.key")),
+            server_name: None,
+            min_version: None,
+            max_version: None,
+        },
+    }
+}
+
+struct Replica {
+    base: String,
+    cluster: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(dir: &Path, name: &str, cluster: tokio::net::TcpListener, peer: SocketAddr) -> Replica {
+    std::fs::write(dir.join("alertmanager.yml"), CONFIG).unwrap();
+    std::fs::write(dir.join("tls.yml"), TLS_YAML).unwrap();
+    let addr = cluster.local_addr().unwrap();
+    let flags = Flags::parse_from([
+        "tocsin".to_string(),
+        format!("--config.file={}", dir.join("alertmanager.yml").display()),
+        format!("--storage.path={}", dir.join("data").display()),
+        format!("--cluster.listen-address={addr}"),
+        format!("--cluster.peer={peer}"),
+        format!("--cluster.peer-name={name}"),
+        format!("--cluster.tls-config={}", dir.join("tls.yml").display()),
+        "--cluster.gossip-interval=100ms".into(),
+        "--cluster.pushpull-interval=2s".into(),
+        "--cluster.settle-timeout=2s".into(),
+    ]);
+    let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", web.local_addr().unwrap());
+    let (stop, rx) = tokio::sync::oneshot::channel();
+    let listeners = Listeners {
+        web,
+        cluster: Some(cluster),
+    };
+    let run = tokio::spawn(run_with(flags, listeners, async {
+        let _ = rx.await;
+    }));
+    Replica {
+        base,
+        cluster: addr,
+        stop,
+        run,
+    }
+}
+
+async fn peers(c: &reqwest::Client, base: &str) -> usize {
+    let Ok(r) = c.get(format!("{base}/api/v2/status")).send().await else {
+        return 0;
+    };
+    let status: Value = r.json().await.unwrap_or_default();
+    status["cluster"]["peers"].as_array().map_or(0, Vec::len)
+}
+
+async fn wait_async(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Pushes one junk record to `to` as an outsider would: `Ok` when the connection was accepted.
+async fn outsider_push(tls: Option<Arc<ClusterTls>>, to: SocketAddr) -> Result<u32, String> {
+    let r = Replicator::new("outsider");
+    let r = match tls {
+        Some(t) => r.with_tls(t),
+        None => r,
+    };
+    r.push(
+        &to.to_string(),
+        vec![Part {
+            key: "zzz".into(),
+            data: vec![1, 2, 3],
+        }],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_gossip_and_replicate_over_mutual_tls_and_refuse_outsiders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let ca = Ca::new("tocsin cluster CA");
+    ca.write(&da);
+    ca.write(&db);
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (aa, ab) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let a = start(&da, "a", la, ab).await;
+    let b = start(&db, "b", lb, aa).await;
+    let c = reqwest::Client::new();
+
+    // Membership travels by gossip over TLS: each replica lists both.
+    wait_async("both replicas to list two members", async || {
+        peers(&c, &a.base).await == 2 && peers(&c, &b.base).await == 2
+    })
+    .await;
+    // Nothing of Tocsin listens on UDP at the cluster port: this test can bind it.
+    std::net::UdpSocket::bind(a.cluster).expect("the cluster port's UDP side is free: gossip does not use it");
+
+    // A silence created on a reaches b over the replication connection.
+    let silence = json!({
+        "matchers": [{"name": "alertname", "value": "Maintenance", "isRegex": false, "isEqual": true}],
+        "startsAt": "2026-01-01T00:00:00Z",
+        "endsAt": "2999-01-01T00:00:00Z",
+        "createdBy": "tls test",
+        "comment": "over mutual TLS",
+    });
+    let r = c
+        .post(format!("{}/api/v2/silences", a.base))
+        .json(&silence)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_async("the silence on b", async || {
+        let s: Value = common::get_json(&c, format!("{}/api/v2/silences", b.base)).await;
+        s.as_array()
+            .is_some_and(|v| v.iter().any(|s| s["comment"] == "over mutual TLS"))
+    })
+    .await;
+
+    // Outsiders: plaintext, and TLS with a certificate of another CA, are refused; a member's
+    // certificate is accepted.
+    let refused_before = common::metric(&c, &a.base, "tocsin_cluster_tls_handshakes_refused_total").await;
+    let err = outsider_push(None, a.cluster).await.unwrap_err();
+    assert!(err.contains("push to"), "{err}");
+    let stranger = tmp.path().join("stranger");
+    Ca::new("another CA").write(&stranger);
+    let mut st = settings(&stranger);
+    // The stranger trusts a's CA (to get as far as presenting its own certificate).
+    st.client.ca_file = da.join("ca.crt");
+    let strange_tls = ClusterTls::load(&st).unwrap();
+    assert!(outsider_push(Some(strange_tls), a.cluster).await.is_err());
+    common::wait_metric(
+        &c,
+        &a.base,
+        "tocsin_cluster_tls_handshakes_refused_total",
+        refused_before + 2.0,
+    )
+    .await;
+    let member_tls = ClusterTls::load(&settings(&db)).unwrap();
+    assert_eq!(outsider_push(Some(member_tls), a.cluster).await, Ok(0));
+
+    // Rotation: a moves to a new CA by rewriting its files; new connections use them. A client
+    // of the old CA is then refused, one of the new CA accepted, without a restart.
+    let next = Ca::new("next cluster CA");
+    next.write(&da);
+    let fresh = tmp.path().join("fresh");
+    next.write(&fresh);
+    let fresh_tls = ClusterTls::load(&settings(&fresh)).unwrap();
+    wait_async("a to accept a certificate of the new CA", async || {
+        outsider_push(Some(fresh_tls.clone()), a.cluster).await.is_ok()
+    })
+    .await;
+    let old_tls = ClusterTls::load(&settings(&db)).unwrap();
+    assert!(
+        outsider_push(Some(old_tls), a.cluster).await.is_err(),
+        "a certificate of the old CA is refused after the rotation"
+    );
+
+    for r in [a, b] {
+        r.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), r.run)
+            .await
+            .expect("stopped within 10 s")
+            .unwrap()
+            .unwrap();
+    }
+}
