@@ -305,6 +305,7 @@ impl ClusterTls {
     ) -> mpsc::Receiver<io::Result<TlsConn>> {
         let (tx, rx) = mpsc::channel(MAX_HANDSHAKES);
         let tls = self.clone();
+        let warned = Arc::new(RateLimitedWarning::default());
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
             loop {
@@ -324,7 +325,7 @@ impl ClusterTls {
                     () = tx.closed() => return,
                 };
                 let acceptor = TlsAcceptor::from(tls.server.get());
-                let (tx, refused) = (tx.clone(), refused.clone());
+                let (tx, refused, warned) = (tx.clone(), refused.clone(), warned.clone());
                 tokio::spawn(async move {
                     let _ = tcp.set_nodelay(true);
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -334,17 +335,38 @@ impl ClusterTls {
                         }
                         Ok(Err(e)) => {
                             refused.inc();
-                            tracing::debug!(%peer, error = %e, "cluster port: TLS handshake refused");
+                            warned.refused(peer, &e.to_string());
                         }
                         Err(_) => {
                             refused.inc();
-                            tracing::debug!(%peer, "cluster port: TLS handshake timed out");
+                            warned.refused(peer, "handshake timed out");
                         }
                     }
                 });
             }
         });
         rx
+    }
+}
+
+/// Refused handshakes logged as a warning at most once per [`WARN_EVERY`], with the count
+/// since the last warning: an outsider knocking must be visible without flooding the log.
+#[derive(Default)]
+struct RateLimitedWarning(Mutex<(Option<Instant>, u64)>);
+
+/// The least time between two warnings about refused handshakes.
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl RateLimitedWarning {
+    fn refused(&self, peer: SocketAddr, error: &str) {
+        let mut st = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        st.1 += 1;
+        if st.0.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            tracing::warn!(%peer, error, refused = st.1, "cluster port: TLS handshakes refused (counted in tocsin_cluster_tls_handshakes_refused_total)");
+            *st = (Some(Instant::now()), 0);
+        } else {
+            tracing::debug!(%peer, error, "cluster port: TLS handshake refused");
+        }
     }
 }
 

@@ -193,6 +193,12 @@ async fn a_plaintext_cluster_port_takes_no_gossip_over_grpc() {
         None,
     ));
     let r = Replicator::new("a");
-    let err = r.gossip(addr, "127.0.0.1:1".parse().unwrap(), vec![0; 8]).await.unwrap_err();
-    assert!(err.contains("gossip over the cluster connection needs --cluster.tls-config"), "{err}");
+    let err = r
+        .gossip(addr, "127.0.0.1:1".parse().unwrap(), vec![0; 8])
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("gossip over the cluster connection needs --cluster.tls-config"),
+        "{err}"
+    );
 }

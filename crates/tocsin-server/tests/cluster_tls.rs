@@ -154,6 +154,111 @@ async fn outsider_push(tls: Option<Arc<ClusterTls>>, to: SocketAddr) -> Result<u
     .await
 }
 
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn webhook_config(url: &str) -> String {
+    format!(
+        "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1m\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {url}/hook\n"
+    )
+}
+
+/// Starts the binary as a clustered replica with `--cluster.tls-config` from `dir`.
+fn start_binary(dir: &Path, name: &str, me: SocketAddr, peers: &[SocketAddr], sink: &str) -> common::Tocsin {
+    std::fs::write(dir.join("tls.yml"), TLS_YAML).unwrap();
+    let mut args = vec![
+        format!("--cluster.listen-address={me}"),
+        format!("--cluster.peer-name={name}"),
+        format!("--cluster.tls-config={}", dir.join("tls.yml").display()),
+        "--cluster.gossip-interval=100ms".into(),
+        "--cluster.pushpull-interval=5s".into(),
+        "--cluster.settle-timeout=2s".into(),
+        "--cluster.peer-timeout=2s".into(),
+    ];
+    args.extend(peers.iter().map(|p| format!("--cluster.peer={p}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::start_in(dir, &webhook_config(sink), &args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_binaries_over_mutual_tls_notify_once_and_a_foreign_ca_never_joins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sink, url) = common::start_sink().await;
+    let ca = Ca::new("tocsin cluster CA");
+    let addrs = [free_port(), free_port(), free_port()];
+    let mut replicas = Vec::new();
+    for (i, me) in addrs.iter().enumerate() {
+        let dir = tmp.path().join(format!("r{i}"));
+        ca.write(&dir);
+        let peers: Vec<SocketAddr> = addrs.iter().filter(|a| *a != me).copied().collect();
+        replicas.push(start_binary(&dir, &format!("r{i}"), *me, &peers, &url));
+    }
+    // A fourth replica whose certificates come from another CA, pointed at the cluster.
+    let foreign_dir = tmp.path().join("foreign");
+    Ca::new("another CA").write(&foreign_dir);
+    let foreign = start_binary(&foreign_dir, "r3", free_port(), &addrs, &url);
+    let c = reqwest::Client::new();
+    wait_async("three members on every replica", async || {
+        let mut ok = true;
+        for r in &replicas {
+            ok &= peers(&c, &r.base).await == 3;
+        }
+        ok
+    })
+    .await;
+    let alert = json!([{"labels": {"alertname": "OverTls"}}]);
+    for r in &replicas {
+        let resp = c
+            .post(format!("{}/api/v2/alerts", r.base))
+            .json(&alert)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    common::wait_for("one notification", || {
+        (!sink.got.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    // The two replicas that did not send each decided so (the next flush is a minute away).
+    wait_async("two replicas to find the group notified", async || {
+        let mut quiet = 0;
+        for r in &replicas {
+            quiet += usize::from(common::metric(&c, &r.base, common::DEDUPLICATED).await >= 1.0);
+        }
+        quiet >= 2
+    })
+    .await;
+    assert_eq!(sink.got.lock().unwrap().len(), 1, "exactly one notification");
+    // The foreign replica never joined: by now it has tried for seconds, and neither side
+    // lists the other; its handshakes were refused (metric and log).
+    assert_eq!(
+        peers(&c, &foreign.base).await,
+        1,
+        "the foreign replica sees only itself"
+    );
+    for r in &replicas {
+        assert_eq!(peers(&c, &r.base).await, 3);
+    }
+    let mut refused = 0.0;
+    for r in &replicas {
+        refused += common::metric(&c, &r.base, "tocsin_cluster_tls_handshakes_refused_total").await;
+    }
+    assert!(refused >= 1.0, "the foreign replica's handshakes are counted");
+    let warned = replicas.iter().any(|r| {
+        r.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("cluster port: TLS handshakes refused"))
+    });
+    assert!(warned, "a refused handshake is logged");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_gossip_and_replicate_over_mutual_tls_and_refuse_outsiders() {
     let tmp = tempfile::tempdir().unwrap();
