@@ -301,10 +301,15 @@ fn cluster_options(flags: &Flags) -> anyhow::Result<cluster::JoinOptions> {
     let advertise = if flags.cluster_advertise_address.is_empty() {
         None
     } else {
-        Some(flags.cluster_advertise_address.parse().with_context(|| {
+        // An IP address, or a name resolved once at start-up (a compose service name).
+        let a = &flags.cluster_advertise_address;
+        let resolved = a.parse::<SocketAddr>().ok().or_else(|| {
+            use std::net::ToSocketAddrs;
+            a.to_socket_addrs().ok().and_then(|mut it| it.next())
+        });
+        Some(resolved.with_context(|| {
             format!(
-                "invalid --cluster.advertise-address {:?}",
-                flags.cluster_advertise_address
+                "invalid --cluster.advertise-address {a:?} (host:port, the host an IP address or a name that resolves)"
             )
         })?)
     };

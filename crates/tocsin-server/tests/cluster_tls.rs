@@ -32,8 +32,8 @@ impl Ca {
         Ca(CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap())
     }
 
-    /// Writes `ca.crt`, `node.crt` and `node.key` (a certificate for 127.0.0.1, usable both
-    /// ways) into `dir`.
+    /// Writes `ca.crt`, `tls.crt` and `tls.key` (a certificate for the name `tocsin` and
+    /// 127.0.0.1, usable both ways) into `dir`.
     fn write(&self, dir: &Path) {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(vec!["tocsin".to_string()]).unwrap();
@@ -43,27 +43,19 @@ impl Ca {
         let cert = p.signed_by(&key, &self.0).unwrap();
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("ca.crt"), self.0.pem()).unwrap();
-        std::fs::write(dir.join("node.crt"), cert.pem()).unwrap();
-        std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
     }
 }
 
-const TLS_YAML: &str = "tls_server_config:
-  cert_file: node.crt
-  key_file: node.key
-  client_auth_type: RequireAndVerifyClientCert
-  client_ca_file: ca.crt
-tls_client_config:
-  ca_file: ca.crt
-  cert_file: node.crt
-  key_file: node.key
-";
+/// The file deploy/ ships (server_name "tocsin", files beside it): the test proves it works.
+const TLS_YAML: &str = include_str!("../../../deploy/cluster-tls.yml");
 
 fn settings(dir: &Path) -> Settings {
     Settings {
         server: ServerSettings {
-            cert_file: dir.join("node.crt"),
-            key_file: dir.join("node.key"),
+            cert_file: dir.join("tls.crt"),
+            key_file: dir.join("tls.key"),
             client_ca_file: Some(dir.join("ca.crt")),
             client_auth: ClientAuth::RequireAndVerify,
             min_version: None,
@@ -71,8 +63,8 @@ fn settings(dir: &Path) -> Settings {
         },
         client: ClientSettings {
             ca_file: dir.join("ca.crt"),
-            cert_file: Some(dir.join("node.crt")),
-            key_file: Some(dir.join("node.key")),
+            cert_file: Some(dir.join("tls.crt")),
+            key_file: Some(dir.join("tls.key")),
             server_name: None,
             min_version: None,
             max_version: None,
