@@ -1,6 +1,7 @@
 //! Mutual TLS for the cluster port (`--cluster.tls-config`): the server and client configurations
 //! of rustls, built from certificate files and rebuilt when a file changes (certificate rotation
-//! without a restart), and the accept loop and connector that put gRPC on top of them.
+//! without a restart), and the accept loop and connector that put gRPC on top of them. The
+//! server half ([`ServerTls`]) also serves the HTTP API's TLS (`--web.config.file`).
 //!
 //! Files are read when the settings are loaded (a bad file refuses start-up) and looked at again
 //! at most once per [`RECHECK`] when a connection is made: a changed file is loaded for the next
@@ -139,7 +140,7 @@ fn roots(path: &Path) -> Result<Arc<RootCertStore>, String> {
     Ok(Arc::new(store))
 }
 
-fn build_server(s: &ServerSettings) -> Result<ServerConfig, String> {
+fn build_server(s: &ServerSettings, alpn: &[&[u8]]) -> Result<ServerConfig, String> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions(s.min_version, s.max_version)?)
         .map_err(|e| format!("tls_server_config: {e}"))?;
@@ -159,7 +160,7 @@ fn build_server(s: &ServerSettings) -> Result<ServerConfig, String> {
     let mut cfg = builder
         .with_single_cert(certs(&s.cert_file)?, key(&s.key_file)?)
         .map_err(|e| format!("tls_server_config: certificate and key: {e}"))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(cfg)
 }
 
@@ -232,9 +233,35 @@ impl<T> Reloading<T> {
     }
 }
 
+/// A TLS server configuration loaded from files and reloaded when they change.
+pub struct ServerTls(Reloading<ServerConfig>);
+
+impl ServerTls {
+    /// Loads the certificate, key and client CA, offering `alpn` (e.g. `http/1.1`).
+    ///
+    /// # Errors
+    /// A file is missing or unusable, or the settings contradict each other.
+    pub fn load(s: &ServerSettings, alpn: &'static [&'static [u8]]) -> Result<Arc<Self>, String> {
+        let sv = s.clone();
+        let mut files = vec![sv.cert_file.clone(), sv.key_file.clone()];
+        files.extend(sv.client_ca_file.clone());
+        Ok(Arc::new(ServerTls(Reloading::new(
+            "server",
+            files,
+            Box::new(move || build_server(&sv, alpn)),
+        )?)))
+    }
+
+    /// An acceptor with the current configuration (files looked at again at most once per
+    /// [`RECHECK`]).
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.0.get())
+    }
+}
+
 /// The cluster's TLS: loaded once, reloaded on file changes.
 pub struct ClusterTls {
-    server: Reloading<ServerConfig>,
+    server: Arc<ServerTls>,
     client: Reloading<ClientConfig>,
     server_name: Option<String>,
 }
@@ -256,10 +283,7 @@ impl ClusterTls {
         if let Some(n) = &s.client.server_name {
             ServerName::try_from(n.clone()).map_err(|e| format!("tls_client_config: server_name {n:?}: {e}"))?;
         }
-        let sv = s.server.clone();
-        let mut server_files = vec![sv.cert_file.clone(), sv.key_file.clone()];
-        server_files.extend(sv.client_ca_file.clone());
-        let server = Reloading::new("server", server_files, Box::new(move || build_server(&sv)))?;
+        let server = ServerTls::load(&s.server, &[b"h2"])?;
         let cl = s.client.clone();
         let mut client_files = vec![cl.ca_file.clone()];
         client_files.extend(cl.cert_file.clone());
@@ -324,7 +348,7 @@ impl ClusterTls {
                     },
                     () = tx.closed() => return,
                 };
-                let acceptor = TlsAcceptor::from(tls.server.get());
+                let acceptor = tls.server.acceptor();
                 let (tx, refused, warned) = (tx.clone(), refused.clone(), warned.clone());
                 tokio::spawn(async move {
                     let _ = tcp.set_nodelay(true);

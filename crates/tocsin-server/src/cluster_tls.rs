@@ -15,9 +15,10 @@ struct File {
     tls_client_config: Option<ClientYaml>,
 }
 
+/// `tls_server_config`, as exporter-toolkit reads it (shared with `--web.config.file`).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ServerYaml {
+pub(crate) struct ServerYaml {
     #[serde(default)]
     cert_file: String,
     #[serde(default)]
@@ -72,7 +73,7 @@ struct ClientYaml {
     key: String,
 }
 
-fn version(side: &str, key: &str, v: &str) -> anyhow::Result<Option<Version>> {
+pub(crate) fn version(side: &str, key: &str, v: &str) -> anyhow::Result<Option<Version>> {
     Ok(match v {
         "" => None,
         "TLS12" => Some(Version::Tls12),
@@ -83,7 +84,7 @@ fn version(side: &str, key: &str, v: &str) -> anyhow::Result<Option<Version>> {
 }
 
 /// Paths are relative to the file's directory, as Alertmanager resolves them.
-fn path(dir: &Path, p: &str) -> Option<PathBuf> {
+pub(crate) fn path(dir: &Path, p: &str) -> Option<PathBuf> {
     (!p.is_empty()).then(|| dir.join(p))
 }
 
@@ -103,14 +104,52 @@ fn parse(text: &str, dir: &Path) -> anyhow::Result<Settings> {
     let (Some(s), Some(c)) = (f.tls_server_config, f.tls_client_config) else {
         anyhow::bail!("both tls_server_config and tls_client_config are required");
     };
-    let refuse = |side: &str, key: &str, set: bool, why: &str| -> anyhow::Result<()> {
-        if set {
-            anyhow::bail!("{side}.{key} is not supported by Tocsin: {why}");
-        }
-        Ok(())
+    let cl = "tls_client_config";
+    refuse(cl, "ca", !c.ca.is_empty(), "use ca_file")?;
+    refuse(cl, "cert", !c.cert.is_empty(), "use cert_file")?;
+    refuse(cl, "key", !c.key.is_empty(), "use key_file")?;
+    refuse(
+        cl,
+        "insecure_skip_verify",
+        c.insecure_skip_verify,
+        "peers' certificates are always verified (set server_name if they do not carry the peers' addresses)",
+    )?;
+    let need = |side: &str, key: &str, v: &str| -> anyhow::Result<PathBuf> {
+        path(dir, v).ok_or_else(|| anyhow::anyhow!("{side}.{key} is required"))
     };
     let sv = "tls_server_config";
-    let cl = "tls_client_config";
+    if s.cert_file.is_empty() || s.key_file.is_empty() {
+        need(sv, "cert_file", &s.cert_file)?;
+        need(sv, "key_file", &s.key_file)?;
+    }
+    Ok(Settings {
+        server: server_settings(s, dir)?,
+        client: ClientSettings {
+            ca_file: need(cl, "ca_file", &c.ca_file)?,
+            cert_file: path(dir, &c.cert_file),
+            key_file: path(dir, &c.key_file),
+            server_name: (!c.server_name.is_empty()).then_some(c.server_name),
+            min_version: version(cl, "min_version", &c.min_version)?,
+            max_version: version(cl, "max_version", &c.max_version)?,
+        },
+    })
+}
+
+fn refuse(side: &str, key: &str, set: bool, why: &str) -> anyhow::Result<()> {
+    if set {
+        anyhow::bail!("{side}.{key} is not supported by Tocsin: {why}");
+    }
+    Ok(())
+}
+
+/// Checks a `tls_server_config` with both `cert_file` and `key_file` set and turns it into
+/// settings; every key Tocsin cannot honour is refused by name.
+///
+/// # Errors
+/// Such a key, an unknown `client_auth_type` or version, or a client CA missing where client
+/// certificates are to be verified.
+pub(crate) fn server_settings(s: ServerYaml, dir: &Path) -> anyhow::Result<ServerSettings> {
+    let sv = "tls_server_config";
     refuse(sv, "cert", !s.cert.is_empty(), "use cert_file")?;
     refuse(sv, "key", !s.key.is_empty(), "use key_file")?;
     refuse(sv, "client_ca", !s.client_ca.is_empty(), "use client_ca_file")?;
@@ -138,15 +177,6 @@ fn parse(text: &str, dir: &Path) -> anyhow::Result<Settings> {
         !s.client_allowed_sans.is_empty(),
         "every certificate the client CA signed is a member; use a CA for the cluster alone",
     )?;
-    refuse(cl, "ca", !c.ca.is_empty(), "use ca_file")?;
-    refuse(cl, "cert", !c.cert.is_empty(), "use cert_file")?;
-    refuse(cl, "key", !c.key.is_empty(), "use key_file")?;
-    refuse(
-        cl,
-        "insecure_skip_verify",
-        c.insecure_skip_verify,
-        "peers' certificates are always verified (set server_name if they do not carry the peers' addresses)",
-    )?;
     let client_auth = match s.client_auth_type.as_str() {
         "" | "NoClientCert" => ClientAuth::None,
         "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerify,
@@ -157,27 +187,34 @@ fn parse(text: &str, dir: &Path) -> anyhow::Result<Settings> {
         ),
         other => anyhow::bail!("{sv}.client_auth_type: unknown value {other:?}"),
     };
-    let need = |side: &str, key: &str, v: &str| -> anyhow::Result<PathBuf> {
-        path(dir, v).ok_or_else(|| anyhow::anyhow!("{side}.{key} is required"))
-    };
-    Ok(Settings {
-        server: ServerSettings {
-            cert_file: need(sv, "cert_file", &s.cert_file)?,
-            key_file: need(sv, "key_file", &s.key_file)?,
-            client_ca_file: path(dir, &s.client_ca_file),
-            client_auth,
-            min_version: version(sv, "min_version", &s.min_version)?,
-            max_version: version(sv, "max_version", &s.max_version)?,
-        },
-        client: ClientSettings {
-            ca_file: need(cl, "ca_file", &c.ca_file)?,
-            cert_file: path(dir, &c.cert_file),
-            key_file: path(dir, &c.key_file),
-            server_name: (!c.server_name.is_empty()).then_some(c.server_name),
-            min_version: version(cl, "min_version", &c.min_version)?,
-            max_version: version(cl, "max_version", &c.max_version)?,
-        },
+    if client_auth != ClientAuth::None && s.client_ca_file.is_empty() {
+        anyhow::bail!(
+            "{sv}.client_ca_file is required with client_auth_type {:?}",
+            s.client_auth_type
+        );
+    }
+    if client_auth == ClientAuth::None && !s.client_ca_file.is_empty() {
+        anyhow::bail!(
+            "{sv}.client_ca_file is set but client_auth_type is NoClientCert: no client certificate would be checked"
+        );
+    }
+    let file = |key: &str, v: &str| path(dir, v).ok_or_else(|| anyhow::anyhow!("{sv}.{key} is required"));
+    Ok(ServerSettings {
+        cert_file: file("cert_file", &s.cert_file)?,
+        key_file: file("key_file", &s.key_file)?,
+        client_ca_file: path(dir, &s.client_ca_file),
+        client_auth,
+        min_version: version(sv, "min_version", &s.min_version)?,
+        max_version: version(sv, "max_version", &s.max_version)?,
     })
+}
+
+impl ServerYaml {
+    /// Whether TLS is asked for at all (exporter-toolkit serves plain HTTP when neither
+    /// `cert_file` nor `key_file` is set).
+    pub(crate) fn wants_tls(&self) -> bool {
+        !(self.cert_file.is_empty() && self.key_file.is_empty() && self.cert.is_empty() && self.key.is_empty())
+    }
 }
 
 #[cfg(test)]

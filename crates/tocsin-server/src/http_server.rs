@@ -29,13 +29,16 @@ pub struct Limits {
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then lets open requests finish for a
-/// bounded time. `refused` counts connections closed for being over the limit.
+/// bounded time. `refused` counts connections closed for being over the limit. With `tls`
+/// (`--web.config.file`), every connection is TLS: its handshake must end within the header
+/// read timeout, and the certificates in force at that moment are used.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     refused: Counter,
     mut stop: watch::Receiver<bool>,
+    tls: Option<Arc<crate::web_config::WebConfig>>,
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -70,11 +73,30 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
-        let conn = graceful.watch(conn);
+        let service = TowerToHyperService::new(router.clone());
+        let Some(acceptor) = tls
+            .as_ref()
+            .and_then(|w| w.current().tls.as_ref().map(|t| t.acceptor()))
+        else {
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    debug!(err = %e, "HTTP connection ended with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        let (http, watcher, timeout) = (http.clone(), graceful.watcher(), limits.header_read_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(err = %e, "HTTP connection ended with an error");
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => {
+                    if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(s), service)).await {
+                        debug!(err = %e, "HTTPS connection ended with an error");
+                    }
+                }
+                Ok(Err(e)) => debug!(err = %e, "TLS handshake on the web port failed"),
+                Err(_) => debug!("TLS handshake on the web port timed out"),
             }
             drop(slot);
         });

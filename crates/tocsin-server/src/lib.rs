@@ -25,6 +25,7 @@ pub mod reload;
 pub mod replicated;
 pub mod storage;
 pub mod store;
+mod web_config;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -160,7 +161,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    refuse_unsupported_security(&flags)?;
+    check_security_settings(&flags)?;
     // The configuration is read before binding: a bad file is reported as such, not as a port.
     read_config(&PathBuf::from(&flags.config_file), &load_options(&flags)?)
         .map_err(|e| anyhow::anyhow!("loading configuration file failed: {e}"))?;
@@ -182,7 +183,7 @@ pub async fn run_with(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    refuse_unsupported_security(&flags)?;
+    check_security_settings(&flags)?;
     let load = load_options(&flags)?;
     let config_path = PathBuf::from(&flags.config_file);
     let config =
@@ -232,8 +233,17 @@ pub async fn run_with(
     let scheduler = tokio::spawn(app.clone().run_scheduler(shutdown_rx.clone()));
     let maintenance = tokio::spawn(storage::run_maintenance(app.clone(), storage, shutdown_rx.clone()));
     spawn_sighup(app.clone());
-    info!(address = %bound, "Listening on");
-    let router = api::router(app.clone(), &prefix);
+    let web_config = if flags.web_config_file.is_empty() {
+        None
+    } else {
+        Some(web_config::WebConfig::load(&flags.web_config_file)?)
+    };
+    let tls = web_config.as_ref().is_some_and(|w| w.current().tls.is_some());
+    info!(address = %bound, tls, "Listening on");
+    let mut router = api::router(app.clone(), &prefix);
+    if let Some(w) = &web_config {
+        router = router.layer(axum::middleware::from_fn_with_state(w.clone(), web_config::guard));
+    }
     let limits = http_server::Limits {
         header_read_timeout: flags.web_header_read_timeout,
         max_connections: flags.web_max_connections,
@@ -244,6 +254,7 @@ pub async fn run_with(
         limits,
         app.metrics.http_refused.clone(),
         shutdown_rx.clone(),
+        web_config,
     );
     let leaving = app.clone();
     let signals = tokio::spawn(async move {
@@ -264,12 +275,10 @@ pub async fn run_with(
 
 /// Security settings Tocsin cannot honour yet stop the start: serving without the TLS and
 /// authentication a user asked for, and only warning, would leave them believing they have it.
-fn refuse_unsupported_security(flags: &Flags) -> anyhow::Result<()> {
+fn check_security_settings(flags: &Flags) -> anyhow::Result<()> {
     if !flags.web_config_file.is_empty() {
-        bail!(
-            "--web.config.file is not supported yet: Tocsin refuses to start rather than serve its API without the TLS and authentication {:?} asks for",
-            flags.web_config_file
-        );
+        // Checked before anything listens: a bad file stops the start.
+        web_config::WebConfig::load(&flags.web_config_file)?;
     }
     if !flags.cluster_tls_config.is_empty() {
         // Read and load every file now: a bad one stops the start before anything listens.

@@ -295,8 +295,8 @@ fn security_settings_that_cannot_be_honoured_refuse_the_start() {
     let missing = dir.path().join("missing.yml");
     for (flag, says) in [
         (
-            "--web.config.file=web.yml".to_string(),
-            "--web.config.file is not supported yet".to_string(),
+            format!("--web.config.file={}", missing.display()),
+            format!("--web.config.file \"{}\"", missing.display()),
         ),
         (
             format!("--cluster.tls-config={}", tls.display()),

@@ -171,6 +171,15 @@ pub async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Waits (bounded, 20 s) until an async condition holds.
+pub async fn wait_for_async(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// GETs a URL and decodes its JSON body.
 pub async fn get_json<T: serde::de::DeserializeOwned>(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> T {
     c.get(url).send().await.unwrap().json().await.unwrap()
