@@ -22,6 +22,7 @@ pub mod group;
 pub mod inhibit;
 pub mod labels;
 pub mod labelset;
+pub mod limit;
 pub mod matchers;
 pub mod nflog;
 pub mod regex_go;

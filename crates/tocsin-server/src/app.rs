@@ -80,6 +80,8 @@ pub struct Settings {
     pub web_timeout: Duration,
     /// `--web.get-concurrency`: API GETs served at once (0: the CPUs, at least 8).
     pub get_concurrency: usize,
+    /// `--alerts.per-alertname-limit` (0: no limit).
+    pub per_alertname_limit: usize,
 }
 
 impl Settings {
@@ -98,6 +100,7 @@ impl Settings {
             max_clock_skew: Duration::from_secs(300),
             web_timeout: Duration::ZERO,
             get_concurrency: 0,
+            per_alertname_limit: 0,
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct App {
     pub settings: Settings,
     /// Alerts.
     pub store: AlertStore,
+    /// `--alerts.per-alertname-limit`.
+    per_alertname: parking_lot::Mutex<tocsin_core::limit::PerAlertname>,
     /// Notification log, silences and claims: read freely, changed only by merging a peer's
     /// record or by a local change that is broadcast.
     pub state: ReplicatedState,
@@ -170,6 +175,8 @@ impl App {
         );
         state.set_bounds(settings.max_clock_skew, claim_cap(&active.config));
         metrics.reload_ok.set(1);
+        let per_alertname_limit = settings.per_alertname_limit;
+        metrics.per_alert_limit.set(per_alertname_limit as i64);
         metrics.reload_ts.set(clock.now().as_second() as f64);
         metrics
             .config_hash
@@ -184,6 +191,7 @@ impl App {
             clock,
             settings,
             store: AlertStore::default(),
+            per_alertname: parking_lot::Mutex::new(tocsin_core::limit::PerAlertname::new(per_alertname_limit)),
             active: RwLock::new(Arc::new(active)),
             inhibitor: RwLock::new(inhibitor),
             dispatcher: Mutex::new(Dispatcher::default()),
@@ -238,12 +246,26 @@ impl App {
         let mut rejected = Vec::new();
         let mut stored = Vec::with_capacity(batch.len());
         let mut resolved = 0;
+        let (limit, mut limited) = (self.settings.per_alertname_limit, 0u64);
         // Alerts of one rule arrive together with the same generator URL: they share one copy
         // (48 of the ~420 bytes a stored alert takes).
         let mut last_url: Option<Arc<str>> = None;
         for (index, p) in batch.into_iter().enumerate() {
             match prepare(p, now, resolve_timeout, names) {
                 Ok(mut a) => {
+                    if limit > 0 {
+                        let name = a.labels.get("alertname").unwrap_or_default();
+                        if !self.per_alertname.lock().admit(name, a.fingerprint, a.ends_at, now) {
+                            limited += 1;
+                            rejected.push(Rejected {
+                                index,
+                                message: format!(
+                                    "alert limit reached for alertname {name:?}: {limit} alerts stored (--alerts.per-alertname-limit)"
+                                ),
+                            });
+                            continue;
+                        }
+                    }
                     match &last_url {
                         Some(u) if *u == a.generator_url => a.generator_url = u.clone(),
                         _ => last_url = Some(a.generator_url.clone()),
@@ -264,11 +286,16 @@ impl App {
                 self.metrics.alerts_received.get_or_create(&l).inc_by(n as u64);
             }
         }
-        if !rejected.is_empty() {
+        let invalid = rejected.len() as u64 - limited;
+        if invalid > 0 {
             self.metrics
                 .alerts_invalid
                 .get_or_create(&crate::metrics::VersionLabel { version: "v2".into() })
-                .inc_by(rejected.len() as u64);
+                .inc_by(invalid);
+        }
+        if limited > 0 {
+            self.metrics.alerts_limited.inc_by(limited);
+            tracing::warn!(limited, limit, "alerts refused over --alerts.per-alertname-limit");
         }
         self.route_alerts(&active, &stored, now);
         rejected
@@ -309,6 +336,7 @@ impl App {
             }
             if Instant::now() >= gc_at {
                 let n = self.store.gc(self.clock.now());
+                self.per_alertname.lock().gc(self.clock.now());
                 self.inhibitor.write().gc(self.clock.now());
                 self.state.gc_claims();
                 debug!(deleted = n, "garbage-collected resolved alerts");

@@ -39,6 +39,9 @@ pub struct Flags {
     /// Interval between alert GC.
     #[arg(long = "alerts.gc-interval", default_value = "30m", value_parser = duration)]
     pub alerts_gc_interval: Duration,
+    /// Maximum number of alerts stored per alertname (0 = no limit).
+    #[arg(long = "alerts.per-alertname-limit", default_value_t = 0)]
+    pub alerts_per_alertname_limit: usize,
     /// Address to listen on for the web interface and API (repeatable; the first is used).
     #[arg(long = "web.listen-address", default_value = ":9093")]
     pub web_listen_address: Vec<String>,

@@ -219,6 +219,7 @@ pub async fn run_with(
         max_clock_skew: flags.cluster_max_clock_skew,
         web_timeout: flags.web_timeout,
         get_concurrency: usize::try_from(flags.web_get_concurrency).unwrap_or(0),
+        per_alertname_limit: flags.alerts_per_alertname_limit,
     };
     let ua = user_agent();
     let factory: NotifierFactory = Arc::new(move |r, shared| tocsin_notify::build_integrations(r, &ua, shared));

@@ -145,6 +145,10 @@ pub struct Metrics {
     pub alerts_received: Family<ReceivedLabels, Counter>,
     /// `alertmanager_alerts_invalid_total{version}`.
     pub alerts_invalid: Family<VersionLabel, Counter>,
+    /// `alertmanager_alerts_limited_total`: alerts refused by `--alerts.per-alertname-limit`.
+    pub alerts_limited: Counter,
+    /// `alertmanager_alerts_per_alert_limit`: that limit (0: none).
+    pub per_alert_limit: Gauge,
     /// `alertmanager_notifications_total{integration}`.
     pub notifications: Family<IntegrationLabel, Counter>,
     /// `alertmanager_notifications_failed_total{integration,reason}`.
@@ -227,6 +231,8 @@ impl Metrics {
         let m = Metrics {
             alerts_received: Family::default(),
             alerts_invalid: Family::default(),
+            alerts_limited: Counter::default(),
+            per_alert_limit: Gauge::default(),
             notifications: Family::default(),
             notifications_failed: Family::default(),
             requests: Family::default(),
@@ -276,6 +282,16 @@ impl Metrics {
             "alerts_invalid",
             "The total number of received alerts that were invalid.",
             m.alerts_invalid.clone(),
+        );
+        r.register(
+            "alerts_limited",
+            "The total number of alerts refused because their alertname had --alerts.per-alertname-limit alerts stored.",
+            m.alerts_limited.clone(),
+        );
+        r.register(
+            "alerts_per_alert_limit",
+            "The --alerts.per-alertname-limit in force (0: none).",
+            m.per_alert_limit.clone(),
         );
         r.register(
             "notifications",

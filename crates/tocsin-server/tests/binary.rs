@@ -645,3 +645,64 @@ async fn slow_headers_are_cut_off_and_open_connections_are_bounded() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_alertname_limit_refuses_new_alerts_of_a_full_name_and_keeps_the_rest() {
+    let (_sink, url) = start_sink().await;
+    let t = start_tocsin(&config(&url), &["--alerts.per-alertname-limit=2"]);
+    let c = reqwest::Client::new();
+    let alert = |name: &str, instance: &str| json!({"labels": {"alertname": name, "instance": instance}});
+    let r = c
+        .post(format!("{}/api/v2/alerts", t.base))
+        .json(&json!([
+            alert("A", "1"),
+            alert("A", "2"),
+            alert("A", "3"),
+            alert("B", "1")
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Alertmanager's 400 body for rejected alerts: one JSON string.
+    let body: String = r.json().await.unwrap();
+    assert!(
+        body.contains("alert 2 {alertname=\"A\", instance=\"3\"}: alert limit reached for alertname \"A\": 2 alerts stored (--alerts.per-alertname-limit)"),
+        "{body}"
+    );
+    let stored: Value = common::get_json(&c, format!("{}/api/v2/alerts", t.base)).await;
+    let mut got: Vec<String> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}{}",
+                a["labels"]["alertname"].as_str().unwrap(),
+                a["labels"]["instance"].as_str().unwrap()
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, ["A1", "A2", "B1"], "the rest of the batch is stored");
+    // A stored alert is always let in again (Prometheus re-sends every evaluation).
+    let r = c
+        .post(format!("{}/api/v2/alerts", t.base))
+        .json(&json!([alert("A", "1")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        common::metric(&c, &t.base, "alertmanager_alerts_limited_total").await,
+        1.0
+    );
+    assert_eq!(
+        common::metric(&c, &t.base, "alertmanager_alerts_per_alert_limit").await,
+        2.0
+    );
+    assert_eq!(
+        common::metric(&c, &t.base, "alertmanager_alerts_invalid_total{version=\"v2\"}").await,
+        0.0
+    );
+}
