@@ -82,6 +82,53 @@ pub struct Settings {
     pub get_concurrency: usize,
     /// `--alerts.per-alertname-limit` (0: no limit).
     pub per_alertname_limit: usize,
+    /// `--alerts.max-alerts`, `--alerts.max-labels`, `--alerts.max-label-bytes` (0: none).
+    pub alert_bounds: AlertBounds,
+}
+
+/// Tocsin's bounds on what one alert and the store may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct AlertBounds {
+    /// Alerts stored.
+    pub max_alerts: usize,
+    /// Labels of one alert.
+    pub max_labels: usize,
+    /// Bytes of one alert's label names and values together.
+    pub max_label_bytes: usize,
+}
+
+impl Default for AlertBounds {
+    fn default() -> Self {
+        AlertBounds {
+            max_alerts: 2_000_000,
+            max_labels: 256,
+            max_label_bytes: 65_536,
+        }
+    }
+}
+
+impl AlertBounds {
+    /// Why `a` is too large to store, if it is: `(reason label, message)`.
+    fn refuse(&self, a: &Alert) -> Option<(&'static str, String)> {
+        let n = a.labels.len();
+        if self.max_labels > 0 && n > self.max_labels {
+            return Some((
+                "too_many_labels",
+                format!("{n} labels, more than --alerts.max-labels={}", self.max_labels),
+            ));
+        }
+        let bytes: usize = a.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if self.max_label_bytes > 0 && bytes > self.max_label_bytes {
+            return Some((
+                "labels_too_large",
+                format!(
+                    "labels of {bytes} bytes, more than --alerts.max-label-bytes={}",
+                    self.max_label_bytes
+                ),
+            ));
+        }
+        None
+    }
 }
 
 impl Settings {
@@ -101,6 +148,7 @@ impl Settings {
             web_timeout: Duration::ZERO,
             get_concurrency: 0,
             per_alertname_limit: 0,
+            alert_bounds: AlertBounds::default(),
         }
     }
 }
@@ -125,6 +173,8 @@ pub struct App {
     pub store: AlertStore,
     /// `--alerts.per-alertname-limit`.
     per_alertname: parking_lot::Mutex<tocsin_core::limit::PerAlertname>,
+    /// When a refused alert was last warned about.
+    refusal_warned: parking_lot::Mutex<Option<Instant>>,
     /// Notification log, silences and claims: read freely, changed only by merging a peer's
     /// record or by a local change that is broadcast.
     pub state: ReplicatedState,
@@ -176,6 +226,7 @@ impl App {
         state.set_bounds(settings.max_clock_skew, claim_cap(&active.config));
         metrics.reload_ok.set(1);
         let per_alertname_limit = settings.per_alertname_limit;
+        let alert_bounds = settings.alert_bounds;
         metrics.per_alert_limit.set(per_alertname_limit as i64);
         metrics.reload_ts.set(clock.now().as_second() as f64);
         metrics
@@ -190,7 +241,8 @@ impl App {
             started: clock.now(),
             clock,
             settings,
-            store: AlertStore::default(),
+            store: AlertStore::with_max(alert_bounds.max_alerts),
+            refusal_warned: parking_lot::Mutex::new(None),
             per_alertname: parking_lot::Mutex::new(tocsin_core::limit::PerAlertname::new(per_alertname_limit)),
             active: RwLock::new(Arc::new(active)),
             inhibitor: RwLock::new(inhibitor),
@@ -246,17 +298,24 @@ impl App {
         let mut rejected = Vec::new();
         let mut stored = Vec::with_capacity(batch.len());
         let mut resolved = 0;
-        let (limit, mut limited) = (self.settings.per_alertname_limit, 0u64);
+        let (limit, mut limited, mut per_name) = (self.settings.per_alertname_limit, 0u64, 0u64);
         // Alerts of one rule arrive together with the same generator URL: they share one copy
         // (48 of the ~420 bytes a stored alert takes).
         let mut last_url: Option<Arc<str>> = None;
         for (index, p) in batch.into_iter().enumerate() {
             match prepare(p, now, resolve_timeout, names) {
                 Ok(mut a) => {
+                    if let Some((reason, message)) = self.settings.alert_bounds.refuse(&a) {
+                        self.refuse_alert(reason);
+                        limited += 1;
+                        rejected.push(Rejected { index, message });
+                        continue;
+                    }
                     if limit > 0 {
                         let name = a.labels.get("alertname").unwrap_or_default();
                         if !self.per_alertname.lock().admit(name, a.fingerprint, a.ends_at, now) {
                             limited += 1;
+                            per_name += 1;
                             rejected.push(Rejected {
                                 index,
                                 message: format!(
@@ -270,8 +329,21 @@ impl App {
                         Some(u) if *u == a.generator_url => a.generator_url = u.clone(),
                         _ => last_url = Some(a.generator_url.clone()),
                     }
-                    resolved += usize::from(a.resolved_at(now));
-                    stored.push(self.store.put(a, now));
+                    let is_resolved = a.resolved_at(now);
+                    let Some(put) = self.store.put(a, now) else {
+                        self.refuse_alert("store_full");
+                        limited += 1;
+                        rejected.push(Rejected {
+                            index,
+                            message: format!(
+                                "the alert store is full: {} alerts stored (--alerts.max-alerts)",
+                                self.store.max()
+                            ),
+                        });
+                        continue;
+                    };
+                    resolved += usize::from(is_resolved);
+                    stored.push(put);
                 }
                 Err(message) => rejected.push(Rejected { index, message }),
             }
@@ -293,12 +365,32 @@ impl App {
                 .get_or_create(&crate::metrics::VersionLabel { version: "v2".into() })
                 .inc_by(invalid);
         }
-        if limited > 0 {
-            self.metrics.alerts_limited.inc_by(limited);
-            tracing::warn!(limited, limit, "alerts refused over --alerts.per-alertname-limit");
+        if per_name > 0 {
+            self.metrics.alerts_limited.inc_by(per_name);
+            tracing::warn!(
+                limited = per_name,
+                limit,
+                "alerts refused over --alerts.per-alertname-limit"
+            );
         }
         self.route_alerts(&active, &stored, now);
         rejected
+    }
+
+    /// Counts an alert refused by a Tocsin bound; warns at most once every 10 s.
+    fn refuse_alert(&self, reason: &'static str) {
+        self.metrics
+            .alerts_refused
+            .get_or_create(&crate::metrics::ReasonLabel { reason: reason.into() })
+            .inc();
+        let mut last = self.refusal_warned.lock();
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                reason,
+                "alerts refused over a bound (counted in tocsin_alerts_refused_total)"
+            );
+        }
     }
 
     fn route_alerts(&self, active: &Active, alerts: &[Arc<Alert>], now: Timestamp) {

@@ -42,6 +42,15 @@ pub struct Flags {
     /// Maximum number of alerts stored per alertname (0 = no limit).
     #[arg(long = "alerts.per-alertname-limit", default_value_t = 0)]
     pub alerts_per_alertname_limit: usize,
+    /// Tocsin: maximum number of alerts stored; new ones past it are refused (0 = no limit).
+    #[arg(long = "alerts.max-alerts", default_value_t = 2_000_000)]
+    pub alerts_max_alerts: usize,
+    /// Tocsin: maximum number of labels of one alert (0 = no limit).
+    #[arg(long = "alerts.max-labels", default_value_t = 256)]
+    pub alerts_max_labels: usize,
+    /// Tocsin: maximum bytes of one alert's label names and values together (0 = no limit).
+    #[arg(long = "alerts.max-label-bytes", default_value_t = 65_536)]
+    pub alerts_max_label_bytes: usize,
     /// Address to listen on for the web interface and API (repeatable; the first is used).
     #[arg(long = "web.listen-address", default_value = ":9093")]
     pub web_listen_address: Vec<String>,

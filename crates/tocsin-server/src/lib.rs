@@ -220,6 +220,11 @@ pub async fn run_with(
         web_timeout: flags.web_timeout,
         get_concurrency: usize::try_from(flags.web_get_concurrency).unwrap_or(0),
         per_alertname_limit: flags.alerts_per_alertname_limit,
+        alert_bounds: app::AlertBounds {
+            max_alerts: flags.alerts_max_alerts,
+            max_labels: flags.alerts_max_labels,
+            max_label_bytes: flags.alerts_max_label_bytes,
+        },
     };
     let ua = user_agent();
     let factory: NotifierFactory = Arc::new(move |r, shared| tocsin_notify::build_integrations(r, &ua, shared));

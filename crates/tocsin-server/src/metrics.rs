@@ -166,6 +166,8 @@ pub struct Metrics {
     /// `tocsin_http_connections_refused_total` (Tocsin's): connections closed over
     /// `--web.max-connections`.
     pub http_refused: Counter,
+    /// `tocsin_alerts_refused_total{reason}`: alerts refused by Tocsin's bounds.
+    pub alerts_refused: Family<ReasonLabel, Counter>,
     /// `tocsin_cluster_records_refused_total{state,reason}` (Tocsin's): peers' records that
     /// failed admission and were dropped.
     pub refused: Family<RefusedLabels, Counter>,
@@ -241,6 +243,7 @@ impl Metrics {
             deduplicated: Family::default(),
             refused: Family::default(),
             http_refused: Counter::default(),
+            alerts_refused: Family::default(),
             http_in_flight: Family::default(),
             http_limit_exceeded: Family::default(),
             suppressed: Family::default(),
@@ -459,6 +462,14 @@ impl Metrics {
             "notifications_deduplicated",
             "Flushes of a group to an integration that sent nothing because the notification log showed its state already notified, by this replica or a peer.",
             m.deduplicated.clone(),
+        );
+        for reason in ["store_full", "too_many_labels", "labels_too_large"] {
+            let _ = m.alerts_refused.get_or_create(&ReasonLabel { reason: reason.into() });
+        }
+        t.register(
+            "alerts_refused",
+            "Alerts refused by Tocsin's bounds (reason: store_full, too_many_labels, labels_too_large).",
+            m.alerts_refused.clone(),
         );
         t.register(
             "http_connections_refused",

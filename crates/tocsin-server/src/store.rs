@@ -2,6 +2,7 @@
 
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jiff::Timestamp;
 use parking_lot::RwLock;
@@ -13,13 +14,15 @@ const SHARDS: usize = 32;
 /// All alerts received, merged per fingerprint.
 pub struct AlertStore {
     shards: Vec<RwLock<FingerprintMap<Arc<Alert>>>>,
+    /// Alerts stored, kept by `put` and `gc` (summing the shards would lock each).
+    count: AtomicUsize,
+    /// `--alerts.max-alerts`: new alerts past it are refused (0: no bound).
+    max: usize,
 }
 
 impl Default for AlertStore {
     fn default() -> Self {
-        AlertStore {
-            shards: (0..SHARDS).map(|_| RwLock::new(FingerprintMap::default())).collect(),
-        }
+        AlertStore::with_max(0)
     }
 }
 
@@ -28,17 +31,39 @@ impl AlertStore {
         &self.shards[(fp.0 as usize) % SHARDS]
     }
 
-    /// Stores an alert, merging it with the stored version (§3.1); returns what is stored now.
-    pub fn put(&self, alert: Alert, now: Timestamp) -> Arc<Alert> {
+    /// A store that refuses new alerts once it holds `max` (0: no bound).
+    pub fn with_max(max: usize) -> Self {
+        AlertStore {
+            shards: (0..SHARDS).map(|_| RwLock::new(FingerprintMap::default())).collect(),
+            count: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// The bound on stored alerts (0: none).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Stores an alert, merging it with the stored version (§3.1); returns what is stored now,
+    /// or `None` when the alert is new and the store holds its maximum (an update of a stored
+    /// alert, a resolve above all, is always taken).
+    pub fn put(&self, alert: Alert, now: Timestamp) -> Option<Arc<Alert>> {
         let mut shard = self.shard(alert.fingerprint).write();
         // One probe of the shard for the lookup and the replacement.
         match shard.entry(alert.fingerprint) {
             Entry::Occupied(mut e) => {
                 let merged = Arc::new(Alert::store_merge(e.get(), alert, now));
                 e.insert(merged.clone());
-                merged
+                Some(merged)
             }
-            Entry::Vacant(e) => e.insert(Arc::new(alert)).clone(),
+            Entry::Vacant(e) => {
+                if self.max > 0 && self.count.load(Ordering::Relaxed) >= self.max {
+                    return None;
+                }
+                self.count.fetch_add(1, Ordering::Relaxed);
+                Some(e.insert(Arc::new(alert)).clone())
+            }
         }
     }
 
@@ -64,7 +89,7 @@ impl AlertStore {
 
     /// Returns the number of stored alerts.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Returns whether no alert is stored.
@@ -81,6 +106,7 @@ impl AlertStore {
             s.retain(|_, a| !a.resolved_at(now));
             n += before - s.len();
         }
+        self.count.fetch_sub(n, Ordering::Relaxed);
         n
     }
 }
@@ -99,7 +125,7 @@ mod tests {
             // Every alert twice: the second is a merge, not a new entry.
             for _ in 0..2 {
                 let labels: LabelSet = [("alertname", format!("A{}", i % 7)), ("instance", format!("h{i}"))].into();
-                store.put(
+                let _ = store.put(
                     Alert {
                         fingerprint: fingerprint(&labels),
                         labels,
@@ -120,5 +146,31 @@ mod tests {
         expected.dedup();
         assert_eq!(sorted.len(), 500);
         assert_eq!(sorted, expected);
+        assert_eq!(store.len(), 500);
+    }
+
+    #[test]
+    fn a_full_store_refuses_new_alerts_but_takes_updates() {
+        let store = AlertStore::with_max(2);
+        let now: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+        let alert = |i: u32, ends_at: Timestamp| {
+            let labels: LabelSet = [("alertname", format!("A{i}"))].into();
+            Alert {
+                fingerprint: fingerprint(&labels),
+                labels,
+                starts_at: now,
+                ends_at,
+                updated_at: now,
+                ..Alert::default()
+            }
+        };
+        assert!(store.put(alert(1, ZERO), now).is_some());
+        assert!(store.put(alert(2, ZERO), now).is_some());
+        assert!(store.put(alert(3, ZERO), now).is_none(), "full");
+        let resolved = store.put(alert(1, now), now).expect("an update is always taken");
+        assert!(resolved.resolved_at(now));
+        assert_eq!(store.gc(now), 1);
+        assert_eq!(store.len(), 1);
+        assert!(store.put(alert(3, ZERO), now).is_some(), "room again after GC");
     }
 }

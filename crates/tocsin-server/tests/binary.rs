@@ -706,3 +706,58 @@ async fn per_alertname_limit_refuses_new_alerts_of_a_full_name_and_keeps_the_res
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_over_tocsins_bounds_are_refused_by_name_and_a_full_store_still_takes_resolves() {
+    let (_sink, url) = start_sink().await;
+    let t = start_tocsin(
+        &config(&url),
+        &[
+            "--alerts.max-alerts=2",
+            "--alerts.max-labels=3",
+            "--alerts.max-label-bytes=40",
+        ],
+    );
+    let c = reqwest::Client::new();
+    let batch = json!([
+        {"labels": {"alertname": "A1"}},
+        {"labels": {"alertname": "Many", "a": "1", "b": "2", "c": "3"}},
+        {"labels": {"alertname": "Long", "text": "x".repeat(40)}},
+        {"labels": {"alertname": "A2"}},
+        {"labels": {"alertname": "A3"}},
+    ]);
+    let r = c
+        .post(format!("{}/api/v2/alerts", t.base))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: String = r.json().await.unwrap();
+    for says in [
+        "4 labels, more than --alerts.max-labels=3",
+        "labels of 57 bytes, more than --alerts.max-label-bytes=40",
+        "alert 4 {alertname=\"A3\"}: the alert store is full: 2 alerts stored (--alerts.max-alerts)",
+    ] {
+        assert!(body.contains(says), "{says:?} in {body}");
+    }
+    let stored: Value = common::get_json(&c, format!("{}/api/v2/alerts", t.base)).await;
+    assert_eq!(stored.as_array().unwrap().len(), 2, "A1 and A2 stored");
+    // Full, and still a resolve of a stored alert is taken.
+    let now = jiff::Timestamp::now().to_string();
+    let r = c
+        .post(format!("{}/api/v2/alerts", t.base))
+        .json(&json!([{"labels": {"alertname": "A1"}, "endsAt": now}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (reason, n) in [("store_full", 1.0), ("too_many_labels", 1.0), ("labels_too_large", 1.0)] {
+        let series = format!("tocsin_alerts_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(common::metric(&c, &t.base, &series).await, n, "{series}");
+    }
+    assert_eq!(
+        common::metric(&c, &t.base, "alertmanager_alerts_invalid_total{version=\"v2\"}").await,
+        0.0
+    );
+}
