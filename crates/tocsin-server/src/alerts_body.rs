@@ -72,7 +72,7 @@ fn describe(raw: &RawValue) -> String {
 }
 
 /// A decoded POST /api/v2/alerts body.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct DecodedBatch {
     /// The decodable alerts.
     pub valid: Vec<PostedAlert>,
@@ -137,8 +137,12 @@ pub fn decode_alerts(body: &[u8]) -> Result<DecodedBatch, String> {
     decode_items(body)
 }
 
-/// Decodes a body item by item, each into a typed alert or else through a `Value`.
-fn decode_items(body: &[u8]) -> Result<DecodedBatch, String> {
+/// Decodes a body item by item, each into a typed alert or else through a `Value`: the path a
+/// batch the one-pass scan declines takes, public for differential checks (`tocsin-fuzz`).
+///
+/// # Errors
+/// As [`decode_alerts`].
+pub fn decode_items(body: &[u8]) -> Result<DecodedBatch, String> {
     let items = split(body)?;
     let mut errors = Vec::new();
     let mut valid = Vec::with_capacity(items.len());

@@ -19,6 +19,15 @@ const MAX_OUTPUT: usize = 16 << 20;
 /// in minutes of CPU. The default templates take a few hundred steps per alert, so this is
 /// ample for thousands of alerts in one notification.
 pub const MAX_STEPS: u64 = 20_000_000;
+/// The largest string one function call may make, or take in to build one (`print`, `printf`,
+/// `println`, `join`): doubling a string thirty times with `printf "%s%s" $s $s` must end in an
+/// error, not in a 2 GiB allocation (found by tocsin-fuzz).
+pub const MAX_VALUE_BYTES: usize = 16 << 20;
+/// The bytes of strings all function calls of one execution may make together.
+pub const MAX_MADE_BYTES: usize = 256 << 20;
+
+/// Functions whose result grows with their string arguments.
+const BUILDERS: [&str; 4] = ["print", "printf", "println", "join"];
 
 /// An execution error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +63,8 @@ pub(crate) struct Exec<'a> {
     vars: Vec<(String, Value)>,
     depth: usize,
     steps: u64,
+    /// Bytes of strings function calls made so far (see [`MAX_MADE_BYTES`]).
+    made: usize,
     name: String,
     line: usize,
 }
@@ -74,6 +85,7 @@ pub(crate) fn execute(trees: &Trees, name: &str, data: &Value, opts: &Options) -
         vars: vec![("$".into(), data.clone())],
         depth: 0,
         steps: 0,
+        made: 0,
         name: name.to_string(),
         line: 0,
     };
@@ -94,6 +106,44 @@ impl Exec<'_> {
             return Err(format!("exceeded the work budget of {MAX_STEPS} steps"));
         }
         Ok(())
+    }
+
+    /// Calls a function within the value budgets.
+    fn call(&mut self, name: &str, args: &[Value]) -> R<Value> {
+        if BUILDERS.contains(&name) {
+            let str_len = |v: &Value| match v {
+                Value::Str(s) | Value::SafeHtml(s) => s.len(),
+                _ => 0,
+            };
+            let input: usize = args
+                .iter()
+                .map(|a| match a {
+                    Value::List(l) => l.iter().map(str_len).sum(),
+                    v => str_len(v),
+                })
+                .sum();
+            if input > MAX_VALUE_BYTES {
+                return Err(format!(
+                    "{name} of {input} bytes of strings exceeds the budget of {MAX_VALUE_BYTES} bytes per value"
+                ));
+            }
+        }
+        let v = funcs::call(self, name, args)?;
+        if let Value::Str(s) | Value::SafeHtml(s) = &v {
+            if s.len() > MAX_VALUE_BYTES {
+                return Err(format!(
+                    "{name} made {} bytes, over the budget of {MAX_VALUE_BYTES} bytes per value",
+                    s.len()
+                ));
+            }
+            self.made += s.len();
+            if self.made > MAX_MADE_BYTES {
+                return Err(format!(
+                    "exceeded the budget of {MAX_MADE_BYTES} bytes of strings made by one execution"
+                ));
+            }
+        }
+        Ok(v)
     }
 
     fn walk(&mut self, dot: &Value, nodes: &[Node]) -> R<Flow> {
@@ -267,7 +317,7 @@ impl Exec<'_> {
                     vals.push(self.arg(dot, a)?);
                 }
                 vals.extend(piped);
-                funcs::call(self, name, &vals)
+                self.call(name, &vals)
             }
             Arg::Field(chain) => {
                 let extra = self.extra_args(dot, rest, piped)?;
@@ -354,7 +404,7 @@ impl Exec<'_> {
                 let base = self.pipe(dot, p)?;
                 self.fields(base, chain, None)?
             }
-            Arg::Func(name) => funcs::call(self, name, &[])?,
+            Arg::Func(name) => self.call(name, &[])?,
         })
     }
 

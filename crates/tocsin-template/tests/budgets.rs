@@ -57,3 +57,27 @@ fn deep_nesting_is_a_parse_error_not_a_stack_overflow() {
         .unwrap();
     assert_eq!(t.execute("t", &Value::Nil, &opts()).unwrap(), "ok");
 }
+
+#[test]
+fn string_doubling_ends_at_the_value_budget() {
+    // Found by tocsin-fuzz: thirty doublings of a string with printf asked for 2 GiB and took
+    // 25 s before the work budget could stop it (it counts steps, not bytes).
+    let started = Instant::now();
+    let err = error_of(r#"{{ $s := "ab" }}{{ range 30 }}{{ $s = printf "%s%s" $s $s }}{{ end }}{{ len $s }}"#);
+    assert!(err.contains("exceeds the budget of 16777216 bytes per value"), "{err}");
+    let err = error_of(r#"{{ $s := "ab" }}{{ range 30 }}{{ $s = print $s $s }}{{ end }}"#);
+    assert!(err.contains("bytes per value"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Strings up to the budget are fine: 2^23 bytes made from "ab".
+    let mut t = Template::new();
+    t.parse(
+        "t",
+        r#"{{ $s := "ab" }}{{ range 22 }}{{ $s = printf "%s%s" $s $s }}{{ end }}{{ len $s }}"#,
+    )
+    .unwrap();
+    assert_eq!(t.execute("t", &Value::Nil, &opts()).unwrap(), "8388608");
+}
