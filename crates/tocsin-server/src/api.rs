@@ -294,14 +294,53 @@ async fn ok_text() -> &'static str {
 }
 
 /// Renders /metrics; state gauges are computed at scrape time.
+/// How old a computed `/metrics` body may be and still answer a scrape that waited for it.
+const METRICS_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Alerts evaluated per hold of the silence and inhibition read locks: writers (a silence
+/// created, an alert ingested) get in between chunks instead of queueing behind a whole pass.
+const METRICS_CHUNK: usize = 4096;
+
+/// `/metrics`: computed on the blocking pool, one scrape at a time. A scrape that waited while
+/// another computed reuses that body when it is under a second old, so a flood of concurrent
+/// scrapes costs one pass over the alerts, not one per request; a scrape that finds no
+/// computation under way always gets a fresh body.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    use std::sync::atomic::Ordering;
+    let arrived = app.metrics_made.load(Ordering::Acquire);
+    let mut last = app.metrics_body.lock().await;
+    let body = match &*last {
+        Some((at, body)) if app.metrics_made.load(Ordering::Acquire) > arrived && at.elapsed() < METRICS_REUSE => {
+            body.clone()
+        }
+        _ => {
+            let a = app.clone();
+            let Ok(body) = tokio::task::spawn_blocking(move || render_metrics(&a)).await else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let body = bytes::Bytes::from(body);
+            *last = Some((std::time::Instant::now(), body.clone()));
+            app.metrics_made.fetch_add(1, Ordering::AcqRel);
+            body
+        }
+    };
+    drop(last);
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+fn render_metrics(app: &App) -> String {
     use crate::metrics::StateLabel;
     let now = app.clock.now();
     let (mut active, mut suppressed) = (0i64, 0i64);
-    {
+    let alerts = app.store.list();
+    for chunk in alerts.chunks(METRICS_CHUNK) {
         let ih = app.inhibitor();
         let sil = app.state.silences();
-        for a in app.store.list() {
+        for a in chunk {
             if a.resolved_at(now) {
                 continue;
             }
@@ -311,6 +350,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 active += 1;
             }
         }
+    }
+    drop(alerts);
+    {
+        let sil = app.state.silences();
         let mut by_state = std::collections::HashMap::new();
         for m in sil.iter() {
             *by_state.entry(m.silence.state(now).as_str()).or_insert(0i64) += 1;
@@ -345,12 +388,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             app.metrics.cluster_enabled.set(0);
         }
     }
-    let mut r = app.metrics.render().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    r
+    app.metrics.render()
 }
 
 /// 503 until a clustered replica has settled (first state sync or settle timeout).

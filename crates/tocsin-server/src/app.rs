@@ -84,6 +84,8 @@ pub struct Settings {
     pub per_alertname_limit: usize,
     /// `--alerts.max-alerts`, `--alerts.max-labels`, `--alerts.max-label-bytes` (0: none).
     pub alert_bounds: AlertBounds,
+    /// The snapshots' file mode: 0o600, or 0o640 with `--storage.group-readable`.
+    pub snapshot_mode: u32,
 }
 
 /// Tocsin's bounds on what one alert and the store may hold.
@@ -149,6 +151,7 @@ impl Settings {
             get_concurrency: 0,
             per_alertname_limit: 0,
             alert_bounds: AlertBounds::default(),
+            snapshot_mode: 0o600,
         }
     }
 }
@@ -175,6 +178,11 @@ pub struct App {
     per_alertname: parking_lot::Mutex<tocsin_core::limit::PerAlertname>,
     /// When a refused alert was last warned about.
     refusal_warned: parking_lot::Mutex<Option<Instant>>,
+    /// The last `/metrics` body and when it was made (scrapes run one at a time and reuse a
+    /// body under a second old).
+    pub(crate) metrics_body: tokio::sync::Mutex<Option<(std::time::Instant, bytes::Bytes)>>,
+    /// How many `/metrics` bodies were made (a scrape that sees it grow while it waited reuses).
+    pub(crate) metrics_made: std::sync::atomic::AtomicU64,
     /// Notification log, silences and claims: read freely, changed only by merging a peer's
     /// record or by a local change that is broadcast.
     pub state: ReplicatedState,
@@ -243,6 +251,8 @@ impl App {
             settings,
             store: AlertStore::with_max(alert_bounds.max_alerts),
             refusal_warned: parking_lot::Mutex::new(None),
+            metrics_body: tokio::sync::Mutex::new(None),
+            metrics_made: std::sync::atomic::AtomicU64::new(0),
             per_alertname: parking_lot::Mutex::new(tocsin_core::limit::PerAlertname::new(per_alertname_limit)),
             active: RwLock::new(Arc::new(active)),
             inhibitor: RwLock::new(inhibitor),

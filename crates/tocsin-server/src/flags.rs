@@ -42,6 +42,10 @@ pub struct Flags {
     /// Maximum number of alerts stored per alertname (0 = no limit).
     #[arg(long = "alerts.per-alertname-limit", default_value_t = 0)]
     pub alerts_per_alertname_limit: usize,
+    /// Tocsin: write the snapshots group-readable (0640) instead of owner-only (0600), for a
+    /// backup agent in the replica's group.
+    #[arg(long = "storage.group-readable", default_value_t = false)]
+    pub storage_group_readable: bool,
     /// Tocsin: maximum number of alerts stored; new ones past it are refused (0 = no limit).
     #[arg(long = "alerts.max-alerts", default_value_t = 2_000_000)]
     pub alerts_max_alerts: usize,

@@ -220,6 +220,7 @@ pub async fn run_with(
         web_timeout: flags.web_timeout,
         get_concurrency: usize::try_from(flags.web_get_concurrency).unwrap_or(0),
         per_alertname_limit: flags.alerts_per_alertname_limit,
+        snapshot_mode: if flags.storage_group_readable { 0o640 } else { 0o600 },
         alert_bounds: app::AlertBounds {
             max_alerts: flags.alerts_max_alerts,
             max_labels: flags.alerts_max_labels,

@@ -22,6 +22,14 @@ pub const NFLOG: &str = "nflog";
 /// # Errors
 /// Any I/O error, with the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+/// [`write_atomic`] with the file's mode (`0o600`, or `0o640` with `--storage.group-readable`).
+///
+/// # Errors
+/// The write, sync or rename failed; the previous file is untouched.
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
     // Unique per write: two replicas sharing a volume may both be PID 1 in their containers.
@@ -32,7 +40,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -128,13 +136,13 @@ pub fn snapshot(app: &App, dir: &Path) -> Result<(usize, usize), String> {
 /// GCs the silences and writes their snapshot; returns its size.
 fn write_silences(app: &App, dir: &Path) -> Result<usize, String> {
     let bytes = app.state.gc_silences(|s| encode_silences(s.iter()));
-    write_atomic(&dir.join(SILENCES), &bytes).map(|()| bytes.len())
+    write_atomic_mode(&dir.join(SILENCES), &bytes, app.settings.snapshot_mode).map(|()| bytes.len())
 }
 
 /// GCs the notification log and writes its snapshot; returns its size.
 fn write_nflog(app: &App, dir: &Path) -> Result<usize, String> {
     let bytes = app.state.gc_nflog(|l| encode_nflog(l.entries()));
-    write_atomic(&dir.join(NFLOG), &bytes).map(|()| bytes.len())
+    write_atomic_mode(&dir.join(NFLOG), &bytes, app.settings.snapshot_mode).map(|()| bytes.len())
 }
 
 /// One maintenance run: GC and a snapshot of each state, counted per state in the metrics
@@ -202,6 +210,11 @@ mod temp_tests {
         write_atomic(&path, b"x").unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // --storage.group-readable (under the usual umask 022).
+        write_atomic_mode(&path, b"y", 0o640).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        write_atomic(&path, b"x").unwrap();
         // A crash's leftover (old), a write under way (new), and a file that is not ours.
         let old = dir.path().join(".nflog.1.tmp");
         let fresh = dir.path().join(".nflog.2.tmp");

@@ -761,3 +761,29 @@ async fn alerts_over_tocsins_bounds_are_refused_by_name_and_a_full_store_still_t
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_scrapes_are_fresh_one_after_another_and_shared_when_concurrent() {
+    let (_sink, url) = start_sink().await;
+    let t = start_tocsin(&config(&url), &[]);
+    let c = reqwest::Client::new();
+    let active = "alertmanager_alerts{state=\"active\"}";
+    for n in 1..=3 {
+        let r = c
+            .post(format!("{}/api/v2/alerts", t.base))
+            .json(&json!([{"labels": {"alertname": format!("M{n}")}}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // A scrape right after a change sees it: bodies are reused only by concurrent scrapes.
+        assert_eq!(common::metric(&c, &t.base, active).await, f64::from(n));
+    }
+    let scrapes = (0..32).map(|_| {
+        let (c, base) = (c.clone(), t.base.clone());
+        tokio::spawn(async move { common::metric(&c, &base, "alertmanager_alerts{state=\"active\"}").await })
+    });
+    for s in scrapes {
+        assert_eq!(s.await.unwrap(), 3.0);
+    }
+}
