@@ -5,6 +5,7 @@
 //! Rendering fails safe: when a template errors at send time the message is still sent, with a
 //! body that names the error above the default alert list (Alertmanager drops the notification).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -26,7 +27,7 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One `email_configs` item.
 pub struct Email {
-    cfg: EmailConfig,
+    cfg: Arc<EmailConfig>,
     shared: Shared,
 }
 
@@ -49,7 +50,7 @@ impl Email {
                 .map_err(|e| format!("email_configs {field}: {e}"))?;
         }
         Ok(Email {
-            cfg,
+            cfg: Arc::new(cfg),
             shared: shared.clone(),
         })
     }
@@ -190,7 +191,13 @@ impl Email {
     async fn send(&self, d: &NotifyData) -> Result<(), NotifyError> {
         let cfg = &self.cfg;
         let data = template_data(d).to_value();
-        let r = render(cfg, &self.shared.templates, &data, jiff::Timestamp::now());
+        // Templates come from the configuration: rendering runs on the blocking pool (its work
+        // and value budgets bound it; the attempt's deadline bounds the wait for it), never on a
+        // runtime worker that also serves ingest and other sends.
+        let (c, templates) = (self.cfg.clone(), self.shared.templates.clone());
+        let r = tokio::task::spawn_blocking(move || render(&c, &templates, &data, jiff::Timestamp::now()))
+            .await
+            .map_err(|e| fatal(format!("rendering the templates failed: {e}")))?;
         if !r.errors.is_empty() {
             self.shared.template_errors.inc();
             warn!(
