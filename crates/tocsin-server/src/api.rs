@@ -56,6 +56,7 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), buffer_body))
         .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(app);
     if prefix == "/" {
@@ -260,6 +261,77 @@ async fn refuse_oversized(req: axum::extract::Request, next: axum::middleware::N
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+/// Reads a request's body before its handler runs, within two bounds: the body must arrive
+/// within `--web.body-read-timeout` (a client trickling a 32 MiB upload is cut off with a 408),
+/// and the bodies being read or handled at once may not exceed `--web.request-memory` bytes
+/// (reserved by their announced length, or the body limit when none is announced; past it a
+/// request is answered 503 at once). 200 slow 32 MiB uploads then cost at most that memory.
+async fn buffer_body(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let reserve = match announced {
+        Some(0) | None if !chunked => return next.run(req).await,
+        Some(n) => n.min(MAX_BODY_BYTES as u64),
+        None => MAX_BODY_BYTES as u64,
+    };
+    let kib = u32::try_from(reserve.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(_permit) = app.body_memory.clone().try_acquire_many_owned(kib) else {
+        app.metrics
+            .http_bodies_refused
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: "memory".into(),
+            })
+            .inc();
+        let mut r = error_string(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Request bodies in flight exceed --web.request-memory ({} bytes), try again later.",
+                app.settings.request_memory
+            ),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    };
+    let (parts, body) = req.into_parts();
+    let timeout = app.settings.body_read_timeout;
+    let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
+    let bytes = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return error_object(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                413,
+                format!("request body exceeds the limit of {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        Err(_) => {
+            app.metrics
+                .http_bodies_refused
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: "timeout".into(),
+                })
+                .inc();
+            let mut r = error_string(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within --web.body-read-timeout ({timeout:?})"),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {

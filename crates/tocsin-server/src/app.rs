@@ -86,6 +86,10 @@ pub struct Settings {
     pub alert_bounds: AlertBounds,
     /// The snapshots' file mode: 0o600, or 0o640 with `--storage.group-readable`.
     pub snapshot_mode: u32,
+    /// `--web.body-read-timeout`: a request body must arrive within it.
+    pub body_read_timeout: Duration,
+    /// `--web.request-memory`: bytes of request bodies read or handled at once.
+    pub request_memory: u64,
 }
 
 /// Tocsin's bounds on what one alert and the store may hold.
@@ -152,6 +156,8 @@ impl Settings {
             per_alertname_limit: 0,
             alert_bounds: AlertBounds::default(),
             snapshot_mode: 0o600,
+            body_read_timeout: Duration::from_secs(60),
+            request_memory: 1 << 30,
         }
     }
 }
@@ -183,6 +189,8 @@ pub struct App {
     pub(crate) metrics_body: tokio::sync::Mutex<Option<(std::time::Instant, bytes::Bytes)>>,
     /// How many `/metrics` bodies were made (a scrape that sees it grow while it waited reuses).
     pub(crate) metrics_made: std::sync::atomic::AtomicU64,
+    /// `--web.request-memory`, in KiB permits.
+    pub(crate) body_memory: Arc<tokio::sync::Semaphore>,
     /// Notification log, silences and claims: read freely, changed only by merging a peer's
     /// record or by a local change that is broadcast.
     pub state: ReplicatedState,
@@ -235,6 +243,11 @@ impl App {
         metrics.reload_ok.set(1);
         let per_alertname_limit = settings.per_alertname_limit;
         let alert_bounds = settings.alert_bounds;
+        // At least one largest body fits, whatever the flag says.
+        let body_kib =
+            usize::try_from((settings.request_memory / 1024).max((crate::api::MAX_BODY_BYTES / 1024) as u64))
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS);
         metrics.per_alert_limit.set(per_alertname_limit as i64);
         metrics.reload_ts.set(clock.now().as_second() as f64);
         metrics
@@ -253,6 +266,7 @@ impl App {
             refusal_warned: parking_lot::Mutex::new(None),
             metrics_body: tokio::sync::Mutex::new(None),
             metrics_made: std::sync::atomic::AtomicU64::new(0),
+            body_memory: Arc::new(tokio::sync::Semaphore::new(body_kib)),
             per_alertname: parking_lot::Mutex::new(tocsin_core::limit::PerAlertname::new(per_alertname_limit)),
             active: RwLock::new(Arc::new(active)),
             inhibitor: RwLock::new(inhibitor),

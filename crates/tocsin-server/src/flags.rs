@@ -42,6 +42,12 @@ pub struct Flags {
     /// Maximum number of alerts stored per alertname (0 = no limit).
     #[arg(long = "alerts.per-alertname-limit", default_value_t = 0)]
     pub alerts_per_alertname_limit: usize,
+    /// Tocsin: a request body must arrive within this time of its headers (408 otherwise).
+    #[arg(long = "web.body-read-timeout", default_value = "1m", value_parser = duration)]
+    pub web_body_read_timeout: Duration,
+    /// Tocsin: bytes of request bodies read or handled at once (503 past it).
+    #[arg(long = "web.request-memory", default_value_t = 1 << 30)]
+    pub web_request_memory: u64,
     /// Tocsin: write the snapshots group-readable (0640) instead of owner-only (0600), for a
     /// backup agent in the replica's group.
     #[arg(long = "storage.group-readable", default_value_t = false)]

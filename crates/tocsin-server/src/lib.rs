@@ -221,6 +221,8 @@ pub async fn run_with(
         get_concurrency: usize::try_from(flags.web_get_concurrency).unwrap_or(0),
         per_alertname_limit: flags.alerts_per_alertname_limit,
         snapshot_mode: if flags.storage_group_readable { 0o640 } else { 0o600 },
+        body_read_timeout: flags.web_body_read_timeout,
+        request_memory: flags.web_request_memory,
         alert_bounds: app::AlertBounds {
             max_alerts: flags.alerts_max_alerts,
             max_labels: flags.alerts_max_labels,

@@ -166,6 +166,8 @@ pub struct Metrics {
     /// `tocsin_http_connections_refused_total` (Tocsin's): connections closed over
     /// `--web.max-connections`.
     pub http_refused: Counter,
+    /// `tocsin_http_bodies_refused_total{reason}`: request bodies refused (`memory`, `timeout`).
+    pub http_bodies_refused: Family<ReasonLabel, Counter>,
     /// `tocsin_alerts_refused_total{reason}`: alerts refused by Tocsin's bounds.
     pub alerts_refused: Family<ReasonLabel, Counter>,
     /// `tocsin_cluster_records_refused_total{state,reason}` (Tocsin's): peers' records that
@@ -244,6 +246,7 @@ impl Metrics {
             refused: Family::default(),
             http_refused: Counter::default(),
             alerts_refused: Family::default(),
+            http_bodies_refused: Family::default(),
             http_in_flight: Family::default(),
             http_limit_exceeded: Family::default(),
             suppressed: Family::default(),
@@ -466,6 +469,16 @@ impl Metrics {
         for reason in ["store_full", "too_many_labels", "labels_too_large"] {
             let _ = m.alerts_refused.get_or_create(&ReasonLabel { reason: reason.into() });
         }
+        for reason in ["memory", "timeout"] {
+            let _ = m
+                .http_bodies_refused
+                .get_or_create(&ReasonLabel { reason: reason.into() });
+        }
+        t.register(
+            "http_bodies_refused",
+            "Request bodies refused: over --web.request-memory (memory) or not received within --web.body-read-timeout (timeout).",
+            m.http_bodies_refused.clone(),
+        );
         t.register(
             "alerts_refused",
             "Alerts refused by Tocsin's bounds (reason: store_full, too_many_labels, labels_too_large).",

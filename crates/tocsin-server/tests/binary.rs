@@ -787,3 +787,88 @@ async fn metrics_scrapes_are_fresh_one_after_another_and_shared_when_concurrent(
         assert_eq!(s.await.unwrap(), 3.0);
     }
 }
+
+/// Sends the headers of a POST announcing `len` bytes and `first` bytes of its body; returns
+/// the connection (the rest never comes).
+async fn slow_upload(addr: &str, len: usize, first: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // An answer may come before everything is written (503 at once): stop writing then.
+    let _ = s.write_all(&vec![b' '; first]).await;
+    s
+}
+
+/// Reads an HTTP answer's status line (or "" when the connection closed without one).
+async fn status_line(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(15), s.read(&mut buf))
+        .await
+        .expect("an answer within 15 s")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_are_bounded_in_memory_and_time() {
+    let (_sink, url) = start_sink().await;
+    let t = start_tocsin(&config(&url), &["--web.body-read-timeout=5s"]);
+    let addr = t.base.trim_start_matches("http://").to_string();
+    let c = reqwest::Client::new();
+    let rss = "process_resident_memory_bytes";
+    let before = common::metric(&c, &t.base, rss).await;
+    // 200 clients each announce a 32 MiB body, send 1 MiB of it and stall. The default
+    // --web.request-memory (1 GiB) holds 32 of them; the others are answered 503 at once.
+    let mut conns = Vec::new();
+    for _ in 0..200 {
+        conns.push(slow_upload(&addr, 32 << 20, 1 << 20).await);
+    }
+    let peak = common::metric(&c, &t.base, rss).await;
+    eprintln!(
+        "RSS growth with 200 slow 32 MiB uploads: {:.0} MiB",
+        (peak - before) / 1048576.0
+    );
+    let mut statuses = std::collections::HashMap::<String, usize>::new();
+    for s in &mut conns {
+        let line = status_line(s).await;
+        let code = line.split(' ').nth(1).unwrap_or("closed").to_string();
+        *statuses.entry(code).or_default() += 1;
+    }
+    // (Exactly 168 and 32 unless a held upload timed out, freeing its room, before all 200
+    // had arrived.)
+    let (busy, cut) = (
+        statuses.get("503").copied().unwrap_or(0),
+        statuses.get("408").copied().unwrap_or(0),
+    );
+    assert_eq!(busy + cut, 200, "every upload answered 503 or 408: {statuses:?}");
+    assert!(busy >= 100 && cut >= 32, "{statuses:?}");
+    assert!(
+        peak - before < 256.0 * 1024.0 * 1024.0,
+        "RSS grew by {} MiB with 200 slow 32 MiB uploads",
+        (peak - before) / 1048576.0
+    );
+    assert_eq!(
+        common::metric(&c, &t.base, "tocsin_http_bodies_refused_total{reason=\"memory\"}").await,
+        busy as f64
+    );
+    assert_eq!(
+        common::metric(&c, &t.base, "tocsin_http_bodies_refused_total{reason=\"timeout\"}").await,
+        cut as f64
+    );
+    // And the replica serves as before.
+    let r = c
+        .post(format!("{}/api/v2/alerts", t.base))
+        .json(&json!([{"labels": {"alertname": "After"}}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
