@@ -61,6 +61,64 @@ struct Args {
     /// takes a fraction of a second, so a burst of other work on a shared machine could decide it.
     #[arg(long, default_value_t = 3)]
     ingest_runs: usize,
+    /// Only the flood figure: POST latency while other clients read `/metrics` and
+    /// `/api/v2/alerts` in a loop, over `--alerts` stored alerts.
+    #[arg(long)]
+    flood_only: bool,
+    /// Seconds the flood lasts.
+    #[arg(long, default_value_t = 10)]
+    flood_secs: u64,
+}
+
+/// POST latencies (sorted) of batches of 10 stored alerts re-sent one after another for
+/// `secs`, while 4 clients GET `/metrics` and 4 GET `/api/v2/alerts` in a loop; also returns
+/// how many GETs were answered.
+async fn flood(client: &reqwest::Client, base: &str, alerts: usize, secs: u64) -> (Vec<Duration>, usize) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gets = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 {
+            format!("{base}/metrics")
+        } else {
+            format!("{base}/api/v2/alerts")
+        };
+        let (client, stop, gets) = (client.clone(), stop.clone(), gets.clone());
+        readers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(r) = client.get(&url).send().await {
+                    let _ = r.bytes().await;
+                    gets.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let bodies = batches(alerts, 10);
+    let url = format!("{base}/api/v2/alerts");
+    let mut lat = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut i = 0;
+    while Instant::now() < end {
+        let t = Instant::now();
+        let ok = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(bodies[i % bodies.len()].clone())
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ok {
+            eprintln!("a POST during the flood failed");
+        }
+        lat.push(t.elapsed());
+        i += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        let _ = r.await;
+    }
+    lat.sort();
+    (lat, gets.load(Ordering::Relaxed))
 }
 
 const CONFIG: &str = "route:\n  receiver: blackhole\n  group_by: [alertname, cluster]\n  group_wait: 1h\n  group_interval: 1h\n  repeat_interval: 24h\nreceivers:\n- name: blackhole\n";
@@ -502,6 +560,24 @@ async fn main() -> anyhow::Result<()> {
         Row::new("notifications, groups due at once", "notifications/s", false),
         Row::new("notifications, share of the sink's ceiling just before", "%", false),
     ];
+    if args.flood_only {
+        println!("| server | POST p50 ms | POST p99 ms | POST max ms | GETs answered |");
+        println!("|---|---|---|---|---|");
+        for (name, path) in &names {
+            let dir = tempfile::tempdir()?;
+            let (server, _) = start(path, &client, dir.path(), CONFIG).await?;
+            ingest(&client, &server.base, args.alerts, args.batch, args.connections).await;
+            let (lat, gets) = flood(&client, &server.base, args.alerts, args.flood_secs).await;
+            let max = lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3);
+            println!(
+                "| {name} | {:.1} | {:.1} | {max:.1} | {gets} |",
+                quantile(&lat, 0.5) * 1e3,
+                quantile(&lat, 0.99) * 1e3
+            );
+            server.terminate()?;
+        }
+        return Ok(());
+    }
     for (name, path) in &names {
         eprintln!("measuring {name} ({path})");
         let dir = tempfile::tempdir()?;

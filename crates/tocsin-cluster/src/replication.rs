@@ -18,7 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::gossip::GossipInbox;
-use crate::tls::ClusterTls;
+use crate::tls::{ClusterTls, PeerInfo};
 
 /// The replicated state, as the replication layer sees it.
 pub trait Replicated: Send + Sync + 'static {
@@ -28,6 +28,12 @@ pub trait Replicated: Send + Sync + 'static {
     fn merge(&self, part: &Part) -> bool;
     /// A digest of the state (published by gossip; a peer whose digest differs is synced from).
     fn digest(&self) -> u64;
+    /// Merges one record pushed by the peer named `sender`, authenticated by its certificate
+    /// (`--cluster.tls-peer-names`): a record made in another member's name is refused.
+    fn merge_from(&self, part: &Part, sender: &str) -> bool {
+        let _ = sender;
+        self.merge(part)
+    }
 }
 
 /// `msg_type`: `update` for pushes, `full_state` for syncs (Alertmanager's values).
@@ -53,6 +59,16 @@ pub struct Traffic {
     pub oversized: Counter,
     /// Connections to the cluster port whose TLS handshake failed or timed out.
     pub handshakes_refused: Counter,
+    /// Pushes refused because the pusher's certificate is not for the name it gave
+    /// (`--cluster.tls-peer-names`).
+    pushes_refused: Counter,
+}
+
+impl Traffic {
+    /// Pushes refused for a certificate that is not for the pusher's name.
+    pub fn pushes_refused(&self) -> Counter {
+        self.pushes_refused.clone()
+    }
 }
 
 /// The largest record sent to a peer, in bytes (key and data): below tonic's 4 MiB message
@@ -104,13 +120,32 @@ struct Service {
     traffic: Traffic,
     node_id: String,
     gossip: Option<Arc<GossipInbox>>,
+    /// `--cluster.tls-peer-names`: a pusher must hold a certificate for its name, and push
+    /// records in that name only.
+    peer_names: bool,
 }
 
 #[tonic::async_trait]
 impl Replication for Service {
     async fn push(&self, req: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let from = &req.get_ref().from;
+        if self.peer_names {
+            let cert = req.extensions().get::<PeerInfo>().and_then(|i| i.cert.as_ref());
+            if !cert.is_some_and(|c| crate::tls::cert_is_for(c, from)) {
+                self.traffic.pushes_refused.inc();
+                tracing::warn!(from = %from, "a push refused: the peer's certificate is not for the name it gave");
+                return Err(Status::permission_denied(format!(
+                    "the peer's certificate is not for {from:?} (--cluster.tls-peer-names)"
+                )));
+            }
+        }
         self.traffic.received(UPDATE, &req.get_ref().parts);
-        let merged = req.get_ref().parts.iter().filter(|p| self.state.merge(p)).count();
+        let parts = &req.get_ref().parts;
+        let merged = if self.peer_names {
+            parts.iter().filter(|p| self.state.merge_from(p, from)).count()
+        } else {
+            parts.iter().filter(|p| self.state.merge(p)).count()
+        };
         Ok(Response::new(PushResponse { merged: merged as u32 }))
     }
 
@@ -156,6 +191,8 @@ pub struct Secure {
     pub tls: Arc<ClusterTls>,
     /// Where gossip datagrams received from peers go.
     pub gossip: Arc<GossipInbox>,
+    /// `--cluster.tls-peer-names`.
+    pub peer_names: bool,
 }
 
 /// Serves the replication service on `listener` until `shutdown` resolves, counting what it
@@ -180,6 +217,7 @@ pub async fn serve(
             traffic,
             node_id,
             gossip: secure.as_ref().map(|s| s.gossip.clone()),
+            peer_names: secure.as_ref().is_some_and(|s| s.peer_names),
         }));
     match secure {
         Some(s) => {

@@ -400,11 +400,46 @@ pub struct TlsConn {
     peer: SocketAddr,
 }
 
+/// Who is on the other end of a TLS connection (in each request's extensions).
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The certificate it authenticated with, if any.
+    pub cert: Option<CertificateDer<'static>>,
+}
+
 impl tonic::transport::server::Connected for TlsConn {
-    type ConnectInfo = SocketAddr;
-    fn connect_info(&self) -> SocketAddr {
-        self.peer
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
+        PeerInfo {
+            addr: self.peer,
+            cert: self
+                .inner
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned()),
+        }
     }
+}
+
+/// Whether `cert` is valid for the DNS name `name` (a SAN; `--cluster.tls-peer-names`).
+pub fn cert_is_for(cert: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(server_name) = ServerName::try_from(name.to_string()) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(cert).is_ok_and(|c| c.verify_is_valid_for_subject_name(&server_name).is_ok())
+}
+
+/// Whether the first certificate of the PEM file at `path` is valid for the DNS name `name`.
+///
+/// # Errors
+/// The file holds no readable certificate.
+pub fn cert_file_is_for(path: &Path, name: &str) -> Result<bool, String> {
+    let certs = certs(path)?;
+    Ok(cert_is_for(&certs[0], name))
 }
 
 impl tokio::io::AsyncRead for TlsConn {

@@ -54,6 +54,7 @@ async fn main() {
             pushpull_interval: Duration::from_secs(60),
             settle_timeout: Duration::from_secs(5),
             tls: None,
+            tls_peer_names: false,
         };
         let tcp = tokio::net::TcpListener::bind(listen).await.unwrap();
         let peer = join(&app, opts, tcp, stop.clone()).await.unwrap();

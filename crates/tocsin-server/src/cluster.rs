@@ -151,6 +151,26 @@ impl Replicated for AppState {
         }
     }
 
+    /// A claim pushed by an authenticated peer must be its own (`--cluster.tls-peer-names`):
+    /// a member cannot hold up a group in another member's name.
+    fn merge_from(&self, part: &Part, sender: &str) -> bool {
+        if part.key == CLAIMS_KEY
+            && let Ok(c) = decode(&part.data, claim_from_pb)
+            && c.sender != sender
+        {
+            if let Some(app) = self.app.upgrade() {
+                self.refused(
+                    &app,
+                    "claims",
+                    "wrong_sender",
+                    &format!("{} pushed a claim of {}", sender, c.sender),
+                );
+            }
+            return false;
+        }
+        self.merge(part)
+    }
+
     /// The nflog's and the silences' (claims are short-lived by design and left out).
     fn digest(&self) -> u64 {
         let Some(app) = self.app.upgrade() else { return 0 };
@@ -280,6 +300,9 @@ pub struct JoinOptions {
     pub settle_timeout: Duration,
     /// `--cluster.tls-config`: mutual TLS on the cluster port, gossip carried over it.
     pub tls: Option<tocsin_cluster::tls::Settings>,
+    /// `--cluster.tls-peer-names`: peers' certificates carry their names, and a peer pushes
+    /// records in its own name only.
+    pub tls_peer_names: bool,
 }
 
 /// Joins the cluster: serves replication on `tcp`, binds gossip on its UDP port, settles and
@@ -308,6 +331,7 @@ pub async fn join(
         Some(s) => Some(Secure {
             tls: ClusterTls::load(s).map_err(|e| anyhow::anyhow!("--cluster.tls-config: {e}"))?,
             gossip: GossipInbox::new(),
+            peer_names: opts.tls_peer_names,
         }),
         None => None,
     };

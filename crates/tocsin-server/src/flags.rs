@@ -138,6 +138,10 @@ pub struct Flags {
     /// Cluster TLS configuration file (refused at start-up: not supported yet).
     #[arg(long = "cluster.tls-config", default_value = "")]
     pub cluster_tls_config: String,
+    /// Tocsin: every replica's certificate carries its --cluster.peer-name as a DNS name; a
+    /// peer may push only with a certificate for the name it gives, and claims in that name.
+    #[arg(long = "cluster.tls-peer-names", default_value_t = false)]
+    pub cluster_tls_peer_names: bool,
     /// Allow advertising a public address.
     #[arg(long = "cluster.allow-insecure-public-advertise-address-discovery")]
     pub cluster_allow_insecure_public_advertise: bool,

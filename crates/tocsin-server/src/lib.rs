@@ -294,11 +294,35 @@ fn check_security_settings(flags: &Flags) -> anyhow::Result<()> {
         let settings = cluster_tls::load(&flags.cluster_tls_config)?;
         tocsin_cluster::tls::ClusterTls::load(&settings)
             .map_err(|e| anyhow::anyhow!("--cluster.tls-config {:?}: {e}", flags.cluster_tls_config))?;
+        if flags.cluster_tls_peer_names {
+            if settings.server.client_auth != tocsin_cluster::tls::ClientAuth::RequireAndVerify {
+                bail!(
+                    "--cluster.tls-peer-names needs client_auth_type RequireAndVerifyClientCert in --cluster.tls-config"
+                );
+            }
+            if flags.cluster_peer_name.is_empty() {
+                bail!(
+                    "--cluster.tls-peer-names needs --cluster.peer-name: the name this replica's certificate carries"
+                );
+            }
+            let own = settings.client.cert_file.as_ref().unwrap_or(&settings.server.cert_file);
+            let ok =
+                tocsin_cluster::tls::cert_file_is_for(own, &flags.cluster_peer_name).map_err(anyhow::Error::msg)?;
+            if !ok {
+                bail!(
+                    "--cluster.tls-peer-names: {} is not a certificate for {:?} (its peer name, as a DNS name)",
+                    own.display(),
+                    flags.cluster_peer_name
+                );
+            }
+        }
         if settings.server.client_auth != tocsin_cluster::tls::ClientAuth::RequireAndVerify {
             warn!(
                 "--cluster.tls-config does not require client certificates (client_auth_type RequireAndVerifyClientCert): anyone who can reach the cluster port can replicate state to this replica"
             );
         }
+    } else if flags.cluster_tls_peer_names {
+        bail!("--cluster.tls-peer-names needs --cluster.tls-config");
     } else if !flags.cluster_listen_address.is_empty() {
         warn!(
             address = %flags.cluster_listen_address,
@@ -343,6 +367,7 @@ fn cluster_options(flags: &Flags) -> anyhow::Result<cluster::JoinOptions> {
         gossip_interval: flags.cluster_gossip_interval,
         pushpull_interval: flags.cluster_pushpull_interval,
         settle_timeout: flags.cluster_settle_timeout,
+        tls_peer_names: flags.cluster_tls_peer_names,
         tls: if flags.cluster_tls_config.is_empty() {
             None
         } else {

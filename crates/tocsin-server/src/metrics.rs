@@ -495,6 +495,11 @@ impl Metrics {
             m.cluster_traffic.oversized.clone(),
         );
         t.register(
+            "cluster_pushes_refused",
+            "Pushes refused because the peer's certificate is not for the name it gave (--cluster.tls-peer-names).",
+            m.cluster_traffic.pushes_refused(),
+        );
+        t.register(
             "cluster_tls_handshakes_refused",
             "Connections to the cluster port whose TLS handshake failed or timed out (--cluster.tls-config).",
             m.cluster_traffic.handshakes_refused.clone(),

@@ -35,8 +35,13 @@ impl Ca {
     /// Writes `ca.crt`, `tls.crt` and `tls.key` (a certificate for the name `tocsin` and
     /// 127.0.0.1, usable both ways) into `dir`.
     fn write(&self, dir: &Path) {
+        self.write_for(dir, "tocsin");
+    }
+
+    /// The same with a certificate for the DNS names `tocsin` and `name`.
+    fn write_for(&self, dir: &Path, name: &str) {
         let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["tocsin".to_string()]).unwrap();
+        let mut p = CertificateParams::new(vec!["tocsin".to_string(), name.to_string()]).unwrap();
         p.subject_alt_names
             .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
@@ -342,4 +347,100 @@ async fn replicas_gossip_and_replicate_over_mutual_tls_and_refuse_outsiders() {
             .unwrap()
             .unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_peer_names_a_member_pushes_only_in_its_own_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sink, url) = common::start_sink().await;
+    let _ = sink;
+    let ca = Ca::new("tocsin cluster CA");
+    let addrs = [free_port(), free_port()];
+    let mut replicas = Vec::new();
+    for (i, me) in addrs.iter().enumerate() {
+        let dir = tmp.path().join(format!("r{i}"));
+        ca.write_for(&dir, &format!("r{i}"));
+        std::fs::write(dir.join("tls.yml"), TLS_YAML).unwrap();
+        let peer = addrs[1 - i];
+        let args = [
+            format!("--cluster.listen-address={me}"),
+            format!("--cluster.peer-name=r{i}"),
+            format!("--cluster.peer={peer}"),
+            format!("--cluster.tls-config={}", dir.join("tls.yml").display()),
+            "--cluster.tls-peer-names".into(),
+            "--cluster.gossip-interval=100ms".into(),
+            "--cluster.settle-timeout=2s".into(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        replicas.push(common::start_in(&dir, &webhook_config(&url), &args));
+    }
+    let c = reqwest::Client::new();
+    wait_async("two members", async || {
+        peers(&c, &replicas[0].base).await == 2 && peers(&c, &replicas[1].base).await == 2
+    })
+    .await;
+    // r0's own certificate: pushing as r0 is accepted, as r1 refused.
+    let r0_tls = ClusterTls::load(&settings(&tmp.path().join("r0"))).unwrap();
+    let as_r0 = Replicator::new("r0").with_tls(r0_tls.clone());
+    let junk = || {
+        vec![Part {
+            key: "zzz".into(),
+            data: vec![1],
+        }]
+    };
+    assert_eq!(as_r0.push(&addrs[1].to_string(), junk()).await, Ok(0));
+    let as_r1 = Replicator::new("r1").with_tls(r0_tls);
+    let err = as_r1.push(&addrs[1].to_string(), junk()).await.unwrap_err();
+    assert!(err.contains("the peer's certificate is not for \"r1\""), "{err}");
+    // A claim in another member's name, pushed by r0: refused and counted.
+    let claim = tocsin_proto::cluster::Claim {
+        group_key: "{}:{}".into(),
+        group_name: "hook".into(),
+        integration: "webhook".into(),
+        idx: 0,
+        sender: "r1".into(),
+        created_ms: jiff::Timestamp::now().as_millisecond(),
+        deadline_ms: jiff::Timestamp::now().as_millisecond() + 60_000,
+        released: false,
+        generation: 1,
+    };
+    let part = Part {
+        key: "clm".into(),
+        data: tocsin_proto::Message::encode_to_vec(&claim),
+    };
+    assert_eq!(as_r0.push(&addrs[1].to_string(), vec![part]).await, Ok(0));
+    let base = &replicas[1].base;
+    common::wait_metric(
+        &c,
+        base,
+        "tocsin_cluster_records_refused_total{state=\"claims\",reason=\"wrong_sender\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        common::metric(&c, base, "tocsin_cluster_pushes_refused_total").await,
+        1.0
+    );
+}
+
+#[test]
+fn peer_names_refuse_a_certificate_that_is_not_for_the_replica() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    Ca::new("ca").write_for(dir, "r0");
+    std::fs::write(dir.join("tls.yml"), TLS_YAML).unwrap();
+    std::fs::write(dir.join("am.yml"), CONFIG).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .arg(format!("--config.file={}", dir.join("am.yml").display()))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .arg("--web.listen-address=127.0.0.1:0")
+        .arg("--cluster.listen-address=127.0.0.1:0")
+        .arg("--cluster.peer-name=r7")
+        .arg(format!("--cluster.tls-config={}", dir.join("tls.yml").display()))
+        .arg("--cluster.tls-peer-names")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is not a certificate for") && err.contains("r7"), "{err}");
 }
