@@ -132,28 +132,27 @@ pub fn render(cfg: &EmailConfig, templates: &Template, data: &Value, now: jiff::
     let to = run(&cfg.to, false, "to").unwrap_or_else(|| cfg.to.clone());
     let html = (!cfg.html.is_empty()).then(|| run(&cfg.html, true, "html")).flatten();
     let text = (!cfg.text.is_empty()).then(|| run(&cfg.text, false, "text")).flatten();
-    if errors.is_empty() {
-        return Rendered {
-            headers,
-            to,
-            text,
-            html,
-            errors,
-        };
-    }
-    // Fail safe: name the error, then the alerts as the default text template lists them.
-    let list = templates
-        .execute("email.default.text", data, &opts)
-        .unwrap_or_else(|e| format!("(the default template failed too: {e})"));
-    let body = format!(
-        "Tocsin could not render this notification's template, so it sent this fallback message.\n\n{}\n\n{list}",
-        errors.join("\n")
-    );
+    let text_failed = !cfg.text.is_empty() && text.is_none();
+    let html_failed = !cfg.html.is_empty() && html.is_none();
+    // Fail safe, field by field: what rendered is sent as rendered (a failing header has its
+    // own fallback above). A body part that failed is replaced by a text naming the error and
+    // listing the alerts as the default text template does, unless another part rendered.
+    let text = if text_failed || (html_failed && text.is_none() && html.is_none()) {
+        let list = templates
+            .execute("email.default.text", data, &opts)
+            .unwrap_or_else(|e| format!("(the default template failed too: {e})"));
+        Some(format!(
+            "Tocsin could not render this notification's template, so it sent this fallback message.\n\n{}\n\n{list}",
+            errors.join("\n")
+        ))
+    } else {
+        text
+    };
     Rendered {
         headers,
         to,
-        text: Some(body),
-        html: None,
+        text,
+        html,
         errors,
     }
 }

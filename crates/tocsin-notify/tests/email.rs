@@ -256,6 +256,33 @@ async fn a_failing_template_still_sends_a_fallback_message_naming_the_error() {
     assert_eq!(sh.template_errors.get(), 1);
 }
 
+#[tokio::test]
+async fn a_failing_field_does_not_cost_the_fields_that_rendered() {
+    // Issue 19: a text part calling a default template with the wrong argument used to replace
+    // the whole message, HTML part included, with the fallback.
+    let Some(s) = smtp::start(&[]) else { return };
+    let sh = shared();
+    let cfg = config(
+        s.port,
+        "to: ops@example.org\nrequire_tls: false\ntext: '{{ template \"__text_alert_list\" . }}'\nheaders:\n  Subject: '{{ .Nope.Deeper }}'\n  X-Team: '{{ .CommonLabels.team }}'",
+    );
+    send(cfg, &sh).await.unwrap();
+    let m = s.message(1).await;
+    assert_eq!(
+        m["headers"]["Subject"], "[FIRING:1] DiskFull (node storage)",
+        "the subject's fallback"
+    );
+    assert_eq!(m["headers"]["X-Team"], "storage", "a header that rendered");
+    let html = m["html"].as_str().expect("the default HTML part rendered and is kept");
+    assert!(html.contains("View in Alertmanager"), "{html}");
+    let text = m["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Tocsin could not render"),
+        "the failed text part's fallback: {text}"
+    );
+    assert_eq!(sh.template_errors.get(), 1);
+}
+
 #[test]
 fn a_template_that_does_not_parse_is_rejected_when_the_integration_is_built() {
     let cfg = config(25, "to: '{{ .Receiver'");

@@ -70,7 +70,71 @@ fn subject_has_alertmanagers_format() {
     assert_eq!(s(&d), "[FIRING:1] DiskFull (node storage)");
     d.status = "resolved".into();
     d.common_labels = d.group_labels.clone();
-    assert_eq!(s(&d), "[RESOLVED] DiskFull");
+    // Alertmanager's subject keeps the space before the (here absent) parenthesis.
+    assert_eq!(s(&d), "[RESOLVED] DiskFull ");
+}
+
+#[test]
+fn user_templates_call_the_defaults_as_they_call_alertmanagers() {
+    // Tried as a user would (issue 19): Slack configs everywhere pass a list of alerts.
+    let t = Template::with_defaults();
+    let opts = Options {
+        html: false,
+        now: "2026-03-05T14:00:00Z".parse().unwrap(),
+    };
+    let v = data().to_value();
+    let out = t
+        .execute_str(
+            r#"{{ template "__subject" . }}|{{ template "__text_alert_list" .Alerts.Firing }}"#,
+            &v,
+            &opts,
+        )
+        .unwrap();
+    assert!(
+        out.starts_with("[FIRING:1] DiskFull (node storage)|Labels:\n - alertname = DiskFull\n - instance = db-1\n"),
+        "{out}"
+    );
+    assert!(!out.contains("db-2"), "only the firing alert: {out}");
+    let md = t.execute("msteams.default.text", &v, &opts).unwrap();
+    assert!(
+        md.contains("# Alerts Firing:\n\nLabels:\n  - alertname = DiskFull\n"),
+        "{md:?}"
+    );
+    assert!(md.contains("# Alerts Resolved:\n"), "{md:?}");
+    assert_eq!(t.execute("slack.default.color", &v, &opts).unwrap(), "danger");
+}
+
+#[test]
+fn jira_priority_follows_the_highest_severity() {
+    let t = Template::with_defaults();
+    let opts = Options {
+        html: false,
+        now: "2026-03-05T14:00:00Z".parse().unwrap(),
+    };
+    let with = |firing: &[&str], resolved: &[&str]| {
+        let mut d = data();
+        d.alerts.clear();
+        for (sev, status) in firing
+            .iter()
+            .map(|s| (s, "firing"))
+            .chain(resolved.iter().map(|s| (s, "resolved")))
+        {
+            let mut a = data().alerts[0].clone();
+            a.status = status.into();
+            a.labels.insert("severity".into(), sev.to_string());
+            d.alerts.push(a);
+        }
+        t.execute("jira.default.priority", &d.to_value(), &opts).unwrap()
+    };
+    assert_eq!(with(&["info", "warning"], &[]), "Medium");
+    assert_eq!(with(&["warning", "critical", "info"], &[]), "High");
+    assert_eq!(
+        with(&["info"], &["critical"]),
+        "Low",
+        "firing alerts decide when one matched"
+    );
+    assert_eq!(with(&["none"], &["critical"]), "High", "else the resolved ones");
+    assert_eq!(with(&["none"], &[]), "");
 }
 
 #[test]
