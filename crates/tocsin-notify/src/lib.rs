@@ -59,6 +59,10 @@ pub enum FailureReason {
     ContextCanceled,
     /// The flush deadline passed.
     ContextDeadlineExceeded,
+    /// 401 or 403 (Alertmanager 0.34+).
+    AuthError,
+    /// 429 (Alertmanager 0.34+).
+    RateLimited,
 }
 
 impl FailureReason {
@@ -70,6 +74,31 @@ impl FailureReason {
             FailureReason::ServerError => "serverError",
             FailureReason::ContextCanceled => "contextCanceled",
             FailureReason::ContextDeadlineExceeded => "contextDeadlineExceeded",
+            FailureReason::AuthError => "authError",
+            FailureReason::RateLimited => "rateLimited",
+        }
+    }
+
+    /// Every reason, in the order Alertmanager creates their series.
+    pub const ALL: [FailureReason; 7] = [
+        FailureReason::Other,
+        FailureReason::ClientError,
+        FailureReason::ServerError,
+        FailureReason::ContextCanceled,
+        FailureReason::ContextDeadlineExceeded,
+        FailureReason::AuthError,
+        FailureReason::RateLimited,
+    ];
+
+    /// The reason of a failed HTTP status, as Alertmanager 0.34 labels it: 401/403 authError,
+    /// 429 rateLimited, other 4xx clientError, 5xx serverError, else other.
+    pub fn of_status(status: u16) -> FailureReason {
+        match status {
+            401 | 403 => FailureReason::AuthError,
+            429 => FailureReason::RateLimited,
+            400..=499 => FailureReason::ClientError,
+            500..=599 => FailureReason::ServerError,
+            _ => FailureReason::Other,
         }
     }
 }

@@ -313,12 +313,12 @@ where
     }
     text.truncate(end);
     let msg = format!("unexpected status code {status}: {text}");
+    // 5xx is retried; every other status is final (the webhook has no retry codes).
+    let reason = FailureReason::of_status(status);
     if status / 100 == 5 {
-        Err(NotifyError::retryable(FailureReason::ServerError, msg))
-    } else if status / 100 == 4 {
-        Err(NotifyError::fatal(FailureReason::ClientError, msg))
+        Err(NotifyError::retryable(reason, msg))
     } else {
-        Err(NotifyError::fatal(FailureReason::Other, msg))
+        Err(NotifyError::fatal(reason, msg))
     }
 }
 
@@ -436,5 +436,16 @@ mod tests {
         let e = classify(404, body).await.unwrap_err();
         assert!(!e.retryable);
         assert_eq!(e.message, "unexpected status code 404: oops");
+        assert_eq!(e.reason, FailureReason::ClientError);
+        // Alertmanager 0.34's reasons: 401/403 authError, 429 rateLimited (final for a webhook).
+        for (status, reason) in [
+            (401, FailureReason::AuthError),
+            (403, FailureReason::AuthError),
+            (429, FailureReason::RateLimited),
+        ] {
+            let e = classify(status, body).await.unwrap_err();
+            assert!(!e.retryable, "{status}");
+            assert_eq!(e.reason, reason, "{status}");
+        }
     }
 }

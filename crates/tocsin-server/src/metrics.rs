@@ -511,6 +511,22 @@ impl Metrics {
         );
         // Every known type's series exists from the start, at 0, as in Alertmanager.
         let integrations = INTEGRATIONS.iter().map(|&i| (i, m.create_series(i))).collect();
+        // Every integration × failure reason and every received status at 0, as Alertmanager
+        // 0.34 creates them: the first failure must show in increase().
+        for i in INTEGRATIONS {
+            for r in tocsin_notify::FailureReason::ALL {
+                let _ = m.notifications_failed.get_or_create(&FailedLabels {
+                    integration: i.into(),
+                    reason: r.as_str().into(),
+                });
+            }
+        }
+        for status in ["firing", "resolved"] {
+            let _ = m.alerts_received.get_or_create(&ReceivedLabels {
+                status: status.into(),
+                version: "v2".into(),
+            });
+        }
         for s in ["active", "suppressed", "unprocessed"] {
             let _ = m.alerts.get_or_create(&StateLabel { state: s.into() });
         }

@@ -421,7 +421,7 @@ async fn metrics_count_notifications_and_failures_with_alertmanager_names() {
     let mut text = String::new();
     for _ in 0..100 {
         text = scrape().await;
-        if text.contains("alertmanager_notifications_failed_total{") {
+        if text.contains(r#"alertmanager_notifications_failed_total{integration="webhook",reason="clientError"} 1"#) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -433,6 +433,9 @@ async fn metrics_count_notifications_and_failures_with_alertmanager_names() {
         r#"alertmanager_notification_requests_total{integration="webhook"} 2"#,
         r#"alertmanager_notification_requests_failed_total{integration="webhook"} 1"#,
         r#"alertmanager_notifications_total{integration="email"} 0"#,
+        r#"alertmanager_notifications_failed_total{integration="slack",reason="rateLimited"} 0"#,
+        r#"alertmanager_notifications_failed_total{integration="webhook",reason="authError"} 0"#,
+        r#"alertmanager_alerts_received_total{status="resolved",version="v2"} 0"#,
         r#"alertmanager_alerts_received_total{status="firing",version="v2"} 1"#,
         r#"alertmanager_alerts_invalid_total{version="v2"} 1"#,
         r#"alertmanager_alerts{state="active"} 1"#,
