@@ -386,6 +386,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         _ => {
             let a = app.clone();
+            let Ok(_permit) = app.heavy_reads.clone().acquire_owned().await else {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            };
             let Ok(body) = tokio::task::spawn_blocking(move || render_metrics(&a)).await else {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             };
@@ -719,18 +722,20 @@ impl GettableAlert<'_> {
 
 /// What an alert is checked against: the request's filter and the suppression state, read-locked
 /// once per request rather than once per alert.
+/// What a listing evaluates each alert against. The inhibitor's and the silences' read locks
+/// are taken per alert, not for the whole listing: ingest takes the inhibitor's write lock for
+/// every batch, and a 100k-alert listing holding the read lock made every POST wait for it
+/// (tocsin-bench --flood-only: POST p50 140 ms during a GET flood).
 struct Suppressors<'g> {
     filter: AlertFilter,
-    inhibitor: parking_lot::RwLockReadGuard<'g, tocsin_core::inhibit::Inhibitor>,
-    silences: parking_lot::RwLockReadGuard<'g, tocsin_core::silence::Silences>,
+    app: &'g App,
     now: Timestamp,
 }
 
 fn suppressors(app: &App, filter: AlertFilter) -> Suppressors<'_> {
     Suppressors {
         filter,
-        inhibitor: app.inhibitor(),
-        silences: app.state.silences(),
+        app,
         now: app.clock.now(),
     }
 }
@@ -750,12 +755,13 @@ fn gettable<'a>(
         return None;
     }
     let inhibited_by: Vec<String> = sup
-        .inhibitor
+        .app
+        .inhibitor()
         .inhibited_by(&a.labels, now)
         .map(|fp| fp.to_string())
         .into_iter()
         .collect();
-    let silenced_by = sup.silences.silenced_by(&a.labels, now);
+    let silenced_by = sup.app.state.silences().silenced_by(&a.labels, now);
     let suppressed = !inhibited_by.is_empty() || !muted_by.is_empty() || !silenced_by.is_empty();
     if (!f.active && !suppressed)
         || (!f.inhibited && !inhibited_by.is_empty())
@@ -782,8 +788,13 @@ fn gettable<'a>(
 }
 
 /// Runs a CPU-heavy handler on the blocking pool, so that a large listing does not hold up the
-/// runtime worker that also serves ingest.
+/// runtime worker that also serves ingest, and at most half the cores' worth of them at once
+/// (each listing writes its JSON on every core): eight concurrent 100k-alert listings on two
+/// cores left a POST waiting for CPU (tocsin-bench --flood-only: p99 144 ms before this bound).
 async fn blocking(app: Arc<App>, q: Option<String>, f: fn(&App, Option<String>) -> Response) -> Response {
+    let Ok(_permit) = app.heavy_reads.clone().acquire_owned().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     tokio::task::spawn_blocking(move || f(&app, q))
         .await
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())

@@ -191,6 +191,8 @@ pub struct App {
     pub(crate) metrics_made: std::sync::atomic::AtomicU64,
     /// `--web.request-memory`, in KiB permits.
     pub(crate) body_memory: Arc<tokio::sync::Semaphore>,
+    /// Heavy reads (listings, /metrics) at once: half the cores, at least one.
+    pub(crate) heavy_reads: Arc<tokio::sync::Semaphore>,
     /// Notification log, silences and claims: read freely, changed only by merging a peer's
     /// record or by a local change that is broadcast.
     pub state: ReplicatedState,
@@ -267,6 +269,9 @@ impl App {
             metrics_body: tokio::sync::Mutex::new(None),
             metrics_made: std::sync::atomic::AtomicU64::new(0),
             body_memory: Arc::new(tokio::sync::Semaphore::new(body_kib)),
+            heavy_reads: Arc::new(tokio::sync::Semaphore::new(
+                (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
+            )),
             per_alertname: parking_lot::Mutex::new(tocsin_core::limit::PerAlertname::new(per_alertname_limit)),
             active: RwLock::new(Arc::new(active)),
             inhibitor: RwLock::new(inhibitor),
