@@ -729,12 +729,7 @@ async fn alerts_over_tocsins_bounds_are_refused_by_name_and_a_full_store_still_t
         {"labels": {"alertname": "A2"}},
         {"labels": {"alertname": "A3"}},
     ]);
-    let r = c
-        .post(format!("{}/api/v2/alerts", t.base))
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let r = common::post_alerts(&c, &t.base, &batch).await;
     assert_eq!(r.status(), 400);
     let body: String = r.json().await.unwrap();
     for says in [

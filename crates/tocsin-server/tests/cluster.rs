@@ -373,16 +373,6 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
     assert_eq!(sink.got.lock().unwrap().len(), count, "no duplicate after the restart");
 }
 
-/// A child process killed on drop.
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
     if std::process::Command::new("prometheus")
@@ -412,7 +402,7 @@ async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
         rules.display()
     );
     std::fs::write(prom.path().join("prometheus.yml"), cfg).unwrap();
-    let _prometheus = Guard(
+    let _prometheus = common::Guard(
         std::process::Command::new("prometheus")
             .arg(format!(
                 "--config.file={}",

@@ -219,15 +219,6 @@ async fn amtool_with_an_http_config_file_creates_and_expires_a_silence() {
     assert!(!out.status.success());
 }
 
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_with_basic_auth_and_tls_delivers_alerts() {
     if Command::new("prometheus").arg("--version").output().is_err() {
@@ -250,7 +241,7 @@ async fn prometheus_with_basic_auth_and_tls_delivers_alerts() {
         rules.display()
     );
     std::fs::write(prom.path().join("prometheus.yml"), cfg).unwrap();
-    let _prometheus = Guard(
+    let _prometheus = common::Guard(
         Command::new("prometheus")
             .arg(format!(
                 "--config.file={}",

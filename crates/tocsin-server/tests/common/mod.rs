@@ -171,6 +171,21 @@ pub async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// A child process (Prometheus, a helper) killed when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// POSTs a JSON body to a replica's alerts endpoint.
+pub async fn post_alerts(c: &reqwest::Client, base: &str, body: &Value) -> reqwest::Response {
+    c.post(format!("{base}/api/v2/alerts")).json(body).send().await.unwrap()
+}
+
 /// Waits (bounded, 20 s) until an async condition holds.
 pub async fn wait_for_async(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
