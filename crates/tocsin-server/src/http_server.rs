@@ -90,6 +90,13 @@ pub async fn serve(
         let (http, watcher, timeout) = (http.clone(), graceful.watcher(), limits.header_read_timeout);
         tokio::spawn(async move {
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                    let mut h2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    h2.timer(TokioTimer::new());
+                    if let Err(e) = watcher.watch(h2.serve_connection(TokioIo::new(s), service)).await {
+                        debug!(err = %e, "HTTP/2 connection ended with an error");
+                    }
+                }
                 Ok(Ok(s)) => {
                     if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(s), service)).await {
                         debug!(err = %e, "HTTPS connection ended with an error");

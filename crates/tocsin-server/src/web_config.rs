@@ -73,18 +73,19 @@ pub struct Active {
 
 fn parse(text: &str, dir: &Path) -> anyhow::Result<Active> {
     let f: File = serde_saphyr::from_str(text)?;
+    // HTTP/2 is offered over TLS unless `http_server_config.http2` is false (exporter-toolkit's
+    // default is true); plain HTTP is HTTP/1.1 either way.
+    let http2 = f.http_server_config.as_ref().and_then(|h| h.http2).unwrap_or(true);
+    let alpn: &'static [&'static [u8]] = if http2 { &[b"h2", b"http/1.1"] } else { &[b"http/1.1"] };
     let tls = match f.tls_server_config {
         Some(s) if s.wants_tls() => {
             let settings = server_settings(s, dir)?;
-            Some(ServerTls::load(&settings, &[b"http/1.1"]).map_err(anyhow::Error::msg)?)
+            Some(ServerTls::load(&settings, alpn).map_err(anyhow::Error::msg)?)
         }
         _ => None,
     };
     let mut headers = Vec::new();
     if let Some(h) = f.http_server_config {
-        // HTTP/2 is not offered either way (Tocsin serves HTTP/1.1): `http2: false` is what it
-        // does, `true` (the default) only lets clients that would negotiate it fall back.
-        let _ = h.http2;
         for (k, v) in h.headers {
             let Some(name) = ALLOWED_HEADERS.iter().find(|a| a.eq_ignore_ascii_case(&k)) else {
                 anyhow::bail!(

@@ -90,6 +90,11 @@ async fn every_endpoint_needs_tls_and_basic_auth_and_users_reload_without_a_rest
             .unwrap();
         assert_eq!(r.status(), 200, "{path} as alice");
         assert_eq!(r.headers()["x-frame-options"], "deny");
+        assert_eq!(
+            r.version(),
+            reqwest::Version::HTTP_2,
+            "HTTP/2 negotiated over TLS (http2 defaults to true)"
+        );
     }
     let r = c
         .post(format!("{base}/-/reload"))
@@ -138,6 +143,26 @@ async fn every_endpoint_needs_tls_and_basic_auth_and_users_reload_without_a_rest
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_false_keeps_tls_clients_on_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[]);
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\nhttp_server_config:\n  http2: false\n",
+    )
+    .unwrap();
+    let t = common::start_in(dir.path(), CONFIG, &[&format!("--web.config.file={}", web.display())]);
+    let r = client(dir.path())
+        .get(format!("{}/-/healthy", https(&t)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "no users: no basic auth");
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
 }
 
 #[test]
