@@ -257,6 +257,42 @@ async fn a_failing_template_still_sends_a_fallback_message_naming_the_error() {
 }
 
 #[tokio::test]
+async fn template_bombs_send_the_fallback_naming_the_budget() {
+    // Issue 18's examples, end to end: the render stops at its budget and the message still
+    // goes out, naming the budget, with the alerts listed.
+    let Some(s) = smtp::start(&[]) else { return };
+    let sh = shared();
+    for (n, (text, says)) in [
+        (
+            "{{ range 10000000000 }}x{{ end }}",
+            "exceeded the work budget of 20000000 steps",
+        ),
+        (
+            r#"{{ $s := \"ab\" }}{{ range 40 }}{{ $s = printf \"%s%s\" $s $s }}{{ end }}"#,
+            "bytes per value",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = config(
+            s.port,
+            &format!("to: ops@example.org\nrequire_tls: false\ntext: \"{text}\""),
+        );
+        send(cfg, &sh).await.unwrap();
+        let m = s.message(n + 1).await;
+        let body = m["text"].as_str().unwrap();
+        assert!(body.starts_with("Tocsin could not render"), "{body}");
+        assert!(body.contains(says), "{says:?} in {body}");
+        assert!(
+            body.contains(" - instance = db-2\n"),
+            "the alerts are still listed: {body}"
+        );
+    }
+    assert_eq!(sh.template_errors.get(), 2);
+}
+
+#[tokio::test]
 async fn a_failing_field_does_not_cost_the_fields_that_rendered() {
     // Issue 19: a text part calling a default template with the wrong argument used to replace
     // the whole message, HTML part included, with the fallback.
