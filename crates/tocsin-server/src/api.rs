@@ -564,6 +564,8 @@ pub(crate) fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
 struct AlertFilter {
     matchers: Vec<Matcher>,
     receiver: Option<regex::Regex>,
+    /// `receiver_matchers` (0.33, repeatable, ANDed) on the receivers' labels.
+    receiver_matchers: Vec<Matcher>,
     active: bool,
     silenced: bool,
     inhibited: bool,
@@ -603,6 +605,7 @@ fn parse_filter(app: &App, raw: Option<String>) -> Result<AlertFilter, ApiError>
     let mut f = AlertFilter {
         matchers: vec![],
         receiver: None,
+        receiver_matchers: vec![],
         active: true,
         silenced: true,
         inhibited: true,
@@ -630,6 +633,7 @@ fn parse_filter(app: &App, raw: Option<String>) -> Result<AlertFilter, ApiError>
                 })?;
                 f.receiver = Some(re);
             }
+            "receiver_matchers" => f.receiver_matchers.push(parse_receiver_matcher(app, &v)?),
             "active" => f.active = flag(&v)?,
             "silenced" => f.silenced = flag(&v)?,
             "inhibited" => f.inhibited = flag(&v)?,
@@ -638,6 +642,32 @@ fn parse_filter(app: &App, raw: Option<String>) -> Result<AlertFilter, ApiError>
         }
     }
     Ok(f)
+}
+
+fn parse_receiver_matcher(app: &App, v: &str) -> Result<Matcher, ApiError> {
+    parse_matcher(v, app.settings.load.parse_mode).map_err(|e| {
+        ApiError::Handler(
+            StatusCode::BAD_REQUEST,
+            format!("failed to parse receiver_matchers param: {e}"),
+        )
+    })
+}
+
+/// The receivers whose labels match every matcher of `receiver_matchers`, or `None` when the
+/// parameter was not given (every receiver passes). Computed once per request.
+fn passing_receivers(active: &crate::app::Active, ms: &[Matcher]) -> Option<std::collections::HashSet<String>> {
+    if ms.is_empty() {
+        return None;
+    }
+    Some(
+        active
+            .config
+            .receivers
+            .values()
+            .filter(|r| all_match(ms, &r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+            .map(|r| r.name.clone())
+            .collect(),
+    )
 }
 
 #[derive(Serialize)]
@@ -815,6 +845,7 @@ fn list_alerts(app: &App, q: Option<String>) -> Response {
     };
     let active = app.active();
     let stored = app.store.list_sorted();
+    let passing = passing_receivers(&active, &f.receiver_matchers);
     let sup = suppressors(app, f);
     let response = json_array_response(&stored, ALERT_JSON_BYTES, warm, |a, buf| {
         let receivers: Vec<Receiver> = active
@@ -826,6 +857,12 @@ fn list_alerts(app: &App, q: Option<String>) -> Response {
             .collect();
         if let Some(re) = &sup.filter.receiver
             && !receivers.iter().any(|r| re.is_match(r.name))
+        {
+            return;
+        }
+        // receiver_matchers: at least one of its receivers' labels match.
+        if let Some(p) = &passing
+            && !receivers.iter().any(|r| p.contains(r.name))
         {
             return;
         }
@@ -1016,6 +1053,7 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
         }
         list
     };
+    let passing = passing_receivers(&active, &f.receiver_matchers);
     let sup = suppressors(app, f);
     let (f, now) = (&sup.filter, sup.now);
     let alerts: usize = groups.iter().map(|g| g.2.len()).sum();
@@ -1027,6 +1065,9 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
         |(idx, labels, alerts), buf| {
             let route = &active.config.route.nodes[*idx];
             if f.receiver.as_ref().is_some_and(|re| !re.is_match(&route.receiver)) {
+                return;
+            }
+            if passing.as_ref().is_some_and(|p| !p.contains(&route.receiver)) {
                 return;
             }
             let muted_by = app.muted_by_time(&active, route, now).unwrap_or_default();
@@ -1054,9 +1095,27 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
     response
 }
 
-async fn get_receivers(State(app): State<Arc<App>>) -> Response {
+/// `GET /api/v2/receivers`: every receiver with its labels (0.33), filtered by
+/// `receiver_matchers`.
+async fn get_receivers(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    let mut ms = Vec::new();
+    for (k, v) in query_pairs(q) {
+        if k == "receiver_matchers" {
+            match parse_receiver_matcher(&app, &v) {
+                Ok(m) => ms.push(m),
+                Err(e) => return e.into_response(),
+            }
+        }
+    }
     let active = app.active();
-    let list: Vec<Receiver> = active.config.receivers.keys().map(|n| Receiver { name: n }).collect();
+    let passing = passing_receivers(&active, &ms);
+    let list: Vec<Value> = active
+        .config
+        .receivers
+        .values()
+        .filter(|r| passing.as_ref().is_none_or(|p| p.contains(&r.name)))
+        .map(|r| json!({"name": r.name, "labels": r.labels}))
+        .collect();
     json_response(StatusCode::OK, &list)
 }
 

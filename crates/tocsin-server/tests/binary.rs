@@ -278,7 +278,8 @@ async fn broken_reload_keeps_serving_the_old_config() {
     let r = client.post(format!("{}/-/reload", t.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let recv: Value = get_json(&client, format!("{}/api/v2/receivers", t.base)).await;
-    assert_eq!(recv, json!([{"name": "other"}]));
+    // Alertmanager 0.33's shape: labels always hold the name.
+    assert_eq!(recv, json!([{"name": "other", "labels": {"name": "other"}}]));
 }
 
 #[test]
@@ -869,4 +870,64 @@ async fn slow_uploads_are_bounded_in_memory_and_time() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_labels_and_receiver_matchers_filter_the_api() {
+    let (_sink, url) = start_sink().await;
+    let cfg = format!(
+        "route:\n  receiver: a\n  group_wait: 1h\n  routes:\n  - matchers: [team=\"b\"]\n    receiver: b\nreceivers:\n- name: a\n  labels: {{team: a, tier: \"1\"}}\n  webhook_configs:\n  - url: {url}/a\n- name: b\n  labels: {{team: b}}\n  webhook_configs:\n  - url: {url}/b\n"
+    );
+    let t = start_tocsin(&cfg, &[]);
+    let c = reqwest::Client::new();
+    let recv: Value = get_json(
+        &c,
+        format!("{}/api/v2/receivers?receiver_matchers=team%3D%22a%22", t.base),
+    )
+    .await;
+    assert_eq!(
+        recv,
+        json!([{"name": "a", "labels": {"name": "a", "team": "a", "tier": "1"}}])
+    );
+    let r = common::post_alerts(
+        &c,
+        &t.base,
+        &json!([{"labels": {"alertname": "X", "team": "a"}}, {"labels": {"alertname": "Y", "team": "b"}}]),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["labels"]["alertname"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let alerts: Value = get_json(&c, format!("{}/api/v2/alerts?receiver_matchers=team%3D%22b%22", t.base)).await;
+    assert_eq!(names(&alerts), ["Y"]);
+    let alerts: Value = get_json(
+        &c,
+        format!(
+            "{}/api/v2/alerts?receiver_matchers=tier%3D%221%22&receiver_matchers=name%3D%22a%22",
+            t.base
+        ),
+    )
+    .await;
+    assert_eq!(names(&alerts), ["X"], "repeated matchers are ANDed");
+    let groups: Value = get_json(
+        &c,
+        format!("{}/api/v2/alerts/groups?receiver_matchers=team%3D%22b%22", t.base),
+    )
+    .await;
+    let groups = groups.as_array().unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["receiver"]["name"], "b");
+    let r = c
+        .get(format!("{}/api/v2/receivers?receiver_matchers=%3D%3D", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let msg: String = r.json().await.unwrap();
+    assert!(msg.starts_with("failed to parse receiver_matchers param: "), "{msg}");
 }

@@ -179,6 +179,8 @@ pub struct EmailConfig {
 pub struct Receiver {
     /// Unique name.
     pub name: String,
+    /// `labels` (0.33): matched by the API's `receiver_matchers`; `name` is always the name.
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Webhook integrations in order.
     pub webhooks: Vec<WebhookConfig>,
     /// Email integrations in order.
@@ -656,6 +658,11 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
             r.name.clone(),
             Receiver {
                 name: r.name.clone(),
+                labels: {
+                    let mut l = r.labels.clone().unwrap_or_default();
+                    l.insert("name".into(), r.name.clone());
+                    l
+                },
                 webhooks,
                 emails,
             },
