@@ -80,6 +80,7 @@ pub fn build_client(cfg: &HttpClientConfig, user_agent: &str) -> Result<reqwest:
 pub fn authorization(cfg: &HttpClientConfig) -> Result<Option<String>, String> {
     use base64::Engine;
     if let Some((user, pw)) = &cfg.basic_auth {
+        let user = read_secret(user)?;
         let pw = pw.as_ref().map(read_secret).transpose()?.unwrap_or_default();
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
         return Ok(Some(format!("Basic {token}")));
@@ -88,4 +89,32 @@ pub fn authorization(cfg: &HttpClientConfig) -> Result<Option<String>, String> {
         return Ok(Some(format!("{scheme} {}", read_secret(cred)?)));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use tocsin_core::config::{HttpClientConfig, SecretSource};
+
+    #[test]
+    fn basic_auth_reads_the_username_and_password_files_at_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let (u, p) = (dir.path().join("user"), dir.path().join("pass"));
+        std::fs::write(&u, "alice\n").unwrap();
+        std::fs::write(&p, "wonderland\n").unwrap();
+        let cfg = HttpClientConfig {
+            basic_auth: Some((SecretSource::File(u.clone()), Some(SecretSource::File(p)))),
+            ..HttpClientConfig::default()
+        };
+        // base64("alice:wonderland")
+        assert_eq!(
+            super::authorization(&cfg).unwrap().as_deref(),
+            Some("Basic YWxpY2U6d29uZGVybGFuZA==")
+        );
+        std::fs::write(&u, "bob").unwrap();
+        assert_eq!(
+            super::authorization(&cfg).unwrap().as_deref(),
+            Some("Basic Ym9iOndvbmRlcmxhbmQ="),
+            "a rotated file is read again"
+        );
+    }
 }

@@ -97,8 +97,8 @@ pub struct TlsConfig {
 /// Prometheus' common HTTP client settings (the subset Tocsin honours).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpClientConfig {
-    /// Basic auth user and password.
-    pub basic_auth: Option<(String, Option<SecretSource>)>,
+    /// Basic auth user (inline or `username_file`) and password.
+    pub basic_auth: Option<(SecretSource, Option<SecretSource>)>,
     /// Authorization header scheme and credentials (`bearer_token` becomes `Bearer`).
     pub authorization: Option<(String, SecretSource)>,
     /// Proxy URL.
@@ -423,11 +423,13 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
         if authorization.is_some() {
             return err("at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured");
         }
-        if b.username_file.is_some() {
-            return err("username_file in basic_auth is not supported by Tocsin yet");
-        }
+        let user = match (&b.username, &b.username_file) {
+            (Some(_), Some(_)) => return err("at most one of basic_auth username & username_file must be configured"),
+            (_, Some(f)) => SecretSource::File(resolve(base, f)),
+            (u, None) => SecretSource::Inline(u.clone().unwrap_or_default()),
+        };
         let pw = secret(&b.password, &b.password_file, base, "password")?;
-        basic_auth = Some((b.username.clone().unwrap_or_default(), pw));
+        basic_auth = Some((user, pw));
     }
     if raw.proxy_from_environment == Some(true) || raw.no_proxy.is_some() || raw.proxy_connect_header.is_some() {
         return err("proxy_from_environment, no_proxy and proxy_connect_header are not supported by Tocsin yet");

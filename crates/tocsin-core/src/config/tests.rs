@@ -68,3 +68,21 @@ fn the_re_marshalled_config_hides_proxy_passwords() {
     assert!(shown.contains("http://ops:xxxxx@proxy:3128"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+#[test]
+fn basic_auth_username_file_is_read_relative_to_the_config() {
+    let yaml = "route:\n  receiver: r\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://hook/\n    http_config:\n      basic_auth:\n        username_file: user.txt\n        password: p\n";
+    let c = load(yaml, Path::new("/etc/tocsin"), &LoadOptions::default()).unwrap();
+    let (user, _) = c.receivers["r"].webhooks[0].http.basic_auth.clone().unwrap();
+    assert_eq!(user, SecretSource::File("/etc/tocsin/user.txt".into()));
+    let both = yaml.replace(
+        "username_file: user.txt",
+        "username: a\n        username_file: user.txt",
+    );
+    let e = load(&both, Path::new("."), &LoadOptions::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("at most one of basic_auth username & username_file must be configured"),
+        "{e}"
+    );
+}
