@@ -72,6 +72,20 @@ pub fn build_client(cfg: &HttpClientConfig, user_agent: &str) -> Result<reqwest:
     b.build().map_err(|e| format!("unable to build HTTP client: {e}"))
 }
 
+/// The `http_headers` to send, name and value, files read now.
+///
+/// # Errors
+/// Returns the file error when a header file cannot be read.
+pub fn extra_headers(cfg: &HttpClientConfig) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (name, values) in &cfg.headers {
+        for v in values {
+            out.push((name.clone(), read_secret(v)?));
+        }
+    }
+    Ok(out)
+}
+
 /// The `Authorization` header value of the configured authentication, if any; secrets in files
 /// are read now.
 ///

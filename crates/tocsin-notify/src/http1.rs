@@ -154,6 +154,7 @@ pub fn encode(
     host: &str,
     user_agent: &str,
     authorization: Option<&str>,
+    headers: &[(String, String)],
     body: Option<(&str, &[u8])>,
 ) -> Vec<u8> {
     use std::io::Write;
@@ -167,6 +168,12 @@ pub fn encode(
     );
     if let Some(a) = authorization {
         let _ = write!(out, "Authorization: {a}\r\n");
+    }
+    for (k, v) in headers {
+        // A value read from a file must not smuggle a header or a request in.
+        if !v.bytes().any(|b| b == b'\r' || b == b'\n') {
+            let _ = write!(out, "{k}: {v}\r\n");
+        }
     }
     if let Some((content_type, b)) = body {
         let _ = write!(
@@ -461,8 +468,32 @@ mod tests {
             origin.host(),
             "Tocsin/test",
             None,
+            &[],
             Some(("application/json", body)),
         )
+    }
+
+    #[test]
+    fn extra_headers_are_written_and_a_value_with_a_line_break_is_dropped() {
+        let url = Url::parse("http://127.0.0.1:1/hook").unwrap();
+        let origin = Origin::of(&url).unwrap();
+        let headers = [
+            ("X-Team".to_string(), "a".to_string()),
+            ("X-Team".to_string(), "b".to_string()),
+            ("X-Evil".to_string(), "x\r\nHost: elsewhere".to_string()),
+        ];
+        let req = encode(
+            "POST",
+            &url,
+            origin.host(),
+            "Tocsin/test",
+            None,
+            &headers,
+            Some(("application/json", b"{}")),
+        );
+        let text = String::from_utf8(req).unwrap();
+        assert!(text.contains("\r\nX-Team: a\r\nX-Team: b\r\n"), "{text}");
+        assert!(!text.contains("X-Evil") && !text.contains("elsewhere"), "{text}");
     }
 
     const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";

@@ -183,8 +183,10 @@ impl Webhook {
             .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
         let auth =
             crate::http::authorization(&self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
+        let headers =
+            crate::http::extra_headers(&self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
         if let (Some(origin), Some(url)) = (&self.plain, &self.parsed) {
-            return self.send_plain(origin, url, body, auth).await;
+            return self.send_plain(origin, url, body, auth, &headers).await;
         }
         let url = match &self.parsed {
             Some(url) => url.clone(),
@@ -193,7 +195,8 @@ impl Webhook {
                 reqwest::Url::parse(&url).map_err(|e| transport_error(format!("invalid URL: {e}")))?
             }
         };
-        self.send_full(reqwest::Method::POST, url, Some(body), auth).await
+        self.send_full(reqwest::Method::POST, url, Some(body), auth, &headers)
+            .await
     }
 
     /// Sends through reqwest, which follows redirects as configured.
@@ -203,8 +206,16 @@ impl Webhook {
         url: reqwest::Url,
         body: Option<Vec<u8>>,
         auth: Option<String>,
+        headers: &[(String, String)],
     ) -> Result<(), NotifyError> {
         let mut req = self.client.request(method, url);
+        for (k, v) in headers {
+            let name = reqwest::header::HeaderName::try_from(k.as_str())
+                .map_err(|_| NotifyError::fatal(FailureReason::Other, format!("invalid header name {k:?}")))?;
+            let value = reqwest::header::HeaderValue::try_from(v.as_str())
+                .map_err(|_| NotifyError::fatal(FailureReason::Other, format!("invalid value of header {k}")))?;
+            req = req.header(name, value);
+        }
         if let Some(body) = body {
             req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         }
@@ -227,6 +238,7 @@ impl Webhook {
         configured: &reqwest::Url,
         body: Vec<u8>,
         mut auth: Option<String>,
+        headers: &[(String, String)],
     ) -> Result<(), NotifyError> {
         let mut url = Cow::Borrowed(configured);
         let mut post = true;
@@ -240,6 +252,7 @@ impl Webhook {
                 on.host(),
                 &self.user_agent,
                 auth.as_deref(),
+                headers,
                 post.then_some(("application/json", body.as_slice())),
             );
             let resp = on.send(&request).await.map_err(transport_error)?;
@@ -274,7 +287,7 @@ impl Webhook {
                 } else {
                     (reqwest::Method::GET, None)
                 };
-                return self.send_full(method, next, body, auth).await;
+                return self.send_full(method, next, body, auth, headers).await;
             }
             url = Cow::Owned(next);
         }

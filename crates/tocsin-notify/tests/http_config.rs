@@ -84,7 +84,13 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, seen: Seen, resp
                 let authorized = text[..end].to_ascii_lowercase().contains("\r\nauthorization:");
                 let body = if len > 0 { " with body" } else { "" };
                 let auth = if authorized { " with authorization" } else { "" };
-                seen.lock().unwrap().push(format!("{line}{body}{auth}"));
+                // Custom headers (`X-…`), as sent.
+                let custom: String = text[..end]
+                    .lines()
+                    .filter(|l| l.to_ascii_lowercase().starts_with("x-"))
+                    .map(|l| format!(" with {}", l.to_ascii_lowercase()))
+                    .collect();
+                seen.lock().unwrap().push(format!("{line}{body}{auth}{custom}"));
                 let _ = s.write_all(respond(&line).as_bytes()).await;
                 let _ = s.shutdown().await;
                 return;
@@ -343,4 +349,48 @@ async fn endless_redirects_stop_after_ten() {
     assert!(err.retryable);
     assert_eq!(err.message, "webhook request failed: stopped after 10 redirects");
     assert_eq!(seen.lock().unwrap().len(), 11);
+}
+
+#[tokio::test]
+async fn http_headers_are_sent_on_both_paths_with_files_read_at_each_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("org.txt");
+    std::fs::write(&file, "from-file\n").unwrap();
+    let mut http = HttpClientConfig {
+        headers: vec![(
+            "X-Scope-OrgID".into(),
+            vec![SecretSource::Inline("team-a".into()), SecretSource::File(file.clone())],
+        )],
+        ..HttpClientConfig::default()
+    };
+    // Plain HTTP: the hand-written client.
+    let (addr, seen) = plain_server(ok_response).await;
+    webhook(format!("http://127.0.0.1:{}/hook", addr.port()), http.clone())
+        .notify(&data())
+        .await
+        .unwrap();
+    std::fs::write(&file, "rotated").unwrap();
+    webhook(format!("http://127.0.0.1:{}/hook", addr.port()), http.clone())
+        .notify(&data())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [
+            "POST /hook HTTP/1.1 with body with x-scope-orgid: team-a with x-scope-orgid: from-file",
+            "POST /hook HTTP/1.1 with body with x-scope-orgid: team-a with x-scope-orgid: rotated",
+        ]
+    );
+    // HTTPS: reqwest.
+    let pki = pki();
+    let (addr, seen) = tls_server(&pki, false).await;
+    http.tls.ca_file = Some(pki.path("ca.pem"));
+    webhook(format!("https://127.0.0.1:{}/hook", addr.port()), http)
+        .notify(&data())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        ["POST /hook HTTP/1.1 with body with x-scope-orgid: team-a with x-scope-orgid: rotated"]
+    );
 }

@@ -109,7 +109,33 @@ pub struct HttpClientConfig {
     pub follow_redirects: bool,
     /// Allow HTTP/2 (default true).
     pub enable_http2: bool,
+    /// `http_headers`: each header with its values, in order (a file's value is read at use).
+    pub headers: Vec<(String, Vec<SecretSource>)>,
 }
+
+/// Headers `http_headers` may not set (Prometheus' common HTTP config reserves them).
+const RESERVED_HEADERS: [&str; 20] = [
+    "Authorization",
+    "Host",
+    "Content-Encoding",
+    "Content-Length",
+    "Content-Type",
+    "User-Agent",
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Www-Authenticate",
+    "Accept-Encoding",
+    "X-Prometheus-Remote-Write-Version",
+    "X-Prometheus-Remote-Read-Version",
+    "X-Prometheus-Scrape-Timeout-Seconds",
+    "X-Amz-Date",
+    "X-Amz-Security-Token",
+    "X-Amz-Content-Sha256",
+    "Authentication",
+    "Upgrade",
+];
 
 impl Default for HttpClientConfig {
     fn default() -> Self {
@@ -120,6 +146,7 @@ impl Default for HttpClientConfig {
             tls: TlsConfig::default(),
             follow_redirects: true,
             enable_http2: true,
+            headers: Vec::new(),
         }
     }
 }
@@ -400,8 +427,28 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
     if raw.oauth2.is_some() {
         return err("oauth2 in http_config is not supported by Tocsin yet");
     }
-    if raw.http_headers.is_some() {
-        return err("http_headers in http_config is not supported by Tocsin yet");
+    let mut headers = Vec::new();
+    for (name, h) in raw.http_headers.iter().flatten() {
+        let canonical = canonical_header(name);
+        if RESERVED_HEADERS.contains(&canonical.as_str()) {
+            return err(format!("setting header {} is not allowed", go_quote(&canonical)));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            || name.is_empty()
+        {
+            return err(format!("invalid header name {}", go_quote(name)));
+        }
+        let mut values: Vec<SecretSource> = h
+            .values
+            .iter()
+            .flatten()
+            .map(|v| SecretSource::Inline(v.clone()))
+            .collect();
+        values.extend(h.secrets.iter().flatten().map(|v| SecretSource::Inline(v.0.clone())));
+        values.extend(h.files.iter().flatten().map(|f| SecretSource::File(resolve(base, f))));
+        headers.push((name.clone(), values));
     }
     let bearer = secret(&raw.bearer_token, &raw.bearer_token_file, base, "bearer_token")?;
     let mut authorization = None;
@@ -444,6 +491,7 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
         tls: tls_config(&raw.tls_config, base)?,
         follow_redirects: raw.follow_redirects.unwrap_or(true),
         enable_http2: raw.enable_http2.unwrap_or(true),
+        headers,
     })
 }
 

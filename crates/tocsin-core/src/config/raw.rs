@@ -199,7 +199,17 @@ opt_fields! {
         tls_config: RawTlsConfig,
         follow_redirects: bool,
         enable_http2: bool,
-        http_headers: Opaque,
+        http_headers: BTreeMap<String, RawHeader>,
+    }
+}
+
+opt_fields! {
+    /// One `http_headers:` entry: values sent as they are, secrets (shown redacted), and files
+    /// read at each request.
+    pub struct RawHeader {
+        values: Vec<String>,
+        secrets: Vec<Secret>,
+        files: Vec<String>,
     }
 }
 

@@ -86,3 +86,27 @@ fn basic_auth_username_file_is_read_relative_to_the_config() {
         "{e}"
     );
 }
+
+#[test]
+fn http_headers_are_read_and_reserved_ones_refused() {
+    let yaml = "route:\n  receiver: r\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://hook/\n    http_config:\n      http_headers:\n        X-Scope-OrgID:\n          values: [team-a]\n          secrets: [s3cret]\n          files: [token.txt]\n";
+    let c = load(yaml, Path::new("/etc/tocsin"), &LoadOptions::default()).unwrap();
+    let h = &c.receivers["r"].webhooks[0].http.headers;
+    assert_eq!(
+        h,
+        &vec![(
+            "X-Scope-OrgID".to_string(),
+            vec![
+                SecretSource::Inline("team-a".into()),
+                SecretSource::Inline("s3cret".into()),
+                SecretSource::File("/etc/tocsin/token.txt".into()),
+            ]
+        )]
+    );
+    let reserved = yaml.replace("X-Scope-OrgID", "user-agent");
+    let e = load(&reserved, Path::new("."), &LoadOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("setting header \"User-Agent\" is not allowed"),
+        "{e}"
+    );
+}
