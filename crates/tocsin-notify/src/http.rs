@@ -66,7 +66,26 @@ pub fn build_client(cfg: &HttpClientConfig, user_agent: &str) -> Result<reqwest:
         b = b.http1_only();
     }
     b = match &cfg.proxy_url {
-        Some(p) => b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("invalid proxy_url: {e}"))?),
+        Some(p) => {
+            let mut proxy = reqwest::Proxy::all(p).map_err(|e| format!("invalid proxy_url: {e}"))?;
+            if let Some(np) = &cfg.no_proxy {
+                proxy = proxy.no_proxy(reqwest::NoProxy::from_string(np));
+            }
+            if !cfg.proxy_connect_headers.is_empty() {
+                let mut h = reqwest::header::HeaderMap::new();
+                for (k, v) in &cfg.proxy_connect_headers {
+                    let name = reqwest::header::HeaderName::try_from(k.as_str())
+                        .map_err(|_| format!("proxy_connect_header: invalid header name {k:?}"))?;
+                    let value = reqwest::header::HeaderValue::try_from(v.as_str())
+                        .map_err(|_| format!("proxy_connect_header: invalid value of {k}"))?;
+                    h.append(name, value);
+                }
+                proxy = proxy.headers(h);
+            }
+            b.proxy(proxy)
+        }
+        // reqwest reads HTTP_PROXY, HTTPS_PROXY and NO_PROXY itself unless told not to.
+        None if cfg.proxy_from_environment => b,
         None => b.no_proxy(),
     };
     b.build().map_err(|e| format!("unable to build HTTP client: {e}"))

@@ -163,8 +163,9 @@ impl Webhook {
             tocsin_core::config::SecretSource::Inline(u) => reqwest::Url::parse(u).ok(),
             tocsin_core::config::SecretSource::File(_) => None,
         };
+        // The lean client goes straight to the receiver: only when no proxy can apply.
         let plain = match (&parsed, &conf.http.proxy_url) {
-            (Some(url), None) => crate::http1::Origin::of(url),
+            (Some(url), None) if !conf.http.proxy_from_environment => crate::http1::Origin::of(url),
             _ => None,
         };
         Ok(Webhook {

@@ -394,3 +394,32 @@ async fn http_headers_are_sent_on_both_paths_with_files_read_at_each_send() {
         ["POST /hook HTTP/1.1 with body with x-scope-orgid: team-a with x-scope-orgid: rotated"]
     );
 }
+
+#[tokio::test]
+async fn no_proxy_bypasses_the_proxy_and_proxy_connect_header_reaches_it() {
+    let (proxy, via_proxy) = plain_server(ok_response).await;
+    let (target, direct) = plain_server(ok_response).await;
+    let http = HttpClientConfig {
+        proxy_url: Some(format!("http://127.0.0.1:{}", proxy.port())),
+        no_proxy: Some("127.0.0.1".into()),
+        proxy_connect_headers: vec![("X-Proxy-Token".into(), "t0k".into())],
+        ..Default::default()
+    };
+    webhook(format!("http://127.0.0.1:{}/hook", target.port()), http.clone())
+        .notify(&data())
+        .await
+        .unwrap();
+    assert_eq!(direct.lock().unwrap().clone(), ["POST /hook HTTP/1.1 with body"]);
+    assert!(via_proxy.lock().unwrap().is_empty(), "no_proxy host went direct");
+    // An HTTPS target elsewhere goes through the proxy with a CONNECT carrying the header (the
+    // stand-in proxy then answers nonsense, so the send itself fails).
+    let _ = webhook("https://hook.internal.test/alerts".into(), http)
+        .notify(&data())
+        .await;
+    let seen = via_proxy.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        ["CONNECT hook.internal.test:443 HTTP/1.1 with x-proxy-token: t0k"],
+        "{seen:?}"
+    );
+}

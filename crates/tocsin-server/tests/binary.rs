@@ -931,3 +931,34 @@ async fn receiver_labels_and_receiver_matchers_filter_the_api() {
     let msg: String = r.json().await.unwrap();
     assert!(msg.starts_with("failed to parse receiver_matchers param: "), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_from_environment_sends_through_the_environments_proxy() {
+    // The sink stands in for the proxy: it is asked for the absolute URL.
+    let (sink, proxy) = start_sink().await;
+    let cfg = "route:\n  receiver: r\n  group_wait: 0s\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://hook.internal.test/via-env\n    http_config:\n      proxy_from_environment: true\n";
+    let dir = tempfile::tempdir().unwrap();
+    let t = common::start_in_env(
+        dir.path(),
+        cfg,
+        &[],
+        &[
+            ("HTTP_PROXY", proxy.as_str()),
+            ("http_proxy", proxy.as_str()),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+    );
+    let c = reqwest::Client::new();
+    let r = common::post_alerts(&c, &t.base, &json!([{"labels": {"alertname": "ViaEnv"}}])).await;
+    assert_eq!(r.status(), 200);
+    wait_for("the notification through the proxy", || {
+        sink.got
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(name, _, _)| name == "via-env")
+            .then_some(())
+    })
+    .await;
+}

@@ -111,6 +111,12 @@ pub struct HttpClientConfig {
     pub enable_http2: bool,
     /// `http_headers`: each header with its values, in order (a file's value is read at use).
     pub headers: Vec<(String, Vec<SecretSource>)>,
+    /// `no_proxy`: hosts, domains and CIDRs `proxy_url` is not used for (comma-separated).
+    pub no_proxy: Option<String>,
+    /// `proxy_connect_header`: headers sent to the proxy on CONNECT.
+    pub proxy_connect_headers: Vec<(String, String)>,
+    /// `proxy_from_environment`: the proxy from `HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`.
+    pub proxy_from_environment: bool,
 }
 
 /// Headers `http_headers` may not set (Prometheus' common HTTP config reserves them).
@@ -147,6 +153,9 @@ impl Default for HttpClientConfig {
             follow_redirects: true,
             enable_http2: true,
             headers: Vec::new(),
+            no_proxy: None,
+            proxy_connect_headers: Vec::new(),
+            proxy_from_environment: false,
         }
     }
 }
@@ -478,8 +487,32 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
         let pw = secret(&b.password, &b.password_file, base, "password")?;
         basic_auth = Some((user, pw));
     }
-    if raw.proxy_from_environment == Some(true) || raw.no_proxy.is_some() || raw.proxy_connect_header.is_some() {
-        return err("proxy_from_environment, no_proxy and proxy_connect_header are not supported by Tocsin yet");
+    // Prometheus' common HTTP config rules.
+    let from_env = raw.proxy_from_environment == Some(true);
+    let no_proxy = raw.no_proxy.clone().filter(|n| !n.is_empty());
+    let connect: Vec<(String, String)> = raw
+        .proxy_connect_header
+        .iter()
+        .flatten()
+        .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.0.clone())))
+        .collect();
+    if from_env {
+        if raw.proxy_url.is_some() {
+            return err("if proxy_from_environment is configured, proxy_url must not be configured");
+        }
+        if no_proxy.is_some() {
+            return err("if proxy_from_environment is configured, no_proxy must not be configured");
+        }
+        if !connect.is_empty() {
+            return err("if proxy_from_environment is configured, proxy_connect_header must not be configured");
+        }
+    } else if raw.proxy_url.is_none() {
+        if no_proxy.is_some() {
+            return err("if no_proxy is configured, proxy_url must also be configured");
+        }
+        if !connect.is_empty() {
+            return err("if proxy_connect_header is configured, proxy_url must also be configured");
+        }
     }
     if let Some(p) = &raw.proxy_url {
         check_url(&p.0, "proxy_url")?;
@@ -492,6 +525,9 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
         follow_redirects: raw.follow_redirects.unwrap_or(true),
         enable_http2: raw.enable_http2.unwrap_or(true),
         headers,
+        no_proxy,
+        proxy_connect_headers: connect,
+        proxy_from_environment: from_env,
     })
 }
 

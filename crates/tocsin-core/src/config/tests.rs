@@ -110,3 +110,42 @@ fn http_headers_are_read_and_reserved_ones_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn proxy_settings_follow_prometheus_rules() {
+    let base =
+        "route:\n  receiver: r\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://hook/\n    http_config:\n";
+    let load_with = |extra: &str| load(&format!("{base}{extra}"), Path::new("."), &LoadOptions::default());
+    let c = load_with("      proxy_url: http://proxy:3128\n      no_proxy: 10.0.0.0/8,internal.test\n      proxy_connect_header:\n        X-Token: [a, b]\n").unwrap();
+    let h = &c.receivers["r"].webhooks[0].http;
+    assert_eq!(h.no_proxy.as_deref(), Some("10.0.0.0/8,internal.test"));
+    assert_eq!(
+        h.proxy_connect_headers,
+        vec![
+            ("X-Token".to_string(), "a".to_string()),
+            ("X-Token".to_string(), "b".to_string())
+        ]
+    );
+    assert!(
+        load_with("      proxy_from_environment: true\n").unwrap().receivers["r"].webhooks[0]
+            .http
+            .proxy_from_environment
+    );
+    for (extra, says) in [
+        (
+            "      no_proxy: a\n",
+            "if no_proxy is configured, proxy_url must also be configured",
+        ),
+        (
+            "      proxy_from_environment: true\n      proxy_url: http://p:1\n",
+            "if proxy_from_environment is configured, proxy_url must not be configured",
+        ),
+        (
+            "      proxy_connect_header:\n        X: [a]\n",
+            "if proxy_connect_header is configured, proxy_url must also be configured",
+        ),
+    ] {
+        let e = load_with(extra).unwrap_err();
+        assert!(e.to_string().contains(says), "{extra}: {e}");
+    }
+}

@@ -71,9 +71,15 @@ impl Drop for Tocsin {
 
 /// Starts `tocsin` with its config and storage under `dir` (kept by the caller for restarts).
 pub fn start_in(dir: &Path, config: &str, extra: &[&str]) -> Tocsin {
+    start_in_env(dir, config, extra, &[])
+}
+
+/// [`start_in`] with environment variables set for the process.
+pub fn start_in_env(dir: &Path, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Tocsin {
     let path = dir.join("alertmanager.yml");
     std::fs::write(&path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .envs(env.iter().copied())
         .arg(format!("--config.file={}", path.display()))
         .arg(format!("--storage.path={}", dir.join("data").display()))
         .args([
