@@ -91,6 +91,109 @@ pub fn build_client(cfg: &HttpClientConfig, user_agent: &str) -> Result<reqwest:
     b.build().map_err(|e| format!("unable to build HTTP client: {e}"))
 }
 
+/// Bearer tokens of an `oauth2` config (client credentials grant), fetched with the
+/// integration's own client and kept until shortly before they expire.
+pub struct OAuth2Tokens {
+    cfg: tocsin_core::config::OAuth2Config,
+    client: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<(String, Option<std::time::Instant>)>>,
+}
+
+/// A token is renewed this long before it expires, as golang.org/x/oauth2 does.
+const TOKEN_EXPIRY_DELTA: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl OAuth2Tokens {
+    /// Tokens for `cfg`, requested through `client`.
+    pub fn new(cfg: tocsin_core::config::OAuth2Config, client: reqwest::Client) -> Self {
+        OAuth2Tokens {
+            cfg,
+            client,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The `Authorization` header value: a cached token, or a fresh one.
+    ///
+    /// # Errors
+    /// The token endpoint could not be reached or refused (the message says which).
+    pub async fn header(&self) -> Result<String, (u16, String)> {
+        let mut cached = self.cached.lock().await;
+        if let Some((h, until)) = &*cached
+            && until.is_none_or(|u| std::time::Instant::now() < u)
+        {
+            return Ok(h.clone());
+        }
+        let secret = read_secret(&self.cfg.client_secret).map_err(|e| (0, e))?;
+        let mut form: Vec<(String, String)> = vec![("grant_type".into(), "client_credentials".into())];
+        if !self.cfg.scopes.is_empty() {
+            form.push(("scope".into(), self.cfg.scopes.join(" ")));
+        }
+        form.extend(self.cfg.endpoint_params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let resp = self
+            .client
+            .post(&self.cfg.token_url)
+            .basic_auth(urlencode(&self.cfg.client_id), Some(urlencode(&secret)))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| (0, format!("oauth2: token request failed: {}", e.without_url())))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| (0, format!("oauth2: token response: {e}")))?;
+        if !(200..300).contains(&status) {
+            let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+            return Err((status, format!("oauth2: token endpoint answered {status}: {head}")));
+        }
+        #[derive(serde::Deserialize)]
+        struct Token {
+            access_token: String,
+            #[serde(default)]
+            token_type: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let t: Token = serde_json::from_slice(&bytes).map_err(|e| (0, format!("oauth2: token response: {e}")))?;
+        if t.access_token.is_empty() {
+            return Err((0, "oauth2: server response missing access_token".into()));
+        }
+        // Go's oauth2 spells the usual types its own way.
+        let kind = match t.token_type.to_ascii_lowercase().as_str() {
+            "" | "bearer" => "Bearer".to_string(),
+            "mac" => "MAC".to_string(),
+            "basic" => "Basic".to_string(),
+            _ => t.token_type.clone(),
+        };
+        let header = format!("{kind} {}", t.access_token);
+        let until = t
+            .expires_in
+            .filter(|s| *s > 0)
+            .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s).saturating_sub(TOKEN_EXPIRY_DELTA));
+        *cached = Some((header.clone(), until));
+        Ok(header)
+    }
+}
+
+/// `application/x-www-form-urlencoded` escaping of one component.
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// The `http_headers` to send, name and value, files read now.
 ///
 /// # Errors
@@ -127,6 +230,12 @@ pub fn authorization(cfg: &HttpClientConfig) -> Result<Option<String>, String> {
 #[cfg(test)]
 mod tests {
     use tocsin_core::config::{HttpClientConfig, SecretSource};
+
+    #[test]
+    fn form_components_are_escaped_as_go_query_escape_does() {
+        assert_eq!(super::urlencode("a b+c/d~e.f_g-h"), "a+b%2Bc%2Fd~e.f_g-h");
+        assert_eq!(super::urlencode("é"), "%C3%A9");
+    }
 
     #[test]
     fn basic_auth_reads_the_username_and_password_files_at_use() {

@@ -141,6 +141,8 @@ pub struct Webhook {
     parsed: Option<reqwest::Url>,
     /// The URL's origin when it is plain `http://` without a proxy: sent by [`crate::http1`].
     plain: Option<crate::http1::Origin>,
+    /// `oauth2`: tokens for the Authorization header.
+    oauth2: Option<crate::http::OAuth2Tokens>,
 }
 
 /// Redirects followed before giving up, as Go's HTTP client.
@@ -168,12 +170,18 @@ impl Webhook {
             (Some(url), None) if !conf.http.proxy_from_environment => crate::http1::Origin::of(url),
             _ => None,
         };
+        let oauth2 = conf
+            .http
+            .oauth2
+            .clone()
+            .map(|o| crate::http::OAuth2Tokens::new(o, client.clone()));
         Ok(Webhook {
             conf,
             client,
             user_agent: user_agent.to_string(),
             parsed,
             plain,
+            oauth2,
         })
     }
 
@@ -182,8 +190,16 @@ impl Webhook {
         let mut body = Vec::with_capacity(1024 + 512 * data.alerts.len().min(64));
         serde_json::to_writer(&mut body, &payload(data, self.conf.max_alerts))
             .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
-        let auth =
-            crate::http::authorization(&self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
+        let auth = match &self.oauth2 {
+            // A token the endpoint refused is not retried blindly: 4xx is final, like a receiver's.
+            Some(o) => Some(o.header().await.map_err(|(status, msg)| match status {
+                400..=499 => NotifyError::fatal(FailureReason::of_status(status), msg),
+                _ => NotifyError::retryable(FailureReason::of_status(status), msg),
+            })?),
+            None => {
+                crate::http::authorization(&self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?
+            }
+        };
         let headers =
             crate::http::extra_headers(&self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
         if let (Some(origin), Some(url)) = (&self.plain, &self.parsed) {

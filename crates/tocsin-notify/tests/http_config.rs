@@ -423,3 +423,66 @@ async fn no_proxy_bypasses_the_proxy_and_proxy_connect_header_reaches_it() {
         "{seen:?}"
     );
 }
+
+fn token_or_ok(line: &str) -> String {
+    if line.starts_with("POST /token") {
+        let body = r#"{"access_token":"abc","token_type":"bearer","expires_in":3600}"#;
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else if line.starts_with("POST /denied") {
+        "HTTP/1.1 401 Unauthorized\r\ncontent-length: 14\r\nconnection: close\r\n\r\ninvalid_client".to_string()
+    } else {
+        ok_response(line)
+    }
+}
+
+#[tokio::test]
+async fn oauth2_fetches_a_token_once_and_sends_it() {
+    let (addr, seen) = plain_server(token_or_ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    let oauth = |path: &str| tocsin_core::config::OAuth2Config {
+        client_id: "tocsin".into(),
+        client_secret: SecretSource::File(dir.path().join("secret")),
+        scopes: vec!["alerts".into(), "write".into()],
+        token_url: format!("http://127.0.0.1:{}/{path}", addr.port()),
+        endpoint_params: [("audience".to_string(), "hooks".to_string())].into(),
+    };
+    let hook = webhook(
+        format!("http://127.0.0.1:{}/hook", addr.port()),
+        HttpClientConfig {
+            oauth2: Some(oauth("token")),
+            ..Default::default()
+        },
+    );
+    hook.notify(&data()).await.unwrap();
+    hook.notify(&data()).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [
+            "POST /token HTTP/1.1 with body with authorization",
+            "POST /hook HTTP/1.1 with body with authorization",
+            "POST /hook HTTP/1.1 with body with authorization",
+        ],
+        "one token request, then the cached token on every send"
+    );
+    // A token endpoint that refuses the client: a final authError naming it.
+    let refused = webhook(
+        format!("http://127.0.0.1:{}/hook", addr.port()),
+        HttpClientConfig {
+            oauth2: Some(oauth("denied")),
+            ..Default::default()
+        },
+    );
+    let err = refused.notify(&data()).await.unwrap_err();
+    assert!(!err.retryable);
+    assert_eq!(err.reason, tocsin_notify::FailureReason::AuthError);
+    assert!(
+        err.message
+            .contains("oauth2: token endpoint answered 401: invalid_client"),
+        "{}",
+        err.message
+    );
+}

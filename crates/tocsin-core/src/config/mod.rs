@@ -117,6 +117,23 @@ pub struct HttpClientConfig {
     pub proxy_connect_headers: Vec<(String, String)>,
     /// `proxy_from_environment`: the proxy from `HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`.
     pub proxy_from_environment: bool,
+    /// `oauth2`: a bearer token fetched with the client credentials grant.
+    pub oauth2: Option<OAuth2Config>,
+}
+
+/// `oauth2` of an `http_config`: the client credentials grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuth2Config {
+    /// `client_id`.
+    pub client_id: String,
+    /// `client_secret` or `client_secret_file` (read at each token request).
+    pub client_secret: SecretSource,
+    /// `scopes`, sent space-separated.
+    pub scopes: Vec<String>,
+    /// `token_url`.
+    pub token_url: String,
+    /// `endpoint_params`, sent with the token request.
+    pub endpoint_params: BTreeMap<String, String>,
 }
 
 /// Headers `http_headers` may not set (Prometheus' common HTTP config reserves them).
@@ -156,6 +173,7 @@ impl Default for HttpClientConfig {
             no_proxy: None,
             proxy_connect_headers: Vec::new(),
             proxy_from_environment: false,
+            oauth2: None,
         }
     }
 }
@@ -433,9 +451,33 @@ fn tls_config(raw: &Option<RawTlsConfig>, base: &Path) -> Result<TlsConfig, Conf
 }
 
 fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, ConfigError> {
-    if raw.oauth2.is_some() {
-        return err("oauth2 in http_config is not supported by Tocsin yet");
-    }
+    let oauth2 = match &raw.oauth2 {
+        None => None,
+        Some(o) => {
+            if o.tls_config.is_some()
+                || o.proxy_url.is_some()
+                || o.no_proxy.is_some()
+                || o.proxy_from_environment.is_some()
+                || o.proxy_connect_header.is_some()
+            {
+                return err(
+                    "oauth2 tls_config and proxy settings are not supported by Tocsin yet (the token request uses the http_config's)",
+                );
+            }
+            let token_url = o.token_url.clone().unwrap_or_default();
+            check_url(&token_url, "oauth2 token_url")?;
+            let Some(client_secret) = secret(&o.client_secret, &o.client_secret_file, base, "client_secret")? else {
+                return err("oauth2 client_secret or client_secret_file must be configured");
+            };
+            Some(OAuth2Config {
+                client_id: o.client_id.clone().unwrap_or_default(),
+                client_secret,
+                scopes: o.scopes.clone().unwrap_or_default(),
+                token_url,
+                endpoint_params: o.endpoint_params.clone().unwrap_or_default(),
+            })
+        }
+    };
     let mut headers = Vec::new();
     for (name, h) in raw.http_headers.iter().flatten() {
         let canonical = canonical_header(name);
@@ -473,6 +515,9 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
         authorization = cred.map(|c| (scheme, c));
     } else if let Some(b) = bearer {
         authorization = Some(("Bearer".into(), b));
+    }
+    if oauth2.is_some() && (authorization.is_some() || raw.basic_auth.is_some()) {
+        return err("at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured");
     }
     let mut basic_auth = None;
     if let Some(b) = &raw.basic_auth {
@@ -528,6 +573,7 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
         no_proxy,
         proxy_connect_headers: connect,
         proxy_from_environment: from_env,
+        oauth2,
     })
 }
 

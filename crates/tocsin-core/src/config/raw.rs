@@ -189,7 +189,7 @@ opt_fields! {
     pub struct RawHttpConfig {
         basic_auth: RawBasicAuth,
         authorization: RawAuthorization,
-        oauth2: Opaque,
+        oauth2: RawOAuth2,
         bearer_token: Secret,
         bearer_token_file: String,
         proxy_url: RedactedUrl,
@@ -200,6 +200,23 @@ opt_fields! {
         follow_redirects: bool,
         enable_http2: bool,
         http_headers: BTreeMap<String, RawHeader>,
+    }
+}
+
+opt_fields! {
+    /// `oauth2:` (client credentials).
+    pub struct RawOAuth2 {
+        client_id: String,
+        client_secret: Secret,
+        client_secret_file: String,
+        scopes: Vec<String>,
+        token_url: String,
+        endpoint_params: BTreeMap<String, String>,
+        tls_config: RawTlsConfig,
+        proxy_url: RedactedUrl,
+        no_proxy: String,
+        proxy_from_environment: bool,
+        proxy_connect_header: BTreeMap<String, Vec<Secret>>,
     }
 }
 

@@ -149,3 +149,34 @@ fn proxy_settings_follow_prometheus_rules() {
         assert!(e.to_string().contains(says), "{extra}: {e}");
     }
 }
+
+#[test]
+fn oauth2_client_credentials_are_read() {
+    let base = "route:\n  receiver: r\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://hook/\n    http_config:\n      oauth2:\n        client_id: tocsin\n        token_url: https://idp.example/token\n";
+    let load_with = |extra: &str| {
+        load(
+            &format!("{base}{extra}"),
+            Path::new("/etc/tocsin"),
+            &LoadOptions::default(),
+        )
+    };
+    let c = load_with(
+        "        client_secret_file: secret\n        scopes: [a, b]\n        endpoint_params: {audience: x}\n",
+    )
+    .unwrap();
+    let o = c.receivers["r"].webhooks[0].http.oauth2.clone().unwrap();
+    assert_eq!(o.client_secret, SecretSource::File("/etc/tocsin/secret".into()));
+    assert_eq!((o.scopes.len(), o.endpoint_params["audience"].as_str()), (2, "x"));
+    let e = load_with("").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("oauth2 client_secret or client_secret_file must be configured"),
+        "{e}"
+    );
+    let e = load_with("        client_secret: s\n      bearer_token: t\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("at most one of basic_auth, oauth2, bearer_token"),
+        "{e}"
+    );
+}
