@@ -131,13 +131,22 @@ impl OAuth2Tokens {
         form.extend(self.cfg.endpoint_params.iter().map(|(k, v)| (k.clone(), v.clone())));
         let body = form
             .iter()
-            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    tocsin_template::query_escape(k),
+                    tocsin_template::query_escape(v)
+                )
+            })
             .collect::<Vec<_>>()
             .join("&");
         let resp = self
             .client
             .post(&self.cfg.token_url)
-            .basic_auth(urlencode(&self.cfg.client_id), Some(urlencode(&secret)))
+            .basic_auth(
+                tocsin_template::query_escape(&self.cfg.client_id),
+                Some(tocsin_template::query_escape(&secret)),
+            )
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -181,19 +190,6 @@ impl OAuth2Tokens {
     }
 }
 
-/// `application/x-www-form-urlencoded` escaping of one component.
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// The `http_headers` to send, name and value, files read now.
 ///
 /// # Errors
@@ -230,12 +226,6 @@ pub fn authorization(cfg: &HttpClientConfig) -> Result<Option<String>, String> {
 #[cfg(test)]
 mod tests {
     use tocsin_core::config::{HttpClientConfig, SecretSource};
-
-    #[test]
-    fn form_components_are_escaped_as_go_query_escape_does() {
-        assert_eq!(super::urlencode("a b+c/d~e.f_g-h"), "a+b%2Bc%2Fd~e.f_g-h");
-        assert_eq!(super::urlencode("é"), "%C3%A9");
-    }
 
     #[test]
     fn basic_auth_reads_the_username_and_password_files_at_use() {

@@ -390,33 +390,14 @@ async fn real_prometheus_alerting_to_three_replicas_gives_one_notification() {
 
     // Prometheus with an always-firing rule, alerting to every replica (the repository's example
     // rule file, with a 1s evaluation interval).
-    let prom = tempfile::tempdir().unwrap();
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/prometheus/rules.yml");
     let targets: Vec<String> = [&r1, &r2, &r3]
         .iter()
         .map(|t| format!("'{}'", t.base.trim_start_matches("http://")))
         .collect();
-    let cfg = format!(
-        "global:\n  evaluation_interval: 1s\nalerting:\n  alertmanagers:\n  - static_configs:\n    - targets: [{}]\nrule_files: ['{}']\n",
-        targets.join(", "),
-        rules.display()
-    );
-    std::fs::write(prom.path().join("prometheus.yml"), cfg).unwrap();
-    let _prometheus = common::Guard(
-        std::process::Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                prom.path().join("prometheus.yml").display()
-            ))
-            .arg(format!("--storage.tsdb.path={}", prom.path().join("data").display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            // The first send can race alertmanager discovery and be dropped; re-send each second.
-            .arg("--rules.alert.resend-delay=1s")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _prometheus = common::start_prometheus(&format!(
+        "  alertmanagers:\n  - static_configs:\n    - targets: [{}]\n",
+        targets.join(", ")
+    ));
     wait_for("the AlwaysFiring notification", || {
         (!sink.got.lock().unwrap().is_empty()).then_some(())
     })

@@ -257,29 +257,11 @@ async fn prometheus_with_basic_auth_and_tls_delivers_alerts() {
         CONFIG,
         &[&format!("--web.config.file={}", dir.path().join("web.yml").display())],
     );
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/prometheus/rules.yml");
-    let prom = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        "global:\n  evaluation_interval: 1s\nalerting:\n  alertmanagers:\n  - scheme: https\n    basic_auth:\n      username: prom\n      password: etheus\n    tls_config:\n      ca_file: {}\n    static_configs:\n    - targets: ['{}']\nrule_files: ['{}']\n",
+    let _prometheus = common::start_prometheus(&format!(
+        "  alertmanagers:\n  - scheme: https\n    basic_auth:\n      username: prom\n      password: etheus\n    tls_config:\n      ca_file: {}\n    static_configs:\n    - targets: ['{}']\n",
         dir.path().join("ca.crt").display(),
         t.base.trim_start_matches("http://"),
-        rules.display()
-    );
-    std::fs::write(prom.path().join("prometheus.yml"), cfg).unwrap();
-    let _prometheus = common::Guard(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                prom.path().join("prometheus.yml").display()
-            ))
-            .arg(format!("--storage.tsdb.path={}", prom.path().join("data").display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--rules.alert.resend-delay=1s")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    ));
     let c = client(dir.path());
     let base = https(&t);
     common::wait_for_async("Prometheus' alert on tocsin", async || {

@@ -463,8 +463,8 @@ fn js_escape(s: &str) -> String {
     out
 }
 
-/// Go's `url.QueryEscape`.
-fn query_escape(s: &str) -> String {
+/// Go's `url.QueryEscape` (the template function `urlquery`'s escaping; also the OAuth2 form's).
+pub fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

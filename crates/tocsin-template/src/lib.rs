@@ -19,6 +19,7 @@ pub mod parse;
 mod value;
 
 pub use exec::{ExecError, Options, go_zero_time};
+pub use funcs::query_escape;
 pub use parse::ParseError;
 pub use value::Value;
 

@@ -187,6 +187,39 @@ impl Drop for Guard {
     }
 }
 
+/// A real Prometheus evaluating the repository's always-firing example rule every second and
+/// alerting as `alerting` (the YAML of its `alerting:` section, indented by two) says; it
+/// re-sends every second (the first send can race its discovery of the Alertmanagers).
+pub struct Prometheus {
+    _dir: tempfile::TempDir,
+    _process: Guard,
+}
+
+pub fn start_prometheus(alerting: &str) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/prometheus/rules.yml");
+    let cfg = format!(
+        "global:\n  evaluation_interval: 1s\nalerting:\n{alerting}rule_files: ['{}']\n",
+        rules.display()
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+    let process = Guard(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    Prometheus {
+        _dir: dir,
+        _process: process,
+    }
+}
+
 /// POSTs a JSON body to a replica's alerts endpoint.
 pub async fn post_alerts(c: &reqwest::Client, base: &str, body: &Value) -> reqwest::Response {
     c.post(format!("{base}/api/v2/alerts")).json(body).send().await.unwrap()
