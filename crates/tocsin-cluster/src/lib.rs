@@ -8,7 +8,8 @@
 //! is the caller's business ([`replication::Replicated`]). The replication rules (push, settle,
 //! digests, anti-entropy) run in [`node::ClusterNode`] over a [`node::Wire`]: gRPC, or the
 //! in-memory [`node::MemoryNet`] with which real nodes run in one process on the paused clock
-//! (membership then uses chitchat's `ChannelTransport`).
+//! (membership then uses chitchat's `ChannelTransport`). With `--cluster.tls-config` the port is
+//! mutual TLS ([`tls`]) and gossip travels over it ([`gossip::GrpcGossip`]) instead of UDP.
 
 pub mod gossip;
 pub mod node;
