@@ -1,6 +1,9 @@
 //! Builds HTTP clients from Prometheus' common `http_config` (§2.2) and applies its auth.
 
+use std::sync::Arc;
+
 use tocsin_core::config::{HttpClientConfig, TlsConfig};
+use tokio_rustls::rustls;
 
 use crate::read_secret;
 
@@ -8,7 +11,126 @@ fn read_file(p: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("unable to read {}: {e}", p.display()))
 }
 
-fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
+/// Verifies a server's certificate against `tls_config.server_name` instead of the URL's host,
+/// as Go's `tls.Config.ServerName` does (the SNI sent stays the URL's host).
+#[derive(Debug)]
+struct NamedVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for NamedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn pem_certs(pem: &[u8], what: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid {what}: {e}"))
+}
+
+/// The TLS configuration of a `tls_config` with `server_name`, built with rustls directly
+/// (reqwest cannot verify against another name than the URL's host).
+fn named_tls(tls: &TlsConfig, name: &str, http2: bool) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = match (&tls.ca, &tls.ca_file) {
+        (Some(pem), _) => Some(pem.as_bytes().to_vec()),
+        (None, Some(f)) => Some(read_file(f)?),
+        _ => None,
+    };
+    match ca {
+        Some(pem) => {
+            for c in pem_certs(&pem, "CA certificate")? {
+                roots.add(c).map_err(|e| format!("invalid CA certificate: {e}"))?;
+            }
+        }
+        // Like Go without RootCAs: the system's roots.
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate found in ca/ca_file or the system".into());
+    }
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("tls_config: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|e| format!("invalid tls_config.server_name {name:?}: {e}"))?;
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version.as_deref() {
+        Some("TLS13") => &[&rustls::version::TLS13],
+        _ => &[&rustls::version::TLS12, &rustls::version::TLS13],
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("tls_config: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NamedVerifier { inner, name }));
+    let cert = match (&tls.cert, &tls.cert_file) {
+        (Some(pem), _) => Some(pem.as_bytes().to_vec()),
+        (None, Some(f)) => Some(read_file(f)?),
+        _ => None,
+    };
+    let mut cfg = match (cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            use rustls::pki_types::pem::PemObject;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(read_secret(key)?.as_bytes())
+                .map_err(|e| format!("invalid client certificate or key: {e}"))?;
+            builder
+                .with_client_auth_cert(pem_certs(&cert, "client certificate")?, key)
+                .map_err(|e| format!("invalid client certificate or key: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(cfg)
+}
+
+fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig, http2: bool) -> Result<reqwest::ClientBuilder, String> {
+    // With verification skipped the name does not matter, as in Go.
+    if let Some(name) = tls.server_name.as_deref().filter(|_| !tls.insecure_skip_verify) {
+        return Ok(b.tls_backend_preconfigured(named_tls(tls, name, http2)?));
+    }
     let ca = match (&tls.ca, &tls.ca_file) {
         (Some(pem), _) => Some(pem.as_bytes().to_vec()),
         (None, Some(f)) => Some(read_file(f)?),
@@ -36,9 +158,6 @@ fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::
     if tls.insecure_skip_verify {
         b = b.tls_danger_accept_invalid_certs(true);
     }
-    if tls.server_name.is_some() {
-        return Err("tls_config.server_name is not supported by Tocsin yet".into());
-    }
     if let Some(v) = &tls.min_version {
         let v = match v.as_str() {
             "TLS13" => reqwest::tls::Version::TLS_1_3,
@@ -56,7 +175,7 @@ fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::
 /// Returns a message naming the unreadable file or the invalid certificate.
 pub fn build_client(cfg: &HttpClientConfig, user_agent: &str) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder().user_agent(user_agent);
-    b = apply_tls(b, &cfg.tls)?;
+    b = apply_tls(b, &cfg.tls, cfg.enable_http2)?;
     b = b.redirect(if cfg.follow_redirects {
         reqwest::redirect::Policy::limited(10)
     } else {

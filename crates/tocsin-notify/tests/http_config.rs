@@ -31,12 +31,17 @@ impl Pki {
 }
 
 fn pki() -> Pki {
+    pki_for(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+}
+
+/// A private CA and a server certificate for `names`.
+fn pki_for(names: Vec<String>) -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+    let server = CertificateParams::new(names)
         .unwrap()
         .signed_by(&server_key, &ca)
         .unwrap();
@@ -485,4 +490,37 @@ async fn oauth2_fetches_a_token_once_and_sends_it() {
         "{}",
         err.message
     );
+}
+
+#[tokio::test]
+async fn server_name_verifies_the_certificate_against_that_name() {
+    // The receiver is reached by address, its certificate names only hook.internal.test.
+    let pki = pki_for(vec!["hook.internal.test".to_string()]);
+    let (addr, seen) = tls_server(&pki, false).await;
+    let url = format!("https://127.0.0.1:{}/hook", addr.port());
+    let named = webhook(
+        url.clone(),
+        tls(|t| {
+            t.ca_file = Some(pki.path("ca.pem"));
+            t.server_name = Some("hook.internal.test".into());
+        }),
+    );
+    named.notify(&data()).await.unwrap();
+    assert_eq!(seen.lock().unwrap().clone(), ["POST /hook HTTP/1.1 with body"]);
+    // Without it the certificate does not match the address: refused.
+    let err = webhook(url.clone(), tls(|t| t.ca_file = Some(pki.path("ca.pem"))))
+        .notify(&data())
+        .await
+        .unwrap_err();
+    assert!(err.retryable, "{}", err.message);
+    // Nor does it match another name.
+    let wrong = webhook(
+        url,
+        tls(|t| {
+            t.ca_file = Some(pki.path("ca.pem"));
+            t.server_name = Some("other.test".into());
+        }),
+    );
+    assert!(wrong.notify(&data()).await.is_err());
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
