@@ -209,6 +209,7 @@ fn config() -> Target {
         "route:\n  receiver: r\n  group_by: [alertname]\n  routes:\n  - matchers: ['a=\"b\"']\n    receiver: r\n    continue: true\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://127.0.0.1:1/\ninhibit_rules:\n- source_matchers: [a=b]\n  target_matchers: [c=d]\n  equal: [x]\ntime_intervals:\n- name: t\n  time_intervals:\n  - weekdays: ['monday:friday']\n    times: [{start_time: '09:00', end_time: '17:00'}]\n",
         "global:\n  resolve_timeout: 5m\n  smtp_smarthost: 'localhost:25'\nroute:\n  receiver: e\nreceivers:\n- name: e\n  email_configs:\n  - to: a@b\n    from: c@d\n",
         "route: {receiver: x}\nreceivers: [{name: x}]\n",
+        "route:\n  receiver: h\nreceivers:\n- name: h\n  labels: {team: a}\n  webhook_configs:\n  - url: https://hook/\n    http_config:\n      oauth2:\n        client_id: c\n        client_secret: s\n        token_url: https://idp/token\n        scopes: [a]\n        endpoint_params: {x: y}\n      http_headers:\n        X-Org: {values: [a], secrets: [b], files: [f]}\n      proxy_url: http://p:3128\n      no_proxy: 10.0.0.0/8\n      proxy_connect_header: {X-T: [a]}\n      tls_config: {server_name: hook.test, min_version: TLS13}\n",
     ];
     Target {
         name: "config",
