@@ -14,7 +14,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Identity, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use tocsin_core::config::{EmailConfig, TlsConfig};
+use tocsin_core::config::{EmailConfig, ThreadBy, TlsConfig};
 use tocsin_core::time::is_zero;
 use tocsin_template::data::{Alert as TAlert, Data};
 use tocsin_template::{Options, Template, Value};
@@ -186,6 +186,19 @@ fn tls_parameters(host: &str, tls: &TlsConfig) -> Result<TlsParameters, String> 
     b.build_rustls().map_err(|e| format!("TLS configuration: {e}"))
 }
 
+/// The message id every mail of one group's thread refers to, as Alertmanager 0.30+ makes it:
+/// `<alert-{first 16 hex digits of SHA-256(group key)}-{local date or nothing}@alertmanager>`.
+pub fn thread_id(group_key: &str, by: ThreadBy, today: jiff::civil::Date) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(group_key.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let date = match by {
+        ThreadBy::Group => String::new(),
+        ThreadBy::Day => today.to_string(),
+    };
+    format!("<alert-{hex}-{date}@alertmanager>")
+}
+
 impl Email {
     async fn send(&self, d: &NotifyData) -> Result<(), NotifyError> {
         let cfg = &self.cfg;
@@ -228,6 +241,13 @@ impl Email {
                     let name = HeaderName::new_from_ascii(k.clone()).map_err(|e| fatal(format!("header {k}: {e}")))?;
                     b = b.raw_header(HeaderValue::new(name, v.clone()));
                 }
+            }
+        }
+        if let Some(by) = cfg.threading {
+            let id = thread_id(&d.group_key, by, jiff::ZonedDateTime::now().date());
+            for h in ["References", "In-Reply-To"] {
+                let name = HeaderName::new_from_ascii_str(h);
+                b = b.raw_header(HeaderValue::new(name, id.clone()));
             }
         }
         let msg = match (r.text, r.html) {

@@ -293,6 +293,52 @@ async fn template_bombs_send_the_fallback_naming_the_budget() {
 }
 
 #[tokio::test]
+async fn threading_sets_references_and_in_reply_to_per_group() {
+    let Some(s) = smtp::start(&[]) else { return };
+    let sh = shared();
+    // sha256("{}:{alertname=\"DiskFull\"}") starts 17c4e445d234645c.
+    for (n, by, want) in [
+        (1, "none", "<alert-17c4e445d234645c-@alertmanager>".to_string()),
+        (
+            2,
+            "daily",
+            format!(
+                "<alert-17c4e445d234645c-{}@alertmanager>",
+                jiff::ZonedDateTime::now().date()
+            ),
+        ),
+    ] {
+        let cfg = config(
+            s.port,
+            &format!("to: ops@example.org\nrequire_tls: false\nthreading:\n  enabled: true\n  thread_by_date: {by}"),
+        );
+        send(cfg, &sh).await.unwrap();
+        let m = s.message(n).await;
+        assert_eq!(m["headers"]["References"], want.as_str(), "{by}");
+        assert_eq!(m["headers"]["In-Reply-To"], want.as_str(), "{by}");
+    }
+    // Misconfigurations are load errors.
+    let load_email = |item: &str| {
+        let item: String = item.lines().map(|l| format!("    {l}\n")).collect();
+        load(
+            &format!("route:\n  receiver: ops\nreceivers:\n- name: ops\n  email_configs:\n  - smarthost: h:25\n    from: a@b\n{item}"),
+            Path::new("/"),
+            &LoadOptions::default(),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    let e = load_email("to: x@y\nthreading:\n  enabled: true");
+    assert!(
+        e.contains("invalid thread_by_date \"\": must be \"none\" or \"daily\""),
+        "{e}"
+    );
+    let e = load_email("to: x@y\nheaders:\n  references: <a@b>\nthreading:\n  enabled: true\n  thread_by_date: none");
+    assert!(e.contains("the References header is set by Tocsin"), "{e}");
+}
+
+#[tokio::test]
 async fn a_failing_field_does_not_cost_the_fields_that_rendered() {
     // Issue 19: a text part calling a default template with the wrong argument used to replace
     // the whole message, HTML part included, with the fallback.

@@ -226,6 +226,17 @@ pub struct EmailConfig {
     pub implicit_tls: bool,
     /// TLS settings.
     pub tls: TlsConfig,
+    /// `threading` (0.30): `None` when off, else whether threads start anew each day.
+    pub threading: Option<ThreadBy>,
+}
+
+/// How email threads are cut (`threading.thread_by_date`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadBy {
+    /// One thread per group for ever (`none`).
+    Group,
+    /// One thread per group and local day (`daily`).
+    Day,
 }
 
 /// A receiver and its integrations.
@@ -361,9 +372,19 @@ fn email_config(e: &raw::RawEmailConfig, g: &raw::RawGlobal, base: &Path) -> Res
     {
         return err("auth_secret (CRAM-MD5) is not supported by Tocsin: use auth_password (PLAIN or LOGIN)");
     }
-    if e.threading.is_some() {
-        return err("threading in email_configs is not supported by Tocsin yet");
-    }
+    let threading = match &e.threading {
+        Some(t) if t.enabled == Some(true) => Some(match t.thread_by_date.as_deref().unwrap_or("") {
+            "none" => ThreadBy::Group,
+            "daily" => ThreadBy::Day,
+            other => {
+                return err(format!(
+                    "invalid thread_by_date {}: must be \"none\" or \"daily\"",
+                    go_quote(other)
+                ));
+            }
+        }),
+        _ => None,
+    };
     let password = match secret(&e.auth_password, &e.auth_password_file, base, "auth_password")? {
         Some(p) => Some(p),
         None => secret(
@@ -380,6 +401,15 @@ fn email_config(e: &raw::RawEmailConfig, g: &raw::RawGlobal, base: &Path) -> Res
                 "duplicate header {} in email config",
                 go_quote(&canonical_header(k))
             ));
+        }
+    }
+    if threading.is_some() {
+        for h in ["References", "In-Reply-To"] {
+            if headers.contains_key(h) {
+                return err(format!(
+                    "email threading is enabled: the {h} header is set by Tocsin and cannot be configured"
+                ));
+            }
         }
     }
     headers
@@ -417,6 +447,7 @@ fn email_config(e: &raw::RawEmailConfig, g: &raw::RawGlobal, base: &Path) -> Res
             .or(g.smtp_force_implicit_tls)
             .unwrap_or(port == 465),
         tls,
+        threading,
     })
 }
 

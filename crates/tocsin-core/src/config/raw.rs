@@ -204,6 +204,14 @@ opt_fields! {
 }
 
 opt_fields! {
+    /// `threading:` of an email config (0.30).
+    pub struct RawThreading {
+        enabled: bool,
+        thread_by_date: String,
+    }
+}
+
+opt_fields! {
     /// `oauth2:` (client credentials).
     pub struct RawOAuth2 {
         client_id: String,
@@ -382,7 +390,7 @@ opt_fields! {
         require_tls: bool,
         force_implicit_tls: bool,
         tls_config: RawTlsConfig,
-        threading: Opaque,
+        threading: RawThreading,
     }
 }
 
