@@ -218,6 +218,11 @@ pub struct OAuth2Tokens {
     cached: tokio::sync::Mutex<Option<(String, Option<std::time::Instant>)>>,
 }
 
+/// The longest a token request may take (each send is bounded by its own deadline too).
+const TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The largest token response read.
+const MAX_TOKEN_RESPONSE: usize = 64 << 10;
+
 /// A token is renewed this long before it expires, as golang.org/x/oauth2 does.
 const TOKEN_EXPIRY_DELTA: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -268,14 +273,27 @@ impl OAuth2Tokens {
             )
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
+            .timeout(TOKEN_TIMEOUT)
             .send()
             .await
             .map_err(|e| (0, format!("oauth2: token request failed: {}", e.without_url())))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
+        // An endpoint is outside input: its answer is read no further than a token can be long.
+        let mut resp = resp;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| (0, format!("oauth2: token response: {e}")))?;
+            .map_err(|e| (0, format!("oauth2: token response: {e}")))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_TOKEN_RESPONSE {
+                return Err((
+                    0,
+                    format!("oauth2: token response larger than {MAX_TOKEN_RESPONSE} bytes"),
+                ));
+            }
+        }
         if !(200..300).contains(&status) {
             let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
             return Err((status, format!("oauth2: token endpoint answered {status}: {head}")));

@@ -436,6 +436,12 @@ fn token_or_ok(line: &str) -> String {
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         )
+    } else if line.starts_with("POST /huge") {
+        let body = format!(r#"{{"access_token":"{}"}}"#, "x".repeat(100_000));
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
     } else if line.starts_with("POST /denied") {
         "HTTP/1.1 401 Unauthorized\r\ncontent-length: 14\r\nconnection: close\r\n\r\ninvalid_client".to_string()
     } else {
@@ -487,6 +493,20 @@ async fn oauth2_fetches_a_token_once_and_sends_it() {
     assert!(
         err.message
             .contains("oauth2: token endpoint answered 401: invalid_client"),
+        "{}",
+        err.message
+    );
+    // A huge answer is not read whole.
+    let huge = webhook(
+        format!("http://127.0.0.1:{}/hook", addr.port()),
+        HttpClientConfig {
+            oauth2: Some(oauth("huge")),
+            ..Default::default()
+        },
+    );
+    let err = huge.notify(&data()).await.unwrap_err();
+    assert!(
+        err.message.contains("token response larger than 65536 bytes"),
         "{}",
         err.message
     );

@@ -182,8 +182,8 @@ pub struct App {
     pub store: AlertStore,
     /// `--alerts.per-alertname-limit`.
     per_alertname: parking_lot::Mutex<tocsin_core::limit::PerAlertname>,
-    /// When a refused alert was last warned about.
-    refusal_warned: parking_lot::Mutex<Option<Instant>>,
+    /// Alerts refused by a bound, warned about at most once per period.
+    refusal_warned: crate::logging::RateLimited,
     /// The last `/metrics` body and when it was made (scrapes run one at a time and reuse a
     /// body under a second old).
     pub(crate) metrics_body: tokio::sync::Mutex<Option<(std::time::Instant, bytes::Bytes)>>,
@@ -265,7 +265,7 @@ impl App {
             clock,
             settings,
             store: AlertStore::with_max(alert_bounds.max_alerts),
-            refusal_warned: parking_lot::Mutex::new(None),
+            refusal_warned: crate::logging::RateLimited::default(),
             metrics_body: tokio::sync::Mutex::new(None),
             metrics_made: std::sync::atomic::AtomicU64::new(0),
             body_memory: Arc::new(tokio::sync::Semaphore::new(body_kib)),
@@ -412,11 +412,10 @@ impl App {
             .alerts_refused
             .get_or_create(&crate::metrics::ReasonLabel { reason: reason.into() })
             .inc();
-        let mut last = self.refusal_warned.lock();
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            *last = Some(Instant::now());
+        if let Some(n) = self.refusal_warned.hit() {
             tracing::warn!(
                 reason,
+                refused_since_last_report = n,
                 "alerts refused over a bound (counted in tocsin_alerts_refused_total)"
             );
         }

@@ -62,13 +62,9 @@ fn claim_from_pb(p: &ClaimPb) -> Result<Claim, String> {
 /// The replica's state as replicated parts.
 struct AppState {
     app: Weak<App>,
-    /// When a refusal was last logged, and how many were refused since (logged at most once per
-    /// [`REFUSAL_LOG_EVERY`]: a hostile or broken peer must not flood the log).
-    refusals: parking_lot::Mutex<(Option<tokio::time::Instant>, u64)>,
+    /// Refusals, logged at most once per period: a hostile or broken peer must not flood the log.
+    refusals: crate::logging::RateLimited,
 }
-
-/// The least time between two log lines about refused records.
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl AppState {
     fn refused(&self, app: &App, state: &'static str, reason: &'static str, detail: &str) {
@@ -76,18 +72,14 @@ impl AppState {
             .refused
             .get_or_create(&crate::metrics::RefusedLabels { state, reason })
             .inc();
-        let mut r = self.refusals.lock();
-        r.1 += 1;
-        let now = tokio::time::Instant::now();
-        if r.0.is_none_or(|at| now >= at + REFUSAL_LOG_EVERY) {
+        if let Some(n) = self.refusals.hit() {
             warn!(
                 state,
                 reason,
-                refused_since_last_report = r.1,
+                refused_since_last_report = n,
                 detail,
                 "refused a record from a peer (counted in tocsin_cluster_records_refused_total)"
             );
-            *r = (Some(now), 0);
         }
     }
 }
@@ -186,7 +178,7 @@ impl Replicated for AppState {
 pub fn replicated_state(app: &Arc<App>) -> Arc<dyn Replicated> {
     Arc::new(AppState {
         app: Arc::downgrade(app),
-        refusals: parking_lot::Mutex::new((None, 0)),
+        refusals: crate::logging::RateLimited::default(),
     })
 }
 

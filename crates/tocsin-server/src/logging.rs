@@ -145,3 +145,26 @@ pub fn init(level: &str, format: LogFormat) {
         .event_format(Format(format))
         .try_init();
 }
+
+/// A warning logged at most once per period, with how many events it stands for: a hostile
+/// peer or client must not flood the log, and none of its events goes unseen.
+#[derive(Default)]
+pub struct RateLimited(parking_lot::Mutex<(Option<tokio::time::Instant>, u64)>);
+
+impl RateLimited {
+    /// The least time between two warnings.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Counts one event; returns the number of events since the last warning when one is due.
+    pub fn hit(&self) -> Option<u64> {
+        let mut s = self.0.lock();
+        s.1 += 1;
+        let now = tokio::time::Instant::now();
+        if s.0.is_none_or(|at| now >= at + Self::EVERY) {
+            let n = s.1;
+            *s = (Some(now), 0);
+            return Some(n);
+        }
+        None
+    }
+}

@@ -303,16 +303,7 @@ async fn three_replicas_notify_once_and_survive_a_kill() {
         "startsAt": jiff::Timestamp::now().to_string(),
         "endsAt": jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(1)).unwrap().to_string(),
         "createdBy": "ops", "comment": "maintenance"});
-    let r: Value = c
-        .post(format!("{}/api/v2/silences", r3.base))
-        .json(&sil)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = r["silenceID"].as_str().unwrap().to_string();
+    let id = common::create_silence(&c, &r3.base, &sil).await;
     let r1_base = r1.base.clone();
     let client = c.clone();
     let mut seen = false;
@@ -603,16 +594,7 @@ async fn a_stopped_replica_does_not_hold_up_the_others_and_huge_silences_are_ref
     assert!(stopped.success());
     let _resume = Resume(pid);
     let created = std::time::Instant::now();
-    let r: Value = c
-        .post(format!("{}/api/v2/silences", r1.base))
-        .json(&silence_body("WhileStopped"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = r["silenceID"].as_str().unwrap().to_string();
+    let id = common::create_silence(&c, &r1.base, &silence_body("WhileStopped")).await;
     loop {
         let list: Value = get_json(&c, format!("{}/api/v2/silences", r2.base)).await;
         if list.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()) {

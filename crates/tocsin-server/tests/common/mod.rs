@@ -220,6 +220,20 @@ pub fn start_prometheus(alerting: &str) -> Prometheus {
     }
 }
 
+/// Creates a silence through a replica's API; returns its id.
+pub async fn create_silence(c: &reqwest::Client, base: &str, body: &Value) -> String {
+    let r: Value = c
+        .post(format!("{base}/api/v2/silences"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["silenceID"].as_str().unwrap().to_string()
+}
+
 /// POSTs a JSON body to a replica's alerts endpoint.
 pub async fn post_alerts(c: &reqwest::Client, base: &str, body: &Value) -> reqwest::Response {
     c.post(format!("{base}/api/v2/alerts")).json(body).send().await.unwrap()
