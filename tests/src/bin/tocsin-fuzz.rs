@@ -372,7 +372,8 @@ fn query(rt: &'static tokio::runtime::Runtime) -> Target {
         "/api/v2/alerts/groups?filter=%7Ba%3D~%22b%22%7D&muted=false",
         "/api/v2/silences?filter=a%3Db&state=active",
         "/api/v2/silence/00000000-0000-0000-0000-000000000001",
-        "/api/v2/receivers",
+        "/api/v2/receivers?receiver_matchers=name%3D~%22r.*%22&receiver_matchers=team!%3D%22x%22",
+        "/api/v2/alerts?receiver_matchers=%7Bname%3D%22r%22%7D",
     ];
     Target {
         name: "query",
