@@ -116,6 +116,29 @@ pub enum Fault {
         /// When.
         at: f64,
     },
+    /// `count` members that no process runs, named to sort before every replica, join the
+    /// gossip from `from` until `until` (an attacker on an unauthenticated gossip port, or one
+    /// holding a stolen certificate): every replica's position grows by `count` until the
+    /// failure detector drops them.
+    Phantom {
+        /// Phantoms.
+        count: usize,
+        /// Join.
+        from: f64,
+        /// The attacker stops.
+        until: f64,
+    },
+    /// An impostor gossips under `node`'s name with a newer generation from `at` until `until`:
+    /// its peers take the impostor's address for `node`'s (their pushes to `node` are lost) and
+    /// judge the real `node`'s claims stale.
+    Takeover {
+        /// The replica whose name is taken.
+        node: usize,
+        /// Start.
+        at: f64,
+        /// The impostor stops.
+        until: f64,
+    },
     /// `node` dies at `at` and restarts at `restart` under its name (a new generation), with its
     /// nflog and silences when `disk`.
     Kill {
@@ -138,6 +161,9 @@ impl Fault {
             Fault::Reload { at, .. } => (*at, *at),
             // A forged claim holds its group for at most the claim cap.
             Fault::Forge { at, .. } => (*at, *at + 30.0),
+            // Peers see an attacker's member until their failure detector drops it.
+            Fault::Phantom { from, until, .. } => (*from, *until + FAILURE_DETECTION),
+            Fault::Takeover { at, until, .. } => (*at, *until + FAILURE_DETECTION),
             // A stepped clock stays stepped: the replica's records and judgements of time are
             // skewed for the rest of the run.
             Fault::ClockStep { at, .. } => (*at, f64::INFINITY),
@@ -186,6 +212,14 @@ pub struct Scenario {
     /// Run real `ClusterPeer`s (chitchat membership, `tocsin_cluster::node` replication) over
     /// in-memory gossip and wires instead of the simulated membership and replication.
     pub real_peers: bool,
+}
+
+/// The generation an impostor gossips with: newer than any real life.
+const IMPOSTOR_GENERATION: u64 = 1_000_000;
+
+fn in_window(f: &Fault, t: f64) -> bool {
+    let (a, b) = f.window();
+    a <= t && t < b
 }
 
 fn round(x: f64) -> f64 {
@@ -318,6 +352,25 @@ impl Scenario {
                 expire_on: rng.random_bool(0.5).then(|| rng.random_range(0..n)),
             });
         }
+        // Attackers in the gossip, drawn from a stream of their own so that every seed keeps the
+        // rest of its scenario (the seeds docs/clustering.md cites still replay their faults).
+        let mut attacker = StdRng::seed_from_u64(seed ^ 0x6a09_e667_f3bc_c908);
+        if attacker.random_bool(0.15) {
+            let from = round(attacker.random_range(5.0..duration - 40.0));
+            faults.push(Fault::Phantom {
+                count: attacker.random_range(1..=2),
+                from,
+                until: round((from + attacker.random_range(10.0..150.0)).min(duration)),
+            });
+        }
+        if attacker.random_bool(0.15) {
+            let at = round(attacker.random_range(5.0..duration - 40.0));
+            faults.push(Fault::Takeover {
+                node: attacker.random_range(0..n),
+                at,
+                until: round((at + attacker.random_range(10.0..150.0)).min(duration)),
+            });
+        }
         Scenario {
             seed,
             n,
@@ -334,15 +387,42 @@ impl Scenario {
     }
 
     /// The longest a firing state may wait for its notification: the group's first wait and one
-    /// interval, every position's wait, failure detection, the slowest receiver, and one post.
+    /// interval, every position's wait (phantom members' included), failure detection, the
+    /// slowest receiver, and one post.
     pub fn bound(&self) -> f64 {
         self.group_wait
             + self.group_interval
-            + self.n as f64 * self.peer_timeout
+            + (self.n + self.phantoms()) as f64 * self.peer_timeout
             + FAILURE_DETECTION
             + SLOWEST
             + POST_EVERY
             + ANTI_ENTROPY_EVERY
+    }
+
+    /// The most phantom members the scenario's attackers add (if all at once).
+    fn phantoms(&self) -> usize {
+        self.faults
+            .iter()
+            .map(|f| match f {
+                Fault::Phantom { count, .. } => *count,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The phantom members in every replica's view at `t`, and the forged generation each
+    /// replica's name is seen with (by the simulated membership).
+    fn attackers_at(&self, t: f64) -> (usize, Vec<Option<u64>>) {
+        let mut impostors = vec![None; self.n];
+        let mut phantoms = 0;
+        for f in &self.faults {
+            match f {
+                Fault::Phantom { count, .. } if in_window(f, t) => phantoms += count,
+                Fault::Takeover { node, .. } if in_window(f, t) => impostors[*node] = Some(IMPOSTOR_GENERATION),
+                _ => {}
+            }
+        }
+        (phantoms, impostors)
     }
 
     /// How long the run goes on after the schedule, with every fault healed.
@@ -413,6 +493,8 @@ struct Net {
     unexpired_silences: Vec<usize>,
     /// Per observer: when each peer was last heard and at which generation.
     heard: Vec<Vec<(f64, u64)>>,
+    /// Per replica: the generation an impostor gossips its name with, while one does.
+    impostors: Vec<Option<u64>>,
     history: Vec<Received>,
 }
 
@@ -447,7 +529,8 @@ impl SimPeer {
             return;
         }
         for to in 0..net.apps.len() {
-            if to == self.idx || !net.up(self.idx, to) {
+            // A push to a replica whose name an impostor took goes to the impostor's address.
+            if to == self.idx || !net.up(self.idx, to) || net.impostors[to].is_some() {
                 continue;
             }
             let (f, shared, target_gen) = (f.clone(), self.net.clone(), net.generation[to]);
@@ -605,6 +688,8 @@ struct World<'a> {
     real: Option<Real>,
     /// The id of each created silence, by its index in the scenario.
     silence_ids: HashMap<usize, String>,
+    /// Real peers: the attackers' gossip members, by their fault's index.
+    attackers: HashMap<usize, Vec<Membership>>,
 }
 
 /// The gossip and replication address of node `i` in its life `generation`.
@@ -716,7 +801,7 @@ impl World<'_> {
         let reachable: Vec<usize> = {
             let net = self.net.lock();
             (0..self.s.n)
-                .filter(|&j| j != i && net.up(j, i) && net.up(i, j))
+                .filter(|&j| j != i && net.up(j, i) && net.up(i, j) && net.impostors[j].is_none())
                 .collect()
         };
         let me = &self.nodes[i].app;
@@ -743,16 +828,19 @@ impl World<'_> {
         }
         let mut net = self.net.lock();
         let now = net.now();
+        let (phantoms, impostors) = self.s.attackers_at(now);
         for i in 0..self.s.n {
-            for j in 0..self.s.n {
+            for (j, forged) in impostors.iter().enumerate() {
                 if i == j || net.up(j, i) {
-                    let g = net.generation[j];
+                    let g = forged.unwrap_or(net.generation[j]);
                     net.heard[i][j] = (now, g);
                 }
             }
         }
+        net.impostors = impostors;
         for i in 0..self.s.n {
-            let pos = (0..i).filter(|&j| net.live_in_view(i, j, now)).count();
+            // Phantoms sort before every replica.
+            let pos = phantoms + (0..i).filter(|&j| net.live_in_view(i, j, now)).count();
             if let Some(p) = &self.nodes[i].peer {
                 p.position.store(pos, Ordering::SeqCst);
             }
@@ -964,10 +1052,66 @@ impl World<'_> {
         }
     }
 
+    /// Real peers: starts gossip members for an attacker: named `names`, one generation, each
+    /// at an address of its own whose replication port nothing serves.
+    async fn start_attackers(&mut self, fault: usize, names: Vec<String>, generation: u64) {
+        let Some(real) = &self.real else { return };
+        let seeds: Vec<String> = (0..self.s.n)
+            .filter(|&i| self.net.lock().alive[i])
+            .filter_map(|i| self.nodes[i].real.as_ref().map(|r| r.2.to_string()))
+            .collect();
+        let mut members = Vec::new();
+        for (k, name) in names.into_iter().enumerate() {
+            let addr = SocketAddr::from(([127, 0, 0, 3], 40_000 + 10 * fault as u16 + k as u16));
+            let m = Membership::start_in_memory(
+                MembershipConfig {
+                    node_id: name,
+                    generation,
+                    advertise_addr: addr,
+                    listen_addr: addr,
+                    seeds: seeds.clone(),
+                    cluster_label: "chaos".into(),
+                    gossip_interval: Duration::from_millis(200),
+                    grpc_addr: addr.to_string(),
+                },
+                &real.gossip,
+            )
+            .await
+            .expect("an in-memory gossip address");
+            members.push(m);
+        }
+        self.attackers.insert(fault, members);
+    }
+
+    async fn stop_attackers(&mut self, fault: usize) {
+        for m in self.attackers.remove(&fault).unwrap_or_default() {
+            let _ = m.stop().await;
+        }
+    }
+
     async fn apply_faults(&mut self, prev: f64, now: f64) {
         let s = self.s;
-        for f in &s.faults {
+        for (k, f) in s.faults.iter().enumerate() {
             match f {
+                // The simulated membership follows these from the scenario (`attackers_at`).
+                Fault::Phantom { count, from, until } => {
+                    if prev < *from && *from <= now {
+                        let names = (0..*count).map(|p| format!("a-phantom-{p}")).collect();
+                        self.start_attackers(k, names, 1).await;
+                    }
+                    if prev < *until && *until <= now {
+                        self.stop_attackers(k).await;
+                    }
+                }
+                Fault::Takeover { node, at, until } => {
+                    if prev < *at && *at <= now {
+                        self.start_attackers(k, vec![format!("n{node}")], IMPOSTOR_GENERATION)
+                            .await;
+                    }
+                    if prev < *until && *until <= now {
+                        self.stop_attackers(k).await;
+                    }
+                }
                 Fault::Forge { node, at: when } => {
                     if prev < *when && *when <= now && self.net.lock().alive[*node] {
                         self.forge(*node);
@@ -1088,6 +1232,7 @@ pub fn run(s: &Scenario) -> History {
             gossip_cut: HashMap::new(),
             apps: (0..s.n).map(|_| Weak::new()).collect(),
             heard: vec![vec![(0.0, 1); s.n]; s.n],
+            impostors: vec![None; s.n],
             history: Vec::new(),
             refused_silences: Vec::new(),
             unexpired_silences: Vec::new(),
@@ -1102,6 +1247,7 @@ pub fn run(s: &Scenario) -> History {
                 wires: MemoryNet::new(LATENCY),
             }),
             silence_ids: HashMap::new(),
+            attackers: HashMap::new(),
         };
         for i in 0..s.n {
             let node = w.start_node(i).await;
@@ -1187,7 +1333,9 @@ fn near(s: &Scenario, from: f64, to: f64) -> impl Iterator<Item = &Fault> {
 /// How many duplicates of one notification the faults meeting `[from, to]` explain: each side
 /// of a partition may send once, and p overlapping partitions make up to 2^p sides; a death or
 /// a reload leaves one send's outcome unknown; a clock step skews both the stepped replica's
-/// judgement of its peers' records and theirs of its own.
+/// judgement of its peers' records and theirs of its own; an impostor hides one replica's
+/// claims from its peers and their pushes from it (two, see below). Phantom members only
+/// delay: they explain none.
 fn duplicates_explained(s: &Scenario, from: f64, to: f64) -> usize {
     let (mut partitions, mut others) = (0u32, 0usize);
     for f in near(s, from, to) {
@@ -1195,6 +1343,11 @@ fn duplicates_explained(s: &Scenario, from: f64, to: f64) -> usize {
             Fault::Partition { .. } => partitions += 1,
             Fault::ClockStep { .. } => others += 2,
             Fault::Kill { .. } | Fault::Reload { .. } | Fault::Forge { .. } => others += 1,
+            // The victim's claims are ignored (one duplicate); when its send was the slow one,
+            // the log entry it writes on completion is older in content than a peer's but newer
+            // in time, and wins: one replica notifies the newer content again (seeds 383, 891).
+            Fault::Takeover { .. } => others += 2,
+            Fault::Phantom { .. } => {}
         }
     }
     (1usize << partitions.min(16)) - 1 + others

@@ -123,6 +123,44 @@ fn the_checker_flags_a_silenced_alert_sent_and_more_duplicates_than_faults_expla
 }
 
 #[test]
+fn attackers_in_the_gossip_stretch_the_bound_by_their_phantoms_and_explain_two_duplicates_per_takeover() {
+    // Without attackers the bound is 1 + 5 + 3 × 2 + 5 + 9 + 5 + 10 = 41 s: a first
+    // notification at 55 s (45 s after the alert fired) is a silence.
+    let late = vec![got(55.0, 0, &["a0"], &[]), got(206.0, 0, &[], &["a0"])];
+    assert_eq!(rules(late.clone()), vec!["no silence"]);
+    // Two phantoms sorting first add two peer timeouts (4 s): 45 s is within the bound...
+    let mut p = scenario();
+    p.faults = vec![Fault::Phantom {
+        count: 2,
+        from: 5.0,
+        until: 100.0,
+    }];
+    assert_eq!(rules_of(&p, late), Vec::<&str>::new());
+    // ...but 47 s is not; and phantoms explain no duplicate.
+    assert_eq!(
+        rules_of(&p, vec![got(57.0, 0, &["a0"], &[]), got(206.0, 0, &[], &["a0"])]),
+        vec!["no silence"]
+    );
+    let mut dup = vec![
+        got(16.0, 0, &["a0"], &[]),
+        got(17.0, 1, &["a0"], &[]),
+        got(206.0, 0, &[], &["a0"]),
+    ];
+    assert_eq!(rules_of(&p, dup.clone()), vec!["duplicates explained"]);
+    // A name taken over explains two duplicates of a notification, not three.
+    let mut t = scenario();
+    t.faults = vec![Fault::Takeover {
+        node: 0,
+        at: 5.0,
+        until: 30.0,
+    }];
+    dup.insert(2, got(21.0, 0, &["a0"], &[]));
+    assert_eq!(rules_of(&t, dup.clone()), Vec::<&str>::new());
+    dup.insert(3, got(26.0, 2, &["a0"], &[]));
+    assert_eq!(rules_of(&t, dup), vec!["duplicates explained"]);
+}
+
+#[test]
 fn a_scenario_runs_and_notifies_once_per_state() {
     let s = scenario();
     let h = run(&s);

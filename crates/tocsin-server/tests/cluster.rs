@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Tocsin, get_json, start_in, start_sink, wait_for};
+use common::{Tocsin, get_json, start_in, start_sink, wait_for, wait_for_async};
 
 const PEER_TIMEOUT: &str = "--cluster.peer-timeout=2s";
 
@@ -619,4 +619,65 @@ async fn a_stopped_replica_does_not_hold_up_the_others_and_huge_silences_are_ref
     assert_eq!(resp.status(), 400);
     let body = resp.text().await.unwrap();
     assert!(body.contains("silence exceeded maximum size"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_silence_in_a_snapshot_does_not_stop_the_rest_of_a_sync() {
+    use tocsin_core::silence::{MeshSilence, Silence};
+    let (_sink, url) = start_sink().await;
+    let c = reqwest::Client::new();
+    // r1's disk holds a 3 MiB silence (written by hand, or by an older build without the API's
+    // size limit) beside an ordinary one. 3 MiB is over the 2 MiB record limit and under
+    // tonic's 4 MiB message limit, so nothing but the record limit keeps it off the wire.
+    let now = jiff::Timestamp::now();
+    let silence = |id: &str, name: &str, comment: String| MeshSilence {
+        silence: Silence {
+            id: id.into(),
+            matcher_sets: vec![
+                tocsin_core::matchers::parse_matchers(&format!("alertname={name}"), Default::default()).unwrap(),
+            ],
+            starts_at: now,
+            ends_at: now + jiff::SignedDuration::from_hours(1),
+            updated_at: now,
+            created_by: "test".into(),
+            comment,
+            ..Silence::default()
+        },
+        expires_at: now + jiff::SignedDuration::from_hours(2),
+    };
+    let huge = silence("00000000-0000-4000-8000-000000000001", "Huge", "x".repeat(3 << 20));
+    let small = silence("00000000-0000-4000-8000-000000000002", "Small", "ok".into());
+    let d1 = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d1.path().join("data")).unwrap();
+    std::fs::write(
+        d1.path().join("data/silences"),
+        tocsin_core::snapshot::encode_silences([&huge, &small].into_iter()),
+    )
+    .unwrap();
+    let r1 = start(d1.path(), &url, "r1", None);
+    assert_eq!(silence_count(&c, &r1).await, 2, "r1 loads both silences from its disk");
+    // r2 joins empty and settles from r1: it gets the ordinary silence; the huge one is
+    // skipped and counted on r1's side.
+    let seed = status(&c, &r1).await["cluster"]["peers"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d2 = tempfile::tempdir().unwrap();
+    let r2 = start(d2.path(), &url, "r2", Some(&seed));
+    wait_members(&c, &[&r1, &r2], 2).await;
+    let ids = || async {
+        let list: Value = get_json(&c, format!("{}/api/v2/silences", r2.base)).await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect::<Vec<String>>()
+    };
+    wait_for_async("r2 to hold the ordinary silence", async || {
+        ids().await.contains(&small.silence.id)
+    })
+    .await;
+    let ids = ids().await;
+    assert_eq!(ids, vec![small.silence.id.clone()], "the oversized silence stays on r1");
+    assert!(common::metric(&c, &r1.base, "tocsin_cluster_records_oversized_total").await >= 1.0);
 }

@@ -91,6 +91,9 @@ struct Net {
     down: Mutex<HashSet<usize>>,
     /// Each node's current generation (a restart bumps it).
     generations: Mutex<Vec<u64>>,
+    /// Nodes whose name an impostor gossips with a newer generation: their peers see that
+    /// generation, and pushes to the name reach the impostor.
+    impostors: Mutex<HashSet<usize>>,
 }
 
 impl Net {
@@ -101,8 +104,10 @@ impl Net {
         }
         let nodes = self.nodes.lock().unwrap().clone();
         let down = self.down.lock().unwrap().clone();
+        let impostors = self.impostors.lock().unwrap().clone();
         for (to, app) in nodes.into_iter().enumerate() {
             if to == from
+                || impostors.contains(&to)
                 || down.contains(&from)
                 || down.contains(&to)
                 || self.cut.lock().unwrap().contains(&(from.min(to), from.max(to)))
@@ -144,7 +149,10 @@ impl Peer for SimPeer {
     fn is_live(&self, name: &str, generation: u64) -> bool {
         let down = self.net.down.lock().unwrap();
         let generations = self.net.generations.lock().unwrap();
-        (0..generations.len()).any(|i| format!("n{i}") == name && !down.contains(&i) && generations[i] == generation)
+        let impostors = self.net.impostors.lock().unwrap();
+        (0..generations.len()).any(|i| {
+            format!("n{i}") == name && !down.contains(&i) && !impostors.contains(&i) && generations[i] == generation
+        })
     }
     fn broadcast_claim(&self, c: &Claim) {
         let c = c.clone();
@@ -343,6 +351,58 @@ async fn partition_sends_once_per_side_and_no_duplicate_after_healing() {
             got("n0", 2.0 + SETTLE, &["test1"]),
             got("n1", 2.0 + SETTLE, &["test1"]),
             got("n0", 51.0 + SETTLE, &["test1", "test2"])
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn phantom_members_sorted_first_delay_by_their_count_and_one_replica_notifies() {
+    // An attacker gossips two members named to sort before every replica, with nothing behind
+    // them: every position grows by two. n0 (now third) sends at 2 + 2 × 15 s; n1 and n2 find
+    // its entry. Delayed by the phantoms' count of peer timeouts, never silenced, once.
+    let c = Cluster::start(3);
+    c.positions(&[2, 3, 4]);
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    assert_eq!(c.received(120.0).await, vec![got("n0", 32.0 + SETTLE, &["test1"])]);
+    // The attacker stops; once the failure detector drops the phantoms, no delay is left: the
+    // group's next tick (every second from its flush at 32.2) sends at once.
+    c.positions(&[0, 1, 2]);
+    c.push(121.0, &[0, 1, 2], "test2", 0.0).await;
+    let all = c.received(240.0).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[1], got("n0", 122.2 + SETTLE, &["test1", "test2"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_taken_over_costs_one_duplicate_at_most_and_no_silence() {
+    // An impostor gossips as n1 with a newer generation: n0 and n2 send their pushes to the
+    // impostor, so n1 never learns of n0's notification and sends its own at 2 + 15 s (one
+    // duplicate, as a replica cut off would); n2 holds both entries and stays quiet.
+    let c = Cluster::start(3);
+    c.net.impostors.lock().unwrap().insert(1);
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    assert_eq!(
+        c.received(120.0).await,
+        vec![
+            got("n0", 2.0 + SETTLE, &["test1"]),
+            got("n1", 17.0 + SETTLE, &["test1"])
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_claimant_whose_name_is_taken_over_does_not_hold_its_peers() {
+    // n0's receiver takes 20 s; an impostor gossips as n0, so its claim names a generation its
+    // peers no longer see: n1 does not wait on it and sends at 2 + 15 s (one duplicate); n2
+    // finds n1's entry. Without the impostor n1 would wait on the claim and send nothing.
+    let c = Cluster::start_with(3, SLOW_CONFIG, slow(false));
+    c.net.impostors.lock().unwrap().insert(0);
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    assert_eq!(
+        c.received(120.0).await,
+        vec![
+            got("n0", 2.0 + SETTLE, &["test1"]),
+            got("n1", 17.0 + SETTLE, &["test1"])
         ]
     );
 }
