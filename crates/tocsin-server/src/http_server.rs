@@ -1,8 +1,15 @@
 //! The HTTP server's accept loop: HTTP/1.1 connections served by hyper with a header read
 //! timeout (a client that sends its headers a byte a second is cut off) and a bound on open
-//! connections (those past it are closed at once and counted), and a graceful stop.
+//! connections (those past it are closed at once and counted), and a graceful stop. HTTP/2
+//! (over TLS, by ALPN) has no header read timeout in hyper: a connection with no request in
+//! flight for that long is closed instead (GOAWAY, then dropped one timeout later), which is
+//! what HTTP/1.1's timeout does to an idle keep-alive connection.
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -88,14 +95,11 @@ pub async fn serve(
             continue;
         };
         let (http, watcher, timeout) = (http.clone(), graceful.watcher(), limits.header_read_timeout);
+        let stop = stop.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                    let mut h2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    h2.timer(TokioTimer::new());
-                    if let Err(e) = watcher.watch(h2.serve_connection(TokioIo::new(s), service)).await {
-                        debug!(err = %e, "HTTP/2 connection ended with an error");
-                    }
+                    serve_h2(TokioIo::new(s), service, timeout, stop).await;
                 }
                 Ok(Ok(s)) => {
                     if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(s), service)).await {
@@ -109,7 +113,127 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    // HTTP/2 connections close themselves on `stop`; every connection holds a slot.
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let finished = tokio::time::timeout_at(deadline, async {
+        graceful.shutdown().await;
+        let _ = slots.acquire_many(all).await;
+    });
+    if finished.await.is_err() {
         warn!("HTTP connections still open after the shutdown grace period were dropped");
+    }
+}
+
+/// What an HTTP/2 connection is doing: its requests in flight (until their response body is
+/// done) and since when it has had none.
+struct Activity {
+    in_flight: AtomicUsize,
+    idle_since: Mutex<tokio::time::Instant>,
+}
+
+impl Activity {
+    fn idle_since(&self) -> tokio::time::Instant {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One request in flight on an HTTP/2 connection.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(a: &Arc<Activity>) -> Busy {
+        a.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(a.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // The time first: a watchdog that sees no request in flight sees when the last ended.
+        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is done or dropped.
+struct Tracked<B> {
+    inner: B,
+    _busy: Busy,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves one HTTP/2 connection: closed gracefully (GOAWAY: requests in flight finish) once it
+/// has had no request in flight for `timeout`, or on `stop`, and dropped if it has not ended
+/// one `timeout` (or the shutdown grace) after that.
+async fn serve_h2<I>(io: I, service: TowerToHyperService<Router>, timeout: Duration, mut stop: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        idle_since: Mutex::new(tokio::time::Instant::now()),
+    });
+    let a = activity.clone();
+    let tracked = hyper::service::service_fn(move |req| {
+        let busy = Busy::new(&a);
+        let call = hyper::service::Service::call(&service, req);
+        async move {
+            let resp = call.await?;
+            Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, _busy: busy }))
+        }
+    });
+    let mut h2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    h2.timer(TokioTimer::new());
+    let conn = h2.serve_connection(io, tracked);
+    tokio::pin!(conn);
+    let mut hard_stop: Option<tokio::time::Instant> = None;
+    loop {
+        let idle_check = if activity.in_flight.load(Ordering::SeqCst) == 0 {
+            activity.idle_since() + timeout
+        } else {
+            tokio::time::Instant::now() + timeout
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    debug!(err = %e, "HTTP/2 connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(idle_check), if hard_stop.is_none() => {
+                let idle = activity.in_flight.load(Ordering::SeqCst) == 0
+                    && activity.idle_since() + timeout <= tokio::time::Instant::now();
+                if idle {
+                    debug!(?timeout, "HTTP/2 connection without a request for the header read timeout: closing it");
+                    conn.as_mut().graceful_shutdown();
+                    hard_stop = Some(tokio::time::Instant::now() + timeout);
+                }
+            }
+            _ = stop.wait_for(|v| *v), if hard_stop.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                hard_stop = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+            }
+            () = async { tokio::time::sleep_until(hard_stop.unwrap_or_else(tokio::time::Instant::now)).await }, if hard_stop.is_some() => {
+                debug!("HTTP/2 connection still open after its close was asked: dropped");
+                return;
+            }
+        }
     }
 }

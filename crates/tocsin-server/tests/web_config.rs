@@ -11,6 +11,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
@@ -279,4 +280,89 @@ async fn prometheus_with_basic_auth_and_tls_delivers_alerts() {
             .is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == "AlwaysFiring"))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_never_completes_a_request_is_cut_off_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("alice", "wonderland")]);
+    let web = dir.path().join("web.yml");
+    let t = common::start_in(
+        dir.path(),
+        CONFIG,
+        &[
+            &format!("--web.config.file={}", web.display()),
+            "--web.header-read-timeout=1s",
+        ],
+    );
+    // A raw HTTP/2 client: TLS with ALPN h2, the preface and SETTINGS, then a HEADERS frame a
+    // byte every 300 ms (hyper's HTTP/2 server has no header read timeout of its own).
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(dir.path().join("ca.crt")).unwrap())
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let addr = t.base.trim_start_matches("http://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut slow = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(slow.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    slow.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // A HEADERS frame of 64 bytes on stream 1 whose block never finishes arriving.
+    let frame = [&[0u8, 0, 64, 1, 4, 0, 0, 0, 1][..], &[0x82u8; 55][..]].concat();
+    let (mut rd, mut wr) = tokio::io::split(slow);
+    let trickle = tokio::spawn(async move {
+        for b in frame {
+            if wr.write_all(&[b]).await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    // Meanwhile another client is served.
+    let r = client(dir.path())
+        .get(format!("{}/-/healthy", https(&t)))
+        .basic_auth("alice", Some("wonderland"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The slow connection is closed (after the server's SETTINGS and GOAWAY frames) within the
+    // timeout and the one after it that a close may take; before, it stayed open for as long
+    // as the client trickled.
+    let mut buf = vec![0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection was still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    trickle.abort();
 }
