@@ -22,8 +22,9 @@ const MAX_IDLE: usize = crate::MAX_IN_FLIGHT;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// A response head longer than this is refused.
 const MAX_HEAD: usize = 64 * 1024;
-/// Bytes of a response body kept for the caller (error messages quote its start).
-const KEEP_BODY: usize = 4096;
+/// Bytes of a response body kept for the caller: error messages quote its start, and some
+/// integrations judge success from it (Slack's `{"ok": true, …}` echoes the message).
+const KEEP_BODY: usize = 64 * 1024;
 /// A body longer than this is not read to its end: the connection is closed instead.
 const MAX_DRAIN: u64 = 1 << 20;
 
@@ -34,7 +35,9 @@ pub struct Response {
     pub status: u16,
     /// The `Location` header, for redirects.
     pub location: Option<String>,
-    /// The body's first 4 KiB.
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
+    /// The body's first 64 KiB.
     pub body: Vec<u8>,
 }
 
@@ -199,6 +202,7 @@ enum Framing {
 struct Head {
     status: u16,
     location: Option<String>,
+    content_type: Option<String>,
     framing: Framing,
     keep_alive: bool,
 }
@@ -212,6 +216,7 @@ fn parse_head(r: &httparse::Response) -> io::Result<Head> {
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut location = None;
+    let mut content_type = None;
     // HTTP/1.1 keeps the connection unless told otherwise; 1.0 is not reused here.
     let mut keep_alive = r.version == Some(1);
     for h in r.headers.iter() {
@@ -234,6 +239,8 @@ fn parse_head(r: &httparse::Response) -> io::Result<Head> {
             }
         } else if h.name.eq_ignore_ascii_case("location") {
             location = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.to_string());
         }
     }
     let framing = if status == 204 || status == 304 {
@@ -248,6 +255,7 @@ fn parse_head(r: &httparse::Response) -> io::Result<Head> {
     Ok(Head {
         status,
         location,
+        content_type,
         framing,
         keep_alive,
     })
@@ -323,6 +331,7 @@ impl Conn {
         let response = Response {
             status: head.status,
             location: head.location,
+            content_type: head.content_type,
             body,
         };
         Ok((response, reusable))

@@ -13,6 +13,7 @@ pub mod email;
 pub mod http;
 pub mod http1;
 pub mod retry;
+pub mod sender;
 pub mod webhook;
 
 use std::future::Future;

@@ -8,7 +8,7 @@ use tocsin_core::config::WebhookConfig;
 use tocsin_core::labels::{Fingerprint, LabelSet};
 use tocsin_core::time::{Nanos, is_zero};
 
-use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, read_secret};
+use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError};
 
 /// One alert in a webhook payload, borrowed from the alert it describes.
 #[derive(Debug, Serialize, PartialEq)]
@@ -134,24 +134,8 @@ pub fn payload(data: &NotifyData, max_alerts: u64) -> Payload<'_> {
 /// A configured webhook.
 pub struct Webhook {
     conf: WebhookConfig,
-    client: reqwest::Client,
-    user_agent: String,
-    /// The URL parsed once when it is written in the configuration (parsing it per send was a
-    /// fiftieth of a notification's CPU); a `url_file` is read and parsed at every send.
-    parsed: Option<reqwest::Url>,
-    /// The URL's origin when it is plain `http://` without a proxy: sent by [`crate::http1`].
-    plain: Option<crate::http1::Origin>,
-    /// `oauth2`: tokens for the Authorization header.
-    oauth2: Option<crate::http::OAuth2Tokens>,
-}
-
-/// Redirects followed before giving up, as Go's HTTP client.
-const MAX_REDIRECTS: usize = 10;
-
-fn transport_error(e: impl std::fmt::Display) -> NotifyError {
-    // Transport errors (refused, reset, timeouts) are worth retrying; never log the URL, which is
-    // a secret.
-    NotifyError::retryable(FailureReason::Other, format!("webhook request failed: {e}"))
+    sender: crate::sender::HttpSender,
+    endpoint: crate::sender::Endpoint,
 }
 
 impl Webhook {
@@ -160,29 +144,9 @@ impl Webhook {
     /// # Errors
     /// As [`crate::http::build_client`].
     pub fn new(conf: WebhookConfig, user_agent: &str) -> Result<Self, String> {
-        let client = crate::http::build_client(&conf.http, user_agent)?;
-        let parsed = match &conf.url {
-            tocsin_core::config::SecretSource::Inline(u) => reqwest::Url::parse(u).ok(),
-            tocsin_core::config::SecretSource::File(_) => None,
-        };
-        // The lean client goes straight to the receiver: only when no proxy can apply.
-        let plain = match (&parsed, &conf.http.proxy_url) {
-            (Some(url), None) if !conf.http.proxy_from_environment => crate::http1::Origin::of(url),
-            _ => None,
-        };
-        let oauth2 = conf
-            .http
-            .oauth2
-            .clone()
-            .map(|o| crate::http::OAuth2Tokens::new(o, client.clone()));
-        Ok(Webhook {
-            conf,
-            client,
-            user_agent: user_agent.to_string(),
-            parsed,
-            plain,
-            oauth2,
-        })
+        let sender = crate::sender::HttpSender::new("webhook", &conf.http, user_agent)?;
+        let endpoint = sender.endpoint(conf.url.clone());
+        Ok(Webhook { conf, sender, endpoint })
     }
 
     async fn send(&self, data: &NotifyData) -> Result<(), NotifyError> {
@@ -190,141 +154,18 @@ impl Webhook {
         let mut body = Vec::with_capacity(1024 + 512 * data.alerts.len().min(64));
         serde_json::to_writer(&mut body, &payload(data, self.conf.max_alerts))
             .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
-        let auth = match &self.oauth2 {
-            // A token the endpoint refused is not retried blindly: 4xx is final, like a receiver's.
-            Some(o) => Some(o.header().await.map_err(|(status, msg)| match status {
-                400..=499 => NotifyError::fatal(FailureReason::of_status(status), msg),
-                _ => NotifyError::retryable(FailureReason::of_status(status), msg),
-            })?),
-            None => {
-                crate::http::authorization(&self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?
-            }
-        };
-        let headers =
-            crate::http::extra_headers(&self.conf.http).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
-        if let (Some(origin), Some(url)) = (&self.plain, &self.parsed) {
-            return self.send_plain(origin, url, body, auth, &headers).await;
-        }
-        let url = match &self.parsed {
-            Some(url) => url.clone(),
-            None => {
-                let url = read_secret(&self.conf.url).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?;
-                reqwest::Url::parse(&url).map_err(|e| transport_error(format!("invalid URL: {e}")))?
-            }
-        };
-        self.send_full(reqwest::Method::POST, url, Some(body), auth, &headers)
-            .await
+        let reply = self
+            .sender
+            .post(crate::sender::Request {
+                endpoint: &self.endpoint,
+                content_type: "application/json",
+                body,
+                authorization: None,
+            })
+            .await?;
+        // The webhook has no retry codes of its own.
+        crate::sender::check_status(reply.status, &reply.quoted(), &[])
     }
-
-    /// Sends through reqwest, which follows redirects as configured.
-    async fn send_full(
-        &self,
-        method: reqwest::Method,
-        url: reqwest::Url,
-        body: Option<Vec<u8>>,
-        auth: Option<String>,
-        headers: &[(String, String)],
-    ) -> Result<(), NotifyError> {
-        let mut req = self.client.request(method, url);
-        for (k, v) in headers {
-            let name = reqwest::header::HeaderName::try_from(k.as_str())
-                .map_err(|_| NotifyError::fatal(FailureReason::Other, format!("invalid header name {k:?}")))?;
-            let value = reqwest::header::HeaderValue::try_from(v.as_str())
-                .map_err(|_| NotifyError::fatal(FailureReason::Other, format!("invalid value of header {k}")))?;
-            req = req.header(name, value);
-        }
-        if let Some(body) = body {
-            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
-        }
-        if let Some(a) = auth {
-            let mut v = reqwest::header::HeaderValue::try_from(a)
-                .map_err(|_| NotifyError::fatal(FailureReason::Other, "invalid authorization header value"))?;
-            v.set_sensitive(true);
-            req = req.header(reqwest::header::AUTHORIZATION, v);
-        }
-        let resp = req.send().await.map_err(|e| transport_error(e.without_url()))?;
-        classify(resp.status().as_u16(), || head_of_body(resp)).await
-    }
-
-    /// Sends on the lean client, following redirects like Go's client (and reqwest): 301, 302
-    /// and 303 continue with a GET without body, 307 and 308 repeat the request; credentials are
-    /// not sent to another host or port. A redirect to anything but plain HTTP goes on in reqwest.
-    async fn send_plain(
-        &self,
-        origin: &crate::http1::Origin,
-        configured: &reqwest::Url,
-        body: Vec<u8>,
-        mut auth: Option<String>,
-        headers: &[(String, String)],
-    ) -> Result<(), NotifyError> {
-        let mut url = Cow::Borrowed(configured);
-        let mut post = true;
-        let mut elsewhere: Option<crate::http1::Origin> = None;
-        let mut redirects = 0;
-        loop {
-            let on = elsewhere.as_ref().unwrap_or(origin);
-            let request = crate::http1::encode(
-                if post { "POST" } else { "GET" },
-                &url,
-                on.host(),
-                &self.user_agent,
-                auth.as_deref(),
-                headers,
-                post.then_some(("application/json", body.as_slice())),
-            );
-            let resp = on.send(&request).await.map_err(transport_error)?;
-            let location = match resp.location {
-                Some(l) if self.conf.http.follow_redirects && matches!(resp.status, 301 | 302 | 303 | 307 | 308) => l,
-                _ => {
-                    return classify(resp.status, || async {
-                        String::from_utf8_lossy(&resp.body).into_owned()
-                    })
-                    .await;
-                }
-            };
-            if redirects == MAX_REDIRECTS {
-                return Err(transport_error(format_args!("stopped after {MAX_REDIRECTS} redirects")));
-            }
-            redirects += 1;
-            // Not quoted: a Location may carry the same secrets as the URL.
-            let next = url
-                .join(&location)
-                .map_err(|e| transport_error(format!("failed to parse Location header: {e}")))?;
-            if (next.host_str(), next.port_or_known_default()) != (url.host_str(), url.port_or_known_default()) {
-                auth = None;
-            }
-            post &= matches!(resp.status, 307 | 308);
-            if origin.serves(&next) {
-                elsewhere = None;
-            } else if let Some(o) = crate::http1::Origin::of(&next) {
-                elsewhere = Some(o);
-            } else {
-                let (method, body) = if post {
-                    (reqwest::Method::POST, Some(body))
-                } else {
-                    (reqwest::Method::GET, None)
-                };
-                return self.send_full(method, next, body, auth, headers).await;
-            }
-            url = Cow::Owned(next);
-        }
-    }
-}
-
-/// The most of an error response's body read (the message keeps 512 bytes of it).
-const ERROR_BODY_BYTES: usize = 1024;
-
-/// The start of a response body, read no further than [`ERROR_BODY_BYTES`]: a receiver may
-/// answer an error with gigabytes, or a body that never ends.
-async fn head_of_body(mut resp: reqwest::Response) -> String {
-    let mut head = Vec::new();
-    while head.len() < ERROR_BODY_BYTES {
-        match resp.chunk().await {
-            Ok(Some(c)) => head.extend_from_slice(&c[..c.len().min(ERROR_BODY_BYTES - head.len())]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// Maps a response status to success or a (retryable?) error: 2xx ok, 5xx retry, others fail.
@@ -336,56 +177,17 @@ where
     if (200..300).contains(&status) {
         return Ok(());
     }
-    let mut text = body().await;
-    let mut end = text.len().min(512);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    let msg = format!("unexpected status code {status}: {text}");
-    // 5xx is retried; every other status is final (the webhook has no retry codes).
-    let reason = FailureReason::of_status(status);
-    if status / 100 == 5 {
-        Err(NotifyError::retryable(reason, msg))
-    } else {
-        Err(NotifyError::fatal(reason, msg))
-    }
+    let reply = crate::sender::Reply {
+        status,
+        content_type: None,
+        body: body().await.into_bytes(),
+    };
+    crate::sender::check_status(status, &reply.quoted(), &[])
 }
 
 impl Notifier for Webhook {
     fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(self.send(data))
-    }
-}
-
-#[cfg(test)]
-mod error_body_tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn an_endless_error_body_is_read_no_further_than_its_head() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n")
-                .await;
-            // A body that never ends.
-            let chunk = format!("{:x}\r\n{}\r\n", 4096, "e".repeat(4096));
-            while s.write_all(chunk.as_bytes()).await.is_ok() {}
-        });
-        let resp = reqwest::Client::new()
-            .get(format!("http://{addr}/"))
-            .send()
-            .await
-            .unwrap();
-        let head = tokio::time::timeout(std::time::Duration::from_secs(5), super::head_of_body(resp))
-            .await
-            .expect("read the head and stopped");
-        assert_eq!(head.len(), super::ERROR_BODY_BYTES);
     }
 }
 
