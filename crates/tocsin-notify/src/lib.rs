@@ -10,10 +10,13 @@
 //! on any global state. It performs network and file I/O (secrets in `*_file`) at send time.
 
 pub mod email;
+pub mod fields;
 pub mod http;
 pub mod http1;
+pub mod pagerduty;
 pub mod retry;
 pub mod sender;
+pub mod slack;
 pub mod webhook;
 
 use std::future::Future;
@@ -226,6 +229,32 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
             idx: i as u32,
             send_resolved: e.send_resolved,
             timeout: None,
+            notifier: Arc::new(n),
+            in_flight: in_flight_limit(),
+        });
+    }
+    for (i, c) in receiver.pagerduties.iter().enumerate() {
+        let (send_resolved, timeout) = (c.send_resolved, c.timeout);
+        let n = pagerduty::Pagerduty::new(c.clone(), user_agent, shared)
+            .map_err(|e| format!("receiver {:?} {e}", receiver.name))?;
+        out.push(Integration {
+            kind: "pagerduty",
+            idx: i as u32,
+            send_resolved,
+            timeout,
+            notifier: Arc::new(n),
+            in_flight: in_flight_limit(),
+        });
+    }
+    for (i, c) in receiver.slacks.iter().enumerate() {
+        let (send_resolved, timeout) = (c.send_resolved, c.timeout);
+        let n = slack::Slack::new(c.clone(), user_agent, shared)
+            .map_err(|e| format!("receiver {:?} {e}", receiver.name))?;
+        out.push(Integration {
+            kind: "slack",
+            idx: i as u32,
+            send_resolved,
+            timeout,
             notifier: Arc::new(n),
             in_flight: in_flight_limit(),
         });

@@ -267,9 +267,9 @@ pub(crate) fn call(ex: &mut Exec<'_>, name: &str, a: &[Value]) -> R<Value> {
         }
         "toJson" => {
             arity(name, a, 1)?;
-            serde_json::to_string(&to_json(&a[0]))
-                .map(Value::from)
-                .map_err(|e| e.to_string())
+            let mut out = String::new();
+            go_json(&a[0], &mut out)?;
+            Ok(Value::from(out))
         }
         "base64encode" => s1(|s| base64::engine::general_purpose::STANDARD.encode(s)),
         "base64decode" => {
@@ -559,20 +559,124 @@ fn trim_float(v: f64, sig: i32) -> String {
     }
 }
 
-fn to_json(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Value::Nil => J::Null,
-        Value::Bool(b) => J::Bool(*b),
-        Value::Int(i) | Value::Duration(i) => J::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-        Value::Str(s) | Value::SafeHtml(s) => J::String(s.to_string()),
-        Value::List(l) | Value::Alerts(l) => J::Array(l.iter().map(to_json).collect()),
-        Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
-        Value::Kv(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect()),
-        Value::Struct(_, f) => J::Object(f.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect()),
-        Value::Time(t, _) => J::String(t.to_string()),
+/// The json tags of the structs Go marshals, in declaration order (Go writes struct fields in
+/// that order, map keys sorted).
+fn json_fields(kind: &str) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        "template.Alert" => &[
+            ("Status", "status"),
+            ("Labels", "labels"),
+            ("Annotations", "annotations"),
+            ("StartsAt", "startsAt"),
+            ("EndsAt", "endsAt"),
+            ("GeneratorURL", "generatorURL"),
+            ("Fingerprint", "fingerprint"),
+        ],
+        "template.Data" => &[
+            ("Receiver", "receiver"),
+            ("Status", "status"),
+            ("Alerts", "alerts"),
+            ("GroupLabels", "groupLabels"),
+            ("CommonLabels", "commonLabels"),
+            ("CommonAnnotations", "commonAnnotations"),
+            ("ExternalURL", "externalURL"),
+        ],
+        _ => &[("Name", "Name"), ("Value", "Value")],
     }
+}
+
+/// A string as Go's encoder writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped too.
+fn go_json_str(s: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `toJson`: Go's `json.Marshal` of a template value.
+fn go_json(v: &Value, out: &mut String) -> R<()> {
+    use std::fmt::Write as _;
+    match v {
+        Value::Nil => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) | Value::Duration(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) if !f.is_finite() => return Err(format!("json: unsupported value: {f}")),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e21 => {
+            let _ = write!(out, "{f:.0}");
+        }
+        Value::Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+        Value::Str(s) | Value::SafeHtml(s) => go_json_str(s, out),
+        Value::List(l) | Value::Alerts(l) => {
+            out.push('[');
+            for (i, x) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_json(x, out)?;
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_json_str(k, out);
+                out.push(':');
+                go_json(x, out)?;
+            }
+            out.push('}');
+        }
+        Value::Kv(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_json_str(k, out);
+                out.push(':');
+                go_json_str(x, out);
+            }
+            out.push('}');
+        }
+        Value::Struct(kind, f) => {
+            out.push('{');
+            let mut first = true;
+            for (field, tag) in json_fields(kind) {
+                let Some(x) = f.get(field) else { continue };
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                go_json_str(tag, out);
+                out.push(':');
+                go_json(x, out)?;
+            }
+            out.push('}');
+        }
+        Value::Time(t, _) => go_json_str(&t.to_string(), out),
+    }
+    Ok(())
 }
 
 /// Go's `fmt.Sprintf` for the verbs templates use: `%v %s %d %f %e %g %q %x %X %o %b %c %t %T %%`

@@ -157,3 +157,27 @@ fn alertmanager_url() {
     let got = t.execute("__alertmanagerURL", &data().to_value(), &opts).unwrap();
     assert_eq!(got, "http://tocsin.example:9093/#/alerts?receiver=storage%5C-team");
 }
+
+#[test]
+fn alerts_marshal_to_json_by_their_json_tags() {
+    // Go's json.Marshal of template.Alert uses its tags: PagerDuty's default `details` are
+    // `{{ .Alerts.Firing | toJson }}`, which receivers parse by these keys.
+    let t = Template::with_defaults();
+    let opts = Options {
+        html: false,
+        now: "2026-03-05T14:00:00Z".parse().unwrap(),
+    };
+    let got = t
+        .execute_str("{{ .Alerts.Resolved | toJson }}", &data().to_value(), &opts)
+        .unwrap();
+    assert_eq!(
+        got,
+        concat!(
+            r#"[{"status":"resolved","labels":{"alertname":"DiskFull","instance":"db-2","job":"node","team":"storage"},"#,
+            r#""annotations":{"summary":"disk on db-2 is \u003e 95% \u003cfull\u003e"},"#,
+            r#""startsAt":"2026-03-05T13:50:00Z","endsAt":"2026-03-05T13:59:00Z","#,
+            r#""generatorURL":"http://prometheus:9090/graph?g0.expr=disk%7Binstance%3D%22db-2%22%7D","#,
+            r#""fingerprint":"0123456789abcdef"}]"#
+        )
+    );
+}

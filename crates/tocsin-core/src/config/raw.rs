@@ -394,6 +394,115 @@ opt_fields! {
     }
 }
 
+opt_fields! {
+    /// `slack_configs` item.
+    pub struct RawSlackConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_url: Secret,
+        api_url_file: String,
+        app_token: Secret,
+        app_token_file: String,
+        app_url: String,
+        channel: String,
+        username: String,
+        color: String,
+        title: String,
+        title_link: String,
+        pretext: String,
+        text: String,
+        message_text: String,
+        fields: Vec<RawSlackField>,
+        short_fields: bool,
+        footer: String,
+        fallback: String,
+        callback_id: String,
+        icon_emoji: String,
+        icon_url: String,
+        image_url: String,
+        thumb_url: String,
+        link_names: bool,
+        mrkdwn_in: Vec<String>,
+        actions: Vec<RawSlackAction>,
+        update_message: bool,
+        timeout: PromDuration,
+    }
+}
+
+opt_fields! {
+    /// A Slack attachment field.
+    pub struct RawSlackField {
+        title: String,
+        value: String,
+        short: bool,
+    }
+}
+
+opt_fields! {
+    /// A Slack attachment action (a button).
+    pub struct RawSlackAction {
+        r#type: String,
+        text: String,
+        url: String,
+        style: String,
+        name: String,
+        value: String,
+        confirm: RawSlackConfirm,
+    }
+}
+
+opt_fields! {
+    /// A Slack action's confirmation dialog.
+    pub struct RawSlackConfirm {
+        text: String,
+        title: String,
+        ok_text: String,
+        dismiss_text: String,
+    }
+}
+
+opt_fields! {
+    /// `pagerduty_configs` item.
+    pub struct RawPagerdutyConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        routing_key: Secret,
+        routing_key_file: String,
+        service_key: Secret,
+        service_key_file: String,
+        url: String,
+        client: String,
+        client_url: String,
+        description: String,
+        details: BTreeMap<String, serde_json::Value>,
+        images: Vec<RawPagerdutyImage>,
+        links: Vec<RawPagerdutyLink>,
+        source: String,
+        severity: String,
+        class: String,
+        component: String,
+        group: String,
+        timeout: PromDuration,
+    }
+}
+
+opt_fields! {
+    /// A PagerDuty image.
+    pub struct RawPagerdutyImage {
+        src: String,
+        alt: String,
+        href: String,
+    }
+}
+
+opt_fields! {
+    /// A PagerDuty link.
+    pub struct RawPagerdutyLink {
+        href: String,
+        text: String,
+    }
+}
+
 macro_rules! opaque_integration {
     ($name:ident { $($field:ident),* $(,)? }) => {
         opt_fields! {
@@ -403,25 +512,6 @@ macro_rules! opaque_integration {
     };
 }
 
-opaque_integration!(RawPagerdutyConfig {
-    routing_key,
-    routing_key_file,
-    service_key,
-    service_key_file,
-    url,
-    client,
-    client_url,
-    description,
-    details,
-    images,
-    links,
-    source,
-    severity,
-    class,
-    component,
-    group,
-    timeout
-});
 opaque_integration!(RawOpsgenieConfig {
     api_key,
     api_key_file,
@@ -449,35 +539,6 @@ opaque_integration!(RawWechatConfig {
     to_tag,
     agent_id,
     message_type
-});
-opaque_integration!(RawSlackConfig {
-    api_url,
-    api_url_file,
-    app_token,
-    app_token_file,
-    app_url,
-    channel,
-    username,
-    color,
-    title,
-    title_link,
-    pretext,
-    text,
-    message_text,
-    fields,
-    short_fields,
-    footer,
-    fallback,
-    callback_id,
-    icon_emoji,
-    icon_url,
-    image_url,
-    thumb_url,
-    link_names,
-    mrkdwn_in,
-    actions,
-    update_message,
-    timeout
 });
 opaque_integration!(RawVictoropsConfig {
     api_key,
@@ -670,11 +731,9 @@ impl RawReceiver {
             v.as_ref().is_some_and(|v| !v.is_empty())
         }
         let mut out = Vec::new();
-        let checks: [(&'static str, bool); 16] = [
-            ("pagerduty_configs", has(&self.pagerduty_configs)),
+        let checks: [(&'static str, bool); 14] = [
             ("opsgenie_configs", has(&self.opsgenie_configs)),
             ("wechat_configs", has(&self.wechat_configs)),
-            ("slack_configs", has(&self.slack_configs)),
             ("victorops_configs", has(&self.victorops_configs)),
             ("pushover_configs", has(&self.pushover_configs)),
             ("sns_configs", has(&self.sns_configs)),

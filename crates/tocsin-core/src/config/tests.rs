@@ -180,3 +180,93 @@ fn oauth2_client_credentials_are_read() {
         "{e}"
     );
 }
+
+fn receiver_with(integration: &str, global: &str) -> Result<Config, ConfigError> {
+    load_str(&format!(
+        "global:\n  {global}\nroute:\n  receiver: r\nreceivers:\n- name: r\n  {integration}\n"
+    ))
+}
+
+#[test]
+fn slack_configs_are_validated_with_alertmanagers_messages() {
+    let e = |i: &str| receiver_with(i, "resolve_timeout: 5m").unwrap_err().0;
+    assert_eq!(
+        e("slack_configs: [{channel: x}]"),
+        "no Slack API URL nor App token set either inline or in a file"
+    );
+    assert_eq!(
+        e("slack_configs: [{api_url: 'http://h/', app_token: t}]"),
+        "at most one of api_url/api_url_file & app_token/app_token_file must be configured"
+    );
+    assert_eq!(
+        e("slack_configs: [{api_url: 'http://h/', api_url_file: f}]"),
+        "at most one of api_url & api_url_file must be configured"
+    );
+    assert_eq!(
+        e("slack_configs: [{api_url: 'http://h/', fields: [{title: t}]}]"),
+        "missing value in Slack field configuration"
+    );
+    assert_eq!(
+        e("slack_configs: [{api_url: 'http://h/', actions: [{type: button, text: t}]}]"),
+        "missing name or url in Slack action configuration"
+    );
+    assert_eq!(
+        e("slack_configs: [{app_token: t, http_config: {authorization: {credentials: c}}}]"),
+        "http authorization can't be set when using Slack App tokens"
+    );
+    assert_eq!(
+        e("slack_configs: [{api_url: 'ftp://h/'}]"),
+        "unsupported scheme \"ftp\" for URL"
+    );
+    assert!(
+        e("slack_configs: [{api_url: 'https://slack.com/api/chat.postMessage', update_message: true}]")
+            .contains("update_message is not supported by Tocsin yet")
+    );
+    // The globals: an API URL, or an app token with the app URL.
+    let c = receiver_with(
+        "slack_configs: [{channel: x}]",
+        "slack_api_url: 'https://hooks.slack.com/services/X'",
+    )
+    .unwrap();
+    let s = &c.receivers["r"].slacks[0];
+    assert_eq!(s.url, SecretSource::Inline("https://hooks.slack.com/services/X".into()));
+    assert!(!s.send_resolved);
+    assert_eq!(s.mrkdwn_in, ["fallback", "pretext", "text"]);
+    assert_eq!(s.title, r#"{{ template "slack.default.title" . }}"#);
+    let c = receiver_with("slack_configs: [{channel: x}]", "slack_app_token: xoxb").unwrap();
+    let s = &c.receivers["r"].slacks[0];
+    assert_eq!(
+        s.url,
+        SecretSource::Inline("https://slack.com/api/chat.postMessage".into())
+    );
+    assert_eq!(s.app_token, Some(SecretSource::Inline("xoxb".into())));
+}
+
+#[test]
+fn pagerduty_configs_are_validated_with_alertmanagers_messages() {
+    let e = |i: &str| receiver_with(i, "resolve_timeout: 5m").unwrap_err().0;
+    assert_eq!(
+        e("pagerduty_configs: [{severity: x}]"),
+        "missing service or routing key in PagerDuty config"
+    );
+    assert_eq!(
+        e("pagerduty_configs: [{routing_key: a, routing_key_file: b}]"),
+        "at most one of routing_key & routing_key_file must be configured"
+    );
+    let c = receiver_with(
+        "pagerduty_configs: [{routing_key: k, details: {firing: mine, extra: 1}}]",
+        "pagerduty_url: 'http://pd.local/enqueue'",
+    )
+    .unwrap();
+    let p = &c.receivers["r"].pagerduties[0];
+    assert!(!p.v1 && p.send_resolved);
+    assert_eq!(p.url, "http://pd.local/enqueue");
+    assert_eq!(p.source, p.client, "source defaults to the client template");
+    let keys: Vec<&str> = p.details.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["extra", "firing", "num_firing", "num_resolved", "resolved"]);
+    assert_eq!(p.details["firing"], serde_json::json!("mine"));
+    assert_eq!(p.details["extra"], serde_json::json!(1));
+    // `/api/v2/status` shows the keys as secrets.
+    let shown = serde_json::to_string(&c.raw).unwrap();
+    assert!(shown.contains(r#""routing_key":"<secret>""#), "{shown}");
+}

@@ -1,0 +1,350 @@
+//! The Slack integration (reference §4 slack): an incoming-webhook URL or an app token, one
+//! message with one attachment. [`message`] builds the body from the rendered fields (a pure
+//! function); [`judge`] reads Slack's answer (a 2xx is a success only when its JSON says
+//! `ok: true`, or its text is `ok`).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tocsin_core::config::SlackConfig;
+use tracing::warn;
+
+use crate::fields::{Fields, Render};
+use crate::sender::{HttpSender, Reply, Request};
+use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, Shared, read_secret};
+
+/// The message Slack's `chat.postMessage` and incoming webhooks take, keys in Alertmanager's
+/// order.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Message {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    channel: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    username: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    icon_emoji: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    icon_url: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    link_names: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    text: String,
+    attachments: [Attachment; 1],
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct Attachment {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title_link: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pretext: String,
+    text: String,
+    fallback: String,
+    callback_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<Field>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    actions: Vec<Action>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    image_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    thumb_url: String,
+    footer: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    color: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mrkdwn_in: Vec<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct Field {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    value: String,
+    short: bool,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct Action {
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    text: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    style: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirm: Option<Confirm>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct Confirm {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    text: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    ok_text: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    dismiss_text: String,
+}
+
+/// Slack's longest title, in characters.
+const MAX_TITLE_RUNES: usize = 1024;
+
+/// `s` cut to `n` characters, its last one `…` when cut (Alertmanager's `TruncateInRunes`).
+pub fn truncate_runes(s: &str, n: usize) -> (String, bool) {
+    if s.chars().count() <= n {
+        return (s.to_string(), false);
+    }
+    if n <= 3 {
+        return (s.chars().take(n).collect(), true);
+    }
+    let mut out: String = s.chars().take(n - 1).collect();
+    out.push('…');
+    (out, true)
+}
+
+/// Every templated field of a config, by name, with its text.
+fn templated(c: &SlackConfig) -> Vec<(String, &str)> {
+    let mut v: Vec<(String, &str)> = vec![
+        ("channel".into(), &c.channel),
+        ("username".into(), &c.username),
+        ("color".into(), &c.color),
+        ("title".into(), &c.title),
+        ("title_link".into(), &c.title_link),
+        ("pretext".into(), &c.pretext),
+        ("text".into(), &c.text),
+        ("message_text".into(), &c.message_text),
+        ("footer".into(), &c.footer),
+        ("fallback".into(), &c.fallback),
+        ("callback_id".into(), &c.callback_id),
+        ("icon_emoji".into(), &c.icon_emoji),
+        ("icon_url".into(), &c.icon_url),
+        ("image_url".into(), &c.image_url),
+        ("thumb_url".into(), &c.thumb_url),
+    ];
+    for (i, (t, val, _)) in c.fields.iter().enumerate() {
+        v.push((format!("fields[{i}].title"), t));
+        v.push((format!("fields[{i}].value"), val));
+    }
+    for (i, a) in c.actions.iter().enumerate() {
+        for (k, s) in [
+            ("type", &a.kind),
+            ("text", &a.text),
+            ("url", &a.url),
+            ("style", &a.style),
+            ("name", &a.name),
+            ("value", &a.value),
+        ] {
+            v.push((format!("actions[{i}].{k}"), s));
+        }
+        if let Some(cf) = &a.confirm {
+            for (k, s) in ["text", "title", "ok_text", "dismiss_text"].iter().zip(cf) {
+                v.push((format!("actions[{i}].confirm.{k}"), s));
+            }
+        }
+    }
+    v
+}
+
+/// The default template of a field, used when the configured one fails.
+fn fallback(name: &str) -> &'static str {
+    match name {
+        "username" => r#"{{ template "slack.default.username" . }}"#,
+        "color" => r#"{{ template "slack.default.color" . }}"#,
+        "title" => r#"{{ template "slack.default.title" . }}"#,
+        "title_link" => r#"{{ template "slack.default.titlelink" . }}"#,
+        "fallback" => r#"{{ template "slack.default.fallback" . }}"#,
+        // The text says why the message looks as it does.
+        "text" => "Tocsin could not render this notification's template.\n{{ template \"__text_alert_list\" .Alerts }}",
+        _ => "",
+    }
+}
+
+/// Builds the message from a config's rendered fields (pure).
+pub fn message(c: &SlackConfig, r: &mut Render<'_>) -> Message {
+    let mut f = |name: &str| r.field(name, fallback(name));
+    let (title, cut) = truncate_runes(&f("title"), MAX_TITLE_RUNES);
+    if cut {
+        warn!(limit = MAX_TITLE_RUNES, "truncated the Slack title");
+    }
+    let mut attachment = Attachment {
+        title,
+        title_link: f("title_link"),
+        pretext: f("pretext"),
+        text: f("text"),
+        fallback: f("fallback"),
+        callback_id: f("callback_id"),
+        fields: Vec::new(),
+        actions: Vec::new(),
+        image_url: f("image_url"),
+        thumb_url: f("thumb_url"),
+        footer: f("footer"),
+        color: f("color"),
+        mrkdwn_in: c.mrkdwn_in.clone(),
+    };
+    attachment.fields = c
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, short))| Field {
+            title: f(&format!("fields[{i}].title")),
+            value: f(&format!("fields[{i}].value")),
+            short: short.unwrap_or(c.short_fields),
+        })
+        .collect();
+    attachment.actions = c
+        .actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut g = |k: &str| f(&format!("actions[{i}].{k}"));
+            Action {
+                kind: g("type"),
+                text: g("text"),
+                url: g("url"),
+                style: g("style"),
+                name: g("name"),
+                value: g("value"),
+                confirm: a.confirm.as_ref().map(|_| Confirm {
+                    text: g("confirm.text"),
+                    title: g("confirm.title"),
+                    ok_text: g("confirm.ok_text"),
+                    dismiss_text: g("confirm.dismiss_text"),
+                }),
+            }
+        })
+        .collect();
+    Message {
+        channel: f("channel"),
+        username: f("username"),
+        icon_emoji: f("icon_emoji"),
+        icon_url: f("icon_url"),
+        link_names: c.link_names,
+        text: f("message_text"),
+        attachments: [attachment],
+    }
+}
+
+/// Slack's answer judged as Alertmanager judges it; `channel` prefixes the errors.
+///
+/// # Errors
+/// A 5xx or an undecodable JSON body is retried; any other failure is final.
+pub fn judge(reply: &Reply, channel: &str) -> Result<(), NotifyError> {
+    let prefixed = |e: NotifyError| NotifyError {
+        message: format!("channel {channel:?}: {}", e.message),
+        ..e
+    };
+    crate::sender::check_status(reply.status, &reply.quoted(), &[]).map_err(prefixed)?;
+    let json = reply
+        .content_type
+        .as_deref()
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    if json {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            ok: bool,
+            #[serde(default)]
+            error: String,
+        }
+        return match serde_json::from_slice::<Answer>(&reply.body) {
+            Ok(a) if a.ok => Ok(()),
+            Ok(a) => Err(prefixed(NotifyError::fatal(
+                FailureReason::ClientError,
+                format!("error response from Slack: {}", a.error),
+            ))),
+            Err(e) => Err(prefixed(NotifyError::retryable(
+                FailureReason::Other,
+                format!("could not unmarshal JSON response {:?}: {e}", reply.quoted()),
+            ))),
+        };
+    }
+    if reply.body == b"ok" {
+        return Ok(());
+    }
+    Err(prefixed(NotifyError::fatal(
+        FailureReason::ClientError,
+        format!("received an error response from Slack: {}", reply.quoted()),
+    )))
+}
+
+/// A configured Slack integration.
+pub struct Slack {
+    cfg: Arc<SlackConfig>,
+    fields: Arc<Fields>,
+    sender: HttpSender,
+    endpoint: crate::sender::Endpoint,
+    shared: Shared,
+}
+
+impl Slack {
+    /// Compiles the templates and builds the client.
+    ///
+    /// # Errors
+    /// A template that does not parse, or a client that cannot be built.
+    pub fn new(cfg: SlackConfig, user_agent: &str, shared: &Shared) -> Result<Self, String> {
+        let fields = Fields::compile(&shared.templates, templated(&cfg)).map_err(|e| format!("slack_configs {e}"))?;
+        let sender = HttpSender::new("slack", &cfg.http, user_agent)?;
+        let endpoint = sender.endpoint(cfg.url.clone());
+        Ok(Slack {
+            cfg: Arc::new(cfg),
+            fields: Arc::new(fields),
+            sender,
+            endpoint,
+            shared: shared.clone(),
+        })
+    }
+
+    async fn send(&self, d: &NotifyData) -> Result<(), NotifyError> {
+        let data = crate::email::template_data(d).to_value();
+        let (cfg, fields) = (self.cfg.clone(), self.fields.clone());
+        // Templates come from the configuration: rendered on the blocking pool, within their
+        // budgets (as email's).
+        let (msg, errors) = tokio::task::spawn_blocking(move || {
+            let mut r = fields.render(&data, jiff::Timestamp::now());
+            let m = message(&cfg, &mut r);
+            (m, r.errors)
+        })
+        .await
+        .map_err(|e| NotifyError::fatal(FailureReason::Other, format!("rendering the templates failed: {e}")))?;
+        if !errors.is_empty() {
+            self.shared.template_errors.inc();
+            warn!(group_key = %d.group_key, receiver = %d.receiver, integration = "slack", ?errors, "template error; sending the default text for those fields");
+        }
+        let mut body = serde_json::to_vec(&msg).map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
+        body.push(b'\n');
+        let authorization = match &self.cfg.app_token {
+            Some(t) => Some(format!(
+                "Bearer {}",
+                read_secret(t).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?
+            )),
+            None => None,
+        };
+        let reply = self
+            .sender
+            .post(Request {
+                endpoint: &self.endpoint,
+                content_type: "application/json",
+                body,
+                authorization,
+            })
+            .await?;
+        judge(&reply, &msg.channel)
+    }
+}
+
+impl Notifier for Slack {
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(self.send(data))
+    }
+}

@@ -1,0 +1,489 @@
+//! Slack and PagerDuty against a local receiver: the exact bodies Alertmanager's notifiers send
+//! (from the default templates and from configured ones), the URL and credentials each config
+//! form picks, and how each judges the answer (Slack's `ok`, PagerDuty's retry codes).
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use serde_json::{Value, json};
+use tocsin_core::alert::Alert;
+use tocsin_core::config::{Receiver, load};
+use tocsin_core::labels::fingerprint;
+use tocsin_core::nflog::NotifyReason;
+use tocsin_core::time::ZERO;
+use tocsin_notify::{Integration, NotifyData, Shared, build_integrations};
+
+/// (path, authorization, content type, body) of each request.
+type Got = Arc<Mutex<Vec<(String, Option<String>, Option<String>, Vec<u8>)>>>;
+/// Per path: status, content type and body to answer.
+type Answers = Arc<Mutex<std::collections::HashMap<String, (u16, &'static str, String)>>>;
+
+async fn receive(
+    State((got, answers)): State<(Got, Answers)>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let header = |k: &str| h.get(k).map(|v| v.to_str().unwrap().to_string());
+    got.lock().unwrap().push((
+        name.clone(),
+        header("authorization"),
+        header("content-type"),
+        body.to_vec(),
+    ));
+    let (status, ct, text) = answers
+        .lock()
+        .unwrap()
+        .get(&name)
+        .cloned()
+        .unwrap_or((200, "text/plain", "ok".into()));
+    (StatusCode::from_u16(status).unwrap(), [("content-type", ct)], text)
+}
+
+async fn receiver() -> (String, Got, Answers) {
+    let (got, answers) = (Got::default(), Answers::default());
+    let app = Router::new()
+        .route("/{name}", post(receive))
+        .with_state((got.clone(), answers.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), got, answers)
+}
+
+fn integrations(yaml: &str) -> Vec<Integration> {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load(yaml, dir.path(), &Default::default()).unwrap();
+    let r: &Receiver = &cfg.receivers["team-x"];
+    let shared = Shared {
+        templates: Arc::new(tocsin_template::Template::with_defaults()),
+        ..Shared::default()
+    };
+    build_integrations(r, "Tocsin/test", &shared).unwrap()
+}
+
+fn alert(name: &str, instance: &str, resolved: bool) -> Alert {
+    let labels: tocsin_core::labels::LabelSet = [
+        ("alertname".to_string(), name.to_string()),
+        ("instance".to_string(), instance.to_string()),
+        ("team".to_string(), "x".to_string()),
+    ]
+    .into();
+    Alert {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: [("summary".to_string(), format!("{instance} is down"))].into(),
+        starts_at: "2026-12-07T10:00:00Z".parse().unwrap(),
+        ends_at: if resolved {
+            "2026-12-07T10:05:00Z".parse().unwrap()
+        } else {
+            ZERO
+        },
+        generator_url: "http://prom/graph".into(),
+        ..Alert::default()
+    }
+}
+
+fn data(alerts: Vec<Alert>) -> NotifyData {
+    NotifyData {
+        receiver: "team-x".into(),
+        group_key: r#"{}:{alertname="Down"}"#.into(),
+        group_labels: [("alertname".to_string(), "Down".to_string())].into(),
+        reason: NotifyReason::FirstNotification,
+        external_url: "http://am.example".into(),
+        alerts,
+    }
+}
+
+fn body(got: &Got, i: usize) -> Value {
+    serde_json::from_slice(&got.lock().unwrap()[i].3).unwrap()
+}
+
+#[tokio::test]
+async fn slack_sends_alertmanagers_message_from_the_default_templates() {
+    let (url, got, _) = receiver().await;
+    let yaml = format!(
+        "route: {{receiver: team-x}}\nreceivers:\n- name: team-x\n  slack_configs:\n  - api_url: {url}/hook\n    channel: '#ops'\n"
+    );
+    let i = integrations(&yaml);
+    assert_eq!((i[0].kind, i[0].send_resolved), ("slack", false));
+    let firing = data(vec![alert("Down", "a:9100", false), alert("Down", "b:9100", false)]);
+    i[0].notifier.notify(&firing).await.unwrap();
+    let (path, auth, ct, _) = got.lock().unwrap()[0].clone();
+    assert_eq!(
+        (path.as_str(), auth, ct.as_deref()),
+        ("hook", None, Some("application/json"))
+    );
+    assert_eq!(
+        body(&got, 0),
+        json!({
+            "channel": "#ops",
+            "username": "Alertmanager",
+            "attachments": [{
+                "title": "[FIRING:2] Down (x)",
+                "title_link": "http://am.example/#/alerts?receiver=team-x",
+                "text": "",
+                "fallback": "[FIRING:2] Down (x) | http://am.example/#/alerts?receiver=team-x",
+                "callback_id": "",
+                "footer": "",
+                "color": "danger",
+                "mrkdwn_in": ["fallback", "pretext", "text"]
+            }]
+        })
+    );
+    // Alertmanager's key order (Go encodes struct fields in order) and trailing newline.
+    let raw = String::from_utf8(got.lock().unwrap()[0].3.clone()).unwrap();
+    assert!(
+        raw.starts_with(r##"{"channel":"#ops","username":"Alertmanager","attachments":[{"title":"##),
+        "{raw}"
+    );
+    assert!(raw.ends_with("]}\n"), "{raw}");
+}
+
+#[tokio::test]
+async fn slack_renders_every_configured_field_and_an_app_token_goes_to_the_app_url() {
+    let (url, got, answers) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "xoxb-1\n").unwrap();
+    let yaml = format!(
+        r#"global:
+  slack_app_url: {url}/api
+route: {{receiver: team-x}}
+receivers:
+- name: team-x
+  slack_configs:
+  - app_token_file: {token}
+    send_resolved: true
+    channel: '{{{{ .CommonLabels.team }}}}-alerts'
+    message_text: '{{{{ len .Alerts.Firing }}}} firing'
+    title: '{{{{ .GroupLabels.alertname }}}}'
+    color: '#ff0000'
+    link_names: true
+    short_fields: true
+    fields:
+    - title: Instances
+      value: '{{{{ range .Alerts }}}}{{{{ .Labels.instance }}}} {{{{ end }}}}'
+    - title: Runbook
+      value: http://runbook
+      short: false
+    actions:
+    - type: button
+      text: Silence
+      url: '{{{{ .ExternalURL }}}}/#/silences/new'
+    - type: button
+      text: Ack
+      name: ack
+      value: '{{{{ .GroupLabels.alertname }}}}'
+      confirm:
+        text: Sure?
+    mrkdwn_in: [text]
+"#,
+        token = token.display()
+    );
+    let i = integrations(&yaml);
+    answers.lock().unwrap().insert(
+        "api".into(),
+        (
+            200,
+            "application/json; charset=utf-8",
+            r#"{"ok":true,"ts":"1.2"}"#.into(),
+        ),
+    );
+    i[0].notifier
+        .notify(&data(vec![
+            alert("Down", "a:9100", false),
+            alert("Down", "b:9100", true),
+        ]))
+        .await
+        .unwrap();
+    let (path, auth, _, _) = got.lock().unwrap()[0].clone();
+    assert_eq!((path.as_str(), auth.as_deref()), ("api", Some("Bearer xoxb-1")));
+    assert_eq!(
+        body(&got, 0),
+        json!({
+            "channel": "x-alerts",
+            "username": "Alertmanager",
+            "link_names": true,
+            "text": "1 firing",
+            "attachments": [{
+                "title": "Down",
+                "title_link": "http://am.example/#/alerts?receiver=team-x",
+                "text": "",
+                "fallback": "[FIRING:1] Down (x) | http://am.example/#/alerts?receiver=team-x",
+                "callback_id": "",
+                "fields": [
+                    {"title": "Instances", "value": "a:9100 b:9100 ", "short": true},
+                    {"title": "Runbook", "value": "http://runbook", "short": false}
+                ],
+                "actions": [
+                    {"type": "button", "text": "Silence", "url": "http://am.example/#/silences/new"},
+                    {"type": "button", "text": "Ack", "name": "ack", "value": "Down", "confirm": {"text": "Sure?"}}
+                ],
+                "footer": "",
+                "color": "#ff0000",
+                "mrkdwn_in": ["text"]
+            }]
+        })
+    );
+}
+
+#[tokio::test]
+async fn slack_judges_its_answer_as_alertmanager_does() {
+    let (url, _, answers) = receiver().await;
+    let yaml = format!(
+        "route: {{receiver: team-x}}\nreceivers:\n- name: team-x\n  slack_configs:\n  - api_url: {url}/hook\n    channel: '#ops'\n"
+    );
+    let i = integrations(&yaml);
+    let d = data(vec![alert("Down", "a:9100", false)]);
+    let answer = |status, ct, text: &str| {
+        answers
+            .lock()
+            .unwrap()
+            .insert("hook".into(), (status, ct, text.to_string()));
+    };
+    answer(200, "application/json", r#"{"ok":false,"error":"channel_not_found"}"#);
+    let e = i[0].notifier.notify(&d).await.unwrap_err();
+    assert_eq!(
+        e.message,
+        r##"channel "#ops": error response from Slack: channel_not_found"##
+    );
+    assert!(!e.retryable);
+    answer(200, "text/html", "invalid_token");
+    let e = i[0].notifier.notify(&d).await.unwrap_err();
+    assert_eq!(
+        e.message,
+        r##"channel "#ops": received an error response from Slack: invalid_token"##
+    );
+    assert!(!e.retryable);
+    answer(200, "application/json", "{not json");
+    assert!(
+        i[0].notifier.notify(&d).await.unwrap_err().retryable,
+        "undecodable JSON is retried"
+    );
+    answer(503, "text/plain", "busy");
+    let e = i[0].notifier.notify(&d).await.unwrap_err();
+    assert_eq!(e.message, r##"channel "#ops": unexpected status code 503: busy"##);
+    assert!(e.retryable);
+    answer(429, "text/plain", "");
+    assert!(
+        !i[0].notifier.notify(&d).await.unwrap_err().retryable,
+        "Slack has no retry codes"
+    );
+    answer(200, "text/plain", "ok");
+    i[0].notifier.notify(&d).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_slack_template_sends_the_default_text_instead_of_nothing() {
+    let (url, got, _) = receiver().await;
+    let yaml = format!(
+        "route: {{receiver: team-x}}\nreceivers:\n- name: team-x\n  slack_configs:\n  - api_url: {url}/hook\n    title: '{{{{ template \"nope\" . }}}}'\n"
+    );
+    let i = integrations(&yaml);
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let b = body(&got, 0);
+    assert_eq!(b["attachments"][0]["title"], "[FIRING:1] Down (a:9100 x)");
+}
+
+#[tokio::test]
+async fn pagerduty_v2_sends_alertmanagers_event_and_resolves_it() {
+    let (url, got, answers) = receiver().await;
+    let yaml = format!(
+        "route: {{receiver: team-x}}\nreceivers:\n- name: team-x\n  pagerduty_configs:\n  - routing_key: '{{{{ .CommonLabels.team }}}}-key'\n    url: {url}/enqueue\n"
+    );
+    let i = integrations(&yaml);
+    assert_eq!((i[0].kind, i[0].send_resolved), ("pagerduty", true));
+    answers.lock().unwrap().insert(
+        "enqueue".into(),
+        (202, "application/json", r#"{"status":"success"}"#.into()),
+    );
+    let a = alert("Down", "a:9100", false);
+    i[0].notifier.notify(&data(vec![a.clone()])).await.unwrap();
+    let b = body(&got, 0);
+    // SHA-256 of the group key, hex (`printf '{}:{alertname="Down"}' | sha256sum`).
+    let expected_dedup = "af94c9e8f6a3043625e36c6f472fe6be85ac23a9117184ee4cb7b4ad7401a47e";
+    assert_eq!(
+        b,
+        json!({
+            "routing_key": "x-key",
+            "dedup_key": expected_dedup,
+            "event_action": "trigger",
+            "payload": {
+                "summary": "[FIRING:1] Down (a:9100 x)",
+                "source": "Alertmanager",
+                "severity": "error",
+                "custom_details": {
+                    "firing": [{
+                        "status": "firing",
+                        "labels": {"alertname": "Down", "instance": "a:9100", "team": "x"},
+                        "annotations": {"summary": "a:9100 is down"},
+                        "startsAt": "2026-12-07T10:00:00Z",
+                        "endsAt": "0001-01-01T00:00:00Z",
+                        "generatorURL": "http://prom/graph",
+                        "fingerprint": a.fingerprint.to_string()
+                    }],
+                    "num_firing": 1,
+                    "num_resolved": 0,
+                    "resolved": []
+                }
+            },
+            "client": "Alertmanager",
+            "client_url": "http://am.example/#/alerts?receiver=team-x"
+        })
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", true)]))
+        .await
+        .unwrap();
+    let b = body(&got, 1);
+    assert_eq!(b["event_action"], "resolve");
+    assert_eq!(b["dedup_key"], expected_dedup);
+    assert_eq!(b["payload"]["custom_details"]["num_resolved"], 1);
+}
+
+#[tokio::test]
+async fn pagerduty_details_images_links_and_the_size_limit() {
+    let (url, got, _) = receiver().await;
+    let yaml = format!(
+        r#"route: {{receiver: team-x}}
+receivers:
+- name: team-x
+  pagerduty_configs:
+  - routing_key: k
+    url: {url}/enqueue
+    severity: '{{{{ if eq .Status "firing" }}}}critical{{{{ end }}}}'
+    class: disk
+    component: '{{{{ .GroupLabels.alertname }}}}'
+    group: prod
+    images:
+    - src: '{{{{ .ExternalURL }}}}/img.png'
+      alt: graph
+    - src: ''
+    links:
+    - href: http://runbook
+      text: runbook
+    - text: no href
+    details:
+      firing: overridden
+      big: '{{{{ .CommonAnnotations.blob }}}}'
+      yes_word: 'yes'
+      hex: '0x1F'
+      nested:
+        team: '{{{{ .CommonLabels.team }}}}'
+        list: ['{{{{ len .Alerts }}}}', 2]
+"#
+    );
+    let i = integrations(&yaml);
+    let mut a = alert("Down", "a:9100", false);
+    a.annotations = [("blob".to_string(), "small".to_string())].into();
+    i[0].notifier.notify(&data(vec![a.clone()])).await.unwrap();
+    let b = body(&got, 0);
+    assert_eq!(b["payload"]["severity"], "critical");
+    assert_eq!(
+        (
+            &b["payload"]["class"],
+            &b["payload"]["component"],
+            &b["payload"]["group"]
+        ),
+        (&json!("disk"), &json!("Down"), &json!("prod"))
+    );
+    assert_eq!(
+        b["images"],
+        json!([{"src": "http://am.example/img.png", "alt": "graph", "href": ""}])
+    );
+    assert_eq!(b["links"], json!([{"href": "http://runbook", "text": "runbook"}]));
+    let d = &b["payload"]["custom_details"];
+    assert_eq!(d["firing"], "overridden", "a configured key replaces the default");
+    assert_eq!(
+        (&d["big"], &d["yes_word"], &d["hex"]),
+        (&json!("small"), &json!(true), &json!(31))
+    );
+    assert_eq!(d["nested"], json!({"team": "x", "list": [1, 2]}));
+    // Over 512,000 bytes encoded: the details are replaced, the event still goes out.
+    a.annotations = [("blob".to_string(), "z".repeat(600_000))].into();
+    i[0].notifier.notify(&data(vec![a])).await.unwrap();
+    let raw = got.lock().unwrap()[1].3.clone();
+    assert!(raw.len() < 10_000, "{}", raw.len());
+    let b: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        b["payload"]["custom_details"],
+        json!({"error": "Custom details have been removed because the original event exceeds the maximum size of 512KB"})
+    );
+}
+
+#[test]
+fn pagerduty_v1_sends_a_service_key_event_to_its_fixed_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("svc");
+    std::fs::write(&key, "svc-{{ .CommonLabels.team }}\n").unwrap();
+    let yaml = format!(
+        "route: {{receiver: team-x}}\nreceivers:\n- name: team-x\n  pagerduty_configs:\n  - service_key_file: {}\n    severity: critical\n",
+        key.display()
+    );
+    let cfg = load(&yaml, dir.path(), &Default::default()).unwrap();
+    let pd = &cfg.receivers["team-x"].pagerduties[0];
+    assert!(pd.v1);
+    let fields = tocsin_notify::pagerduty::compile(pd, &tocsin_template::Template::with_defaults()).unwrap();
+    let key = tocsin_notify::read_secret(&pd.key).unwrap();
+    let now = "2026-12-07T11:00:00Z".parse().unwrap();
+    let (raw, errors) =
+        tocsin_notify::pagerduty::encode(pd, &fields, &key, &data(vec![alert("Down", "a:9100", false)]), now).unwrap();
+    assert!(errors.is_empty());
+    let raw = String::from_utf8(raw).unwrap();
+    // Alertmanager's v1 struct writes an empty event_action and a null payload.
+    assert!(
+        raw.starts_with(r#"{"service_key":"svc-x","incident_key":"af94c9e8f6a3043625e36c6f472fe6be85ac23a9117184ee4cb7b4ad7401a47e","event_type":"trigger","description":"[FIRING:1] Down (a:9100 x)","event_action":"","payload":null,"client":"Alertmanager","client_url":"http://am.example/#/alerts?receiver=team-x","details":{"#),
+        "{raw}"
+    );
+    assert!(!raw.contains("critical"), "v1 has no severity: {raw}");
+    // Resolved: no client fields.
+    let (raw, _) =
+        tocsin_notify::pagerduty::encode(pd, &fields, &key, &data(vec![alert("Down", "a:9100", true)]), now).unwrap();
+    let b: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(b["event_type"], "resolve");
+    assert!(b.get("client").is_none(), "{b}");
+    // A key that renders empty is refused: an event with no key pages no one.
+    std::fs::write(dir.path().join("svc"), "{{ .CommonLabels.nope }}").unwrap();
+    let key = tocsin_notify::read_secret(&pd.key).unwrap();
+    let e = tocsin_notify::pagerduty::encode(pd, &fields, &key, &data(vec![alert("Down", "a:9100", false)]), now)
+        .unwrap_err();
+    assert_eq!(e, "service key cannot be empty");
+}
+
+#[tokio::test]
+async fn pagerduty_judges_answers_with_its_retry_codes() {
+    use tocsin_notify::pagerduty::judge;
+    use tocsin_notify::sender::Reply;
+    let reply = |status, body: &str| Reply {
+        status,
+        content_type: Some("application/json".into()),
+        body: body.as_bytes().to_vec(),
+    };
+    assert!(judge(&reply(202, ""), false).is_ok());
+    let e = judge(&reply(429, ""), false).unwrap_err();
+    assert!(e.retryable, "v2 retries 429");
+    assert_eq!(e.message, "unexpected status code 429");
+    assert!(!judge(&reply(429, ""), true).unwrap_err().retryable, "v1 does not");
+    assert!(judge(&reply(403, ""), true).unwrap_err().retryable, "v1 retries 403");
+    assert!(!judge(&reply(403, ""), false).unwrap_err().retryable);
+    let e = judge(
+        &reply(400, r#"{"status":"invalid event","message":"Event object is invalid","errors":["Length of 'routing_key' is incorrect (should be 32 characters)"]}"#),
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "unexpected status code 400: Event object is invalid: Length of 'routing_key' is incorrect (should be 32 characters)"
+    );
+    assert!(!e.retryable);
+    assert!(judge(&reply(502, "<html>"), false).unwrap_err().retryable);
+}
