@@ -53,6 +53,24 @@ pub struct Render<'a> {
 }
 
 impl Render<'_> {
+    /// The field `name` rendered for HTML (printed values escaped), or `fallback` when it fails.
+    pub fn field_html(&mut self, name: &str, fallback: &str) -> String {
+        let opts = Options {
+            html: true,
+            now: self.opts.now,
+        };
+        match self.fields.set.execute(&key(name), self.data, &opts) {
+            Ok(s) => s,
+            Err(e) => {
+                self.errors.push(format!("{name}: {e}"));
+                self.fields
+                    .set
+                    .execute_str(fallback, self.data, &opts)
+                    .unwrap_or_default()
+            }
+        }
+    }
+
     /// An inline template (one not compiled with the fields), rendered now.
     ///
     /// # Errors

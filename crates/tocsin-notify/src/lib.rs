@@ -9,10 +9,13 @@
 //! Depends on `tocsin-core` for the domain types; must not depend on the server, the cluster or
 //! on any global state. It performs network and file I/O (secrets in `*_file`) at send time.
 
+pub mod chat;
 pub mod email;
 pub mod fields;
 pub mod http;
 pub mod http1;
+pub mod integration;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod retry;
 pub mod sender;
@@ -235,7 +238,7 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
     }
     for (i, c) in receiver.pagerduties.iter().enumerate() {
         let (send_resolved, timeout) = (c.send_resolved, c.timeout);
-        let n = pagerduty::Pagerduty::new(c.clone(), user_agent, shared)
+        let n = integration::HttpIntegration::new(pagerduty::Pagerduty(c.clone()), user_agent, shared)
             .map_err(|e| format!("receiver {:?} {e}", receiver.name))?;
         out.push(Integration {
             kind: "pagerduty",
@@ -246,9 +249,33 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
             in_flight: in_flight_limit(),
         });
     }
+    fn push<E: integration::Encoder>(
+        out: &mut Vec<Integration>,
+        kind: &'static str,
+        idx: usize,
+        enc: E,
+        send_resolved: bool,
+        user_agent: &str,
+        shared: &Shared,
+    ) -> Result<(), String> {
+        out.push(Integration {
+            kind,
+            idx: idx as u32,
+            send_resolved,
+            timeout: None,
+            notifier: Arc::new(integration::HttpIntegration::new(enc, user_agent, shared)?),
+            in_flight: in_flight_limit(),
+        });
+        Ok(())
+    }
+    let named = |e: String| format!("receiver {:?} {e}", receiver.name);
+    for (i, c) in receiver.opsgenies.iter().enumerate() {
+        let enc = opsgenie::Opsgenie(c.clone());
+        push(&mut out, "opsgenie", i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+    }
     for (i, c) in receiver.slacks.iter().enumerate() {
         let (send_resolved, timeout) = (c.send_resolved, c.timeout);
-        let n = slack::Slack::new(c.clone(), user_agent, shared)
+        let n = integration::HttpIntegration::new(slack::Slack(c.clone()), user_agent, shared)
             .map_err(|e| format!("receiver {:?} {e}", receiver.name))?;
         out.push(Integration {
             kind: "slack",
@@ -258,6 +285,26 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
             notifier: Arc::new(n),
             in_flight: in_flight_limit(),
         });
+    }
+    for (i, c) in receiver.telegrams.iter().enumerate() {
+        let enc = chat::Telegram(c.clone());
+        push(&mut out, "telegram", i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+    }
+    for (i, c) in receiver.discords.iter().enumerate() {
+        let enc = chat::Discord(c.clone());
+        push(&mut out, "discord", i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+    }
+    for (i, c) in receiver.webexes.iter().enumerate() {
+        let enc = chat::Webex(c.clone());
+        push(&mut out, "webex", i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+    }
+    // Each Teams list numbered on its own, as the log's receiver keys name them.
+    for v2 in [false, true] {
+        let kind = if v2 { "msteamsv2" } else { "msteams" };
+        for (i, c) in receiver.msteams.iter().filter(|c| c.v2 == v2).enumerate() {
+            let enc = chat::Msteams(c.clone());
+            push(&mut out, kind, i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+        }
     }
     Ok(out)
 }

@@ -5,7 +5,6 @@
 //! a value (the default `firing`/`resolved` lists, `num_firing` numbers).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -13,10 +12,10 @@ use tocsin_core::config::{PAGERDUTY_V1_URL, PagerdutyConfig, SecretSource};
 use tocsin_core::time::is_zero;
 use tracing::warn;
 
-use crate::fields::{Fields, Render};
-use crate::sender::{HttpSender, Reply, Request};
-use crate::slack::truncate_runes;
-use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, Shared, read_secret};
+use crate::fields::Render;
+use crate::integration::{Encoded, truncate_runes};
+use crate::sender::Reply;
+use crate::{NotifyData, NotifyError, read_secret};
 
 /// An encoded event larger than this has its details replaced (PagerDuty refuses it whole).
 pub const MAX_EVENT_BYTES: usize = 512_000;
@@ -91,11 +90,7 @@ struct EventV1 {
 
 /// The SHA-256 of a group key, in lowercase hex: PagerDuty's dedup (incident) key.
 pub fn dedup_key(group_key: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(group_key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::integration::group_hash(group_key)
 }
 
 /// What a rendered details value stands for, read as YAML 1.1 reads a scalar (Alertmanager
@@ -350,103 +345,54 @@ pub fn judge(reply: &Reply, v1: bool) -> Result<(), NotifyError> {
     crate::sender::check_status(status, "", retry).map_err(|e| NotifyError { message: msg, ..e })
 }
 
-/// A config's templated fields compiled on top of `templates`.
-///
-/// # Errors
-/// Names the field whose template does not parse.
-pub fn compile(c: &PagerdutyConfig, templates: &tocsin_template::Template) -> Result<Fields, String> {
-    Fields::compile(templates, templated(c)).map_err(|e| format!("pagerduty_configs {e}"))
-}
-
-/// The event for one notification (pure: templates and data in, bytes out) and the template
-/// errors met; `key` is the routing (service) key's template text, already read.
-///
-/// # Errors
-/// The key's template fails or renders empty: an event with a wrong key pages no one.
-pub fn encode(
-    c: &PagerdutyConfig,
-    fields: &Fields,
-    key: &str,
-    d: &NotifyData,
-    now: jiff::Timestamp,
-) -> Result<(Vec<u8>, Vec<String>), String> {
-    let what = if c.v1 { "service" } else { "routing" };
-    let data = crate::email::template_data(d).to_value();
-    let mut r = fields.render(&data, now);
-    let key = r
-        .template(key)
-        .map_err(|e| format!("the {what} key template failed: {e}"))?;
-    if key.is_empty() {
-        return Err(format!("{what} key cannot be empty"));
-    }
-    let body = event(c, key, d, &mut r);
-    Ok((body, r.errors))
-}
-
-/// A configured PagerDuty integration.
-pub struct Pagerduty {
-    cfg: Arc<PagerdutyConfig>,
-    fields: Arc<Fields>,
-    sender: HttpSender,
-    endpoint: crate::sender::Endpoint,
-    shared: Shared,
-}
+/// PagerDuty's protocol for [`crate::integration::HttpIntegration`].
+pub struct Pagerduty(pub PagerdutyConfig);
 
 impl Pagerduty {
-    /// Compiles the templates and builds the client.
-    ///
-    /// # Errors
-    /// A template that does not parse, or a client that cannot be built.
-    pub fn new(cfg: PagerdutyConfig, user_agent: &str, shared: &Shared) -> Result<Self, String> {
-        let fields = compile(&cfg, &shared.templates)?;
-        let sender = HttpSender::new("pagerduty", &cfg.http, user_agent)?;
-        let url = if cfg.v1 {
-            PAGERDUTY_V1_URL.to_string()
-        } else {
-            cfg.url.clone()
-        };
-        let endpoint = sender.endpoint(SecretSource::Inline(url));
-        Ok(Pagerduty {
-            cfg: Arc::new(cfg),
-            fields: Arc::new(fields),
-            sender,
-            endpoint,
-            shared: shared.clone(),
-        })
-    }
-
-    async fn send(&self, d: &NotifyData) -> Result<(), NotifyError> {
-        let fatal = |m: String| NotifyError::fatal(FailureReason::Other, m);
-        let what = if self.cfg.v1 { "service" } else { "routing" };
-        let key_template =
-            read_secret(&self.cfg.key).map_err(|e| fatal(format!("failed to read {what} key from file: {e}")))?;
-        let (cfg, fields, d2) = (self.cfg.clone(), self.fields.clone(), d.clone());
-        // Templates come from the configuration: rendered on the blocking pool, within their
-        // budgets (as email's).
-        let (body, errors) =
-            tokio::task::spawn_blocking(move || encode(&cfg, &fields, &key_template, &d2, jiff::Timestamp::now()))
-                .await
-                .map_err(|e| fatal(format!("rendering the templates failed: {e}")))?
-                .map_err(fatal)?;
-        if !errors.is_empty() {
-            self.shared.template_errors.inc();
-            warn!(group_key = %d.group_key, receiver = %d.receiver, integration = "pagerduty", ?errors, "template error; sending the default text for those fields");
-        }
-        let reply = self
-            .sender
-            .post(Request {
-                endpoint: &self.endpoint,
-                content_type: "application/json",
-                body,
-                authorization: None,
-            })
-            .await?;
-        judge(&reply, self.cfg.v1)
+    fn what(&self) -> &'static str {
+        if self.0.v1 { "service" } else { "routing" }
     }
 }
 
-impl Notifier for Pagerduty {
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(self.send(data))
+impl crate::integration::Encoder for Pagerduty {
+    const KIND: &'static str = "pagerduty";
+    fn fields(&self) -> Vec<(String, &str)> {
+        templated(&self.0)
+    }
+    fn endpoint(&self) -> SecretSource {
+        SecretSource::Inline(if self.0.v1 {
+            PAGERDUTY_V1_URL.to_string()
+        } else {
+            self.0.url.clone()
+        })
+    }
+    fn http(&self) -> &tocsin_core::config::HttpClientConfig {
+        &self.0.http
+    }
+    fn secrets(&self) -> Result<Vec<String>, String> {
+        let key = read_secret(&self.0.key).map_err(|e| format!("failed to read {} key from file: {e}", self.what()))?;
+        Ok(vec![key])
+    }
+    fn encode(&self, d: &NotifyData, secrets: &[String], r: &mut Render<'_>) -> Result<Vec<Encoded>, String> {
+        let what = self.what();
+        // The key is a template too; one that fails is an error, not a fallback: an event sent
+        // with a wrong key pages no one and says nothing.
+        let key = r
+            .template(secrets.first().map_or("", String::as_str))
+            .map_err(|e| format!("the {what} key template failed: {e}"))?;
+        if key.is_empty() {
+            return Err(format!("{what} key cannot be empty"));
+        }
+        Ok(vec![Encoded {
+            method: "POST",
+            url: None,
+            content_type: "application/json",
+            body: event(&self.0, key, d, r),
+            authorization: None,
+            context: String::new(),
+        }])
+    }
+    fn judge(&self, reply: &Reply, _: &Encoded) -> Result<(), NotifyError> {
+        judge(reply, self.0.v1)
     }
 }

@@ -75,6 +75,8 @@ pub struct Endpoint {
 pub struct Request<'a> {
     /// Where.
     pub endpoint: &'a Endpoint,
+    /// `POST` or `PUT`.
+    pub method: &'static str,
     /// `Content-Type` of the body.
     pub content_type: &'static str,
     /// The body, POSTed.
@@ -138,7 +140,7 @@ impl HttpSender {
         NotifyError::retryable(FailureReason::Other, format!("{} request failed: {e}", self.kind))
     }
 
-    /// POSTs `req` and returns the reply, whatever its status.
+    /// Sends `req` and returns the reply, whatever its status.
     ///
     /// # Errors
     /// The URL or a secret file cannot be read, the OAuth2 token cannot be had, or the request
@@ -158,7 +160,7 @@ impl HttpSender {
         let ep = req.endpoint;
         if let (Some(origin), Some(url)) = (&ep.plain, &ep.parsed) {
             return self
-                .send_plain(origin, url, req.content_type, req.body, auth, &headers)
+                .send_plain(origin, url, (req.method, req.content_type, req.body), auth, &headers)
                 .await;
         }
         let url = match &ep.parsed {
@@ -169,7 +171,9 @@ impl HttpSender {
             }
         };
         let body = Some((req.content_type, req.body));
-        self.send_full(reqwest::Method::POST, url, body, auth, &headers).await
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| fatal(format!("invalid method {:?}", req.method)))?;
+        self.send_full(method, url, body, auth, &headers).await
     }
 
     /// Sends through reqwest, which follows redirects as configured.
@@ -227,8 +231,7 @@ impl HttpSender {
         &self,
         origin: &crate::http1::Origin,
         configured: &Url,
-        content_type: &'static str,
-        body: Vec<u8>,
+        (method, content_type, body): (&'static str, &'static str, Vec<u8>),
         mut auth: Option<String>,
         headers: &[(String, String)],
     ) -> Result<Reply, NotifyError> {
@@ -239,7 +242,7 @@ impl HttpSender {
         loop {
             let on = elsewhere.as_ref().unwrap_or(origin);
             let request = crate::http1::encode(
-                if post { "POST" } else { "GET" },
+                if post { method } else { "GET" },
                 &url,
                 on.host(),
                 &self.user_agent,
@@ -277,7 +280,7 @@ impl HttpSender {
             } else {
                 let body = post.then_some((content_type, body));
                 let method = if post {
-                    reqwest::Method::POST
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST)
                 } else {
                     reqwest::Method::GET
                 };
@@ -319,6 +322,7 @@ mod tests {
             std::time::Duration::from_secs(5),
             sender.post(Request {
                 endpoint: &ep,
+                method: "POST",
                 content_type: "application/json",
                 body: b"{}".to_vec(),
                 authorization: None,

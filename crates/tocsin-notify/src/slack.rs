@@ -3,15 +3,14 @@
 //! function); [`judge`] reads Slack's answer (a 2xx is a success only when its JSON says
 //! `ok: true`, or its text is `ok`).
 
-use std::sync::Arc;
-
 use serde::Serialize;
-use tocsin_core::config::SlackConfig;
+use tocsin_core::config::{HttpClientConfig, SecretSource, SlackConfig};
 use tracing::warn;
 
-use crate::fields::{Fields, Render};
-use crate::sender::{HttpSender, Reply, Request};
-use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, Shared, read_secret};
+use crate::fields::Render;
+use crate::integration::{Encoded, truncate_runes};
+use crate::sender::Reply;
+use crate::{FailureReason, NotifyData, NotifyError, read_secret};
 
 /// The message Slack's `chat.postMessage` and incoming webhooks take, keys in Alertmanager's
 /// order.
@@ -99,19 +98,6 @@ struct Confirm {
 
 /// Slack's longest title, in characters.
 const MAX_TITLE_RUNES: usize = 1024;
-
-/// `s` cut to `n` characters, its last one `…` when cut (Alertmanager's `TruncateInRunes`).
-pub fn truncate_runes(s: &str, n: usize) -> (String, bool) {
-    if s.chars().count() <= n {
-        return (s.to_string(), false);
-    }
-    if n <= 3 {
-        return (s.chars().take(n).collect(), true);
-    }
-    let mut out: String = s.chars().take(n - 1).collect();
-    out.push('…');
-    (out, true)
-}
 
 /// Every templated field of a config, by name, with its text.
 fn templated(c: &SlackConfig) -> Vec<(String, &str)> {
@@ -278,73 +264,31 @@ pub fn judge(reply: &Reply, channel: &str) -> Result<(), NotifyError> {
     )))
 }
 
-/// A configured Slack integration.
-pub struct Slack {
-    cfg: Arc<SlackConfig>,
-    fields: Arc<Fields>,
-    sender: HttpSender,
-    endpoint: crate::sender::Endpoint,
-    shared: Shared,
-}
+/// Slack's protocol for [`crate::integration::HttpIntegration`].
+pub struct Slack(pub SlackConfig);
 
-impl Slack {
-    /// Compiles the templates and builds the client.
-    ///
-    /// # Errors
-    /// A template that does not parse, or a client that cannot be built.
-    pub fn new(cfg: SlackConfig, user_agent: &str, shared: &Shared) -> Result<Self, String> {
-        let fields = Fields::compile(&shared.templates, templated(&cfg)).map_err(|e| format!("slack_configs {e}"))?;
-        let sender = HttpSender::new("slack", &cfg.http, user_agent)?;
-        let endpoint = sender.endpoint(cfg.url.clone());
-        Ok(Slack {
-            cfg: Arc::new(cfg),
-            fields: Arc::new(fields),
-            sender,
-            endpoint,
-            shared: shared.clone(),
-        })
+impl crate::integration::Encoder for Slack {
+    const KIND: &'static str = "slack";
+    fn fields(&self) -> Vec<(String, &str)> {
+        templated(&self.0)
     }
-
-    async fn send(&self, d: &NotifyData) -> Result<(), NotifyError> {
-        let data = crate::email::template_data(d).to_value();
-        let (cfg, fields) = (self.cfg.clone(), self.fields.clone());
-        // Templates come from the configuration: rendered on the blocking pool, within their
-        // budgets (as email's).
-        let (msg, errors) = tokio::task::spawn_blocking(move || {
-            let mut r = fields.render(&data, jiff::Timestamp::now());
-            let m = message(&cfg, &mut r);
-            (m, r.errors)
-        })
-        .await
-        .map_err(|e| NotifyError::fatal(FailureReason::Other, format!("rendering the templates failed: {e}")))?;
-        if !errors.is_empty() {
-            self.shared.template_errors.inc();
-            warn!(group_key = %d.group_key, receiver = %d.receiver, integration = "slack", ?errors, "template error; sending the default text for those fields");
-        }
-        let mut body = serde_json::to_vec(&msg).map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
-        body.push(b'\n');
-        let authorization = match &self.cfg.app_token {
-            Some(t) => Some(format!(
-                "Bearer {}",
-                read_secret(t).map_err(|e| NotifyError::fatal(FailureReason::Other, e))?
-            )),
-            None => None,
-        };
-        let reply = self
-            .sender
-            .post(Request {
-                endpoint: &self.endpoint,
-                content_type: "application/json",
-                body,
-                authorization,
-            })
-            .await?;
-        judge(&reply, &msg.channel)
+    fn endpoint(&self) -> SecretSource {
+        self.0.url.clone()
     }
-}
-
-impl Notifier for Slack {
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(self.send(data))
+    fn http(&self) -> &HttpClientConfig {
+        &self.0.http
+    }
+    fn secrets(&self) -> Result<Vec<String>, String> {
+        self.0.app_token.iter().map(read_secret).collect()
+    }
+    fn encode(&self, _: &NotifyData, secrets: &[String], r: &mut Render<'_>) -> Result<Vec<Encoded>, String> {
+        let msg = message(&self.0, r);
+        let mut e = Encoded::json(&msg)?;
+        e.authorization = secrets.first().map(|t| format!("Bearer {t}"));
+        e.context = msg.channel;
+        Ok(vec![e])
+    }
+    fn judge(&self, reply: &Reply, sent: &Encoded) -> Result<(), NotifyError> {
+        judge(reply, &sent.context)
     }
 }

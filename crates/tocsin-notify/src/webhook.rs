@@ -158,6 +158,7 @@ impl Webhook {
             .sender
             .post(crate::sender::Request {
                 endpoint: &self.endpoint,
+                method: "POST",
                 content_type: "application/json",
                 body,
                 authorization: None,

@@ -1,4 +1,4 @@
-//! Slack and PagerDuty, Tocsin beside Alertmanager 0.25 (Debian's `prometheus-alertmanager`):
+//! Slack, PagerDuty, Opsgenie, Discord, Webex and Telegram, Tocsin beside Alertmanager 0.25 (Debian's `prometheus-alertmanager`):
 //! the same configuration and the same alert posted to both, and what each receiver gets
 //! compared field by field (skipped with a reason when Alertmanager is not installed; failing
 //! under CI=true).
@@ -21,20 +21,25 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+/// The receivers' paths, after `tocsin-` or `am-`.
+const PATHS: [&str; 6] = ["slack", "pd", "og", "discord", "webex", "tg"];
 
 type Got = Arc<Mutex<HashMap<String, Vec<Value>>>>;
 
-async fn receive(
-    State(got): State<Got>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    body: Bytes,
-) -> impl IntoResponse {
+async fn receive(State(got): State<Got>, uri: axum::http::Uri, body: Bytes) -> impl IntoResponse {
+    // `/tocsin-tg/botT0K/sendMessage` is recorded as `tocsin-tg`.
+    let name = uri.path()[1..].split('/').next().unwrap().to_string();
     let v: Value = serde_json::from_slice(&body).unwrap();
     got.lock().unwrap().entry(name.clone()).or_default().push(v);
     if name.ends_with("-pd") {
         (
             StatusCode::ACCEPTED,
             r#"{"status":"success","message":"Event processed"}"#,
+        )
+    } else if name.ends_with("-tg") {
+        (
+            StatusCode::OK,
+            r#"{"ok":true,"result":{"message_id":1,"date":0,"chat":{"id":-1001,"type":"group"}}}"#,
         )
     } else {
         (StatusCode::OK, "ok")
@@ -79,6 +84,24 @@ receivers:
     links:
     - href: 'http://runbook/{{{{ .GroupLabels.alertname }}}}'
       text: runbook
+  opsgenie_configs:
+  - api_key: genie
+    api_url: {sink}/{who}-og/
+    details: {{runbook: 'http://runbook/{{{{ .GroupLabels.alertname }}}}'}}
+    responders: [{{name: ops, type: team}}]
+    tags: 'disk,storage'
+    priority: P1
+  discord_configs:
+  - webhook_url: {sink}/{who}-discord
+  webex_configs:
+  - api_url: {sink}/{who}-webex
+    room_id: room-1
+    http_config:
+      authorization: {{credentials: bot}}
+  telegram_configs:
+  - api_url: {sink}/{who}-tg
+    bot_token: T0K
+    chat_id: -1001
 "#
     )
 }
@@ -92,13 +115,13 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slack_and_pagerduty_send_what_alertmanager_sends() {
+async fn integrations_send_what_alertmanager_sends() {
     if !std::path::Path::new(ALERTMANAGER).exists() {
         skip::skip("Alertmanager 0.25 not found (Debian package prometheus-alertmanager; .ci/run installs it)");
         return;
     }
     let got = Got::default();
-    let app = Router::new().route("/{name}", post(receive)).with_state(got.clone());
+    let app = Router::new().route("/{*path}", post(receive)).with_state(got.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sink = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -154,14 +177,26 @@ async fn slack_and_pagerduty_send_what_alertmanager_sends() {
     let wait = |n: usize| {
         let got = got.clone();
         async move {
-            common::wait_for(&format!("{n} notification(s) on every path"), || {
+            let seen = || {
                 let g = got.lock().unwrap();
-                ["tocsin-slack", "am-slack", "tocsin-pd", "am-pd"]
+                let counts: Vec<String> = g.iter().map(|(k, v)| format!("{k}={}", v.len())).collect();
+                counts.join(" ")
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while !{
+                let g = got.lock().unwrap();
+                PATHS
                     .iter()
-                    .all(|p| g.get(*p).is_some_and(|v| v.len() >= n))
-                    .then_some(())
-            })
-            .await;
+                    .flat_map(|p| [format!("tocsin-{p}"), format!("am-{p}")])
+                    .all(|p| g.get(&p).is_some_and(|v| v.len() >= n))
+            } {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{n} notification(s) on every path; got {}",
+                    seen()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
     };
     post_both(json!([alert("db-1", None), alert("db-2", None)])).await;
@@ -182,10 +217,20 @@ async fn slack_and_pagerduty_send_what_alertmanager_sends() {
             v
         };
         assert_eq!(strip(&g["tocsin-pd"][k]), strip(&g["am-pd"][k]), "PagerDuty event {k}");
+        for p in ["discord", "webex", "tg"] {
+            assert_eq!(
+                g[&format!("tocsin-{p}")][k],
+                g[&format!("am-{p}")][k],
+                "{p} message {k}"
+            );
+        }
     }
     assert_eq!(g["tocsin-pd"][1]["event_action"], "resolve");
     let details = &g["tocsin-pd"][0]["payload"]["custom_details"];
     assert_eq!(details["num_firing"], 2);
     assert_eq!(details["firing"][1]["labels"]["instance"], "db-2");
     assert_eq!(g["tocsin-slack"][1]["attachments"][0]["color"], "good");
+    // Opsgenie: the alert created, then closed (a body of its source only).
+    assert_eq!(g["tocsin-og"][0], g["am-og"][0], "Opsgenie alert");
+    assert_eq!(g["tocsin-og"][1], g["am-og"][1], "Opsgenie close");
 }

@@ -344,6 +344,132 @@ pub struct PagerdutyConfig {
     pub timeout: Option<Duration>,
 }
 
+/// A Discord integration (§4 discord).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscordConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The webhook URL, inline or from a file.
+    pub webhook_url: SecretSource,
+    /// `content` (templated; at most 2000 characters).
+    pub content: String,
+    /// `title` (templated; at most 256 characters).
+    pub title: String,
+    /// `message` (templated; at most 4096 characters).
+    pub message: String,
+    /// `username` (not templated).
+    pub username: String,
+    /// `avatar_url` (not templated).
+    pub avatar_url: String,
+}
+
+/// A Microsoft Teams integration: the legacy connector card (`msteams_configs`), or the
+/// Workflows adaptive card (`msteamsv2_configs`, no `summary`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MsteamsConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The webhook URL, inline or from a file.
+    pub webhook_url: SecretSource,
+    /// `title` (templated).
+    pub title: String,
+    /// `summary` (templated; the legacy card only).
+    pub summary: String,
+    /// `text` (templated).
+    pub text: String,
+    /// The Workflows adaptive card (`msteamsv2_configs`).
+    pub v2: bool,
+}
+
+/// A Webex integration (§4 webex): the bot token is `http_config.authorization`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebexConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The messages API.
+    pub api_url: String,
+    /// `room_id` (templated).
+    pub room_id: String,
+    /// `message` (templated; at most 7439 bytes).
+    pub message: String,
+}
+
+/// A Telegram chat id, inline or from a file read at each send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatId {
+    /// The id.
+    Inline(i64),
+    /// A file holding it.
+    File(PathBuf),
+}
+
+/// A Telegram integration (§4 telegram).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelegramConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The Bot API's base URL.
+    pub api_url: String,
+    /// The bot token, inline or from a file.
+    pub bot_token: SecretSource,
+    /// The chat.
+    pub chat_id: ChatId,
+    /// A forum topic (0: none).
+    pub message_thread_id: i64,
+    /// `message` (templated; at most 4096 characters).
+    pub message: String,
+    /// `disable_notifications`.
+    pub disable_notifications: bool,
+    /// `HTML` (default), `Markdown`, `MarkdownV2` or empty.
+    pub parse_mode: String,
+}
+
+/// An Opsgenie responder: id, name, username, type (all templated).
+pub type OpsgenieResponder = [String; 4];
+
+/// An Opsgenie integration (§4 opsgenie).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpsgenieConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The API key (templated), inline or from a file.
+    pub api_key: SecretSource,
+    /// The API's base URL, ending with `/`.
+    pub api_url: String,
+    /// `message` (templated; at most 130 characters).
+    pub message: String,
+    /// `description`.
+    pub description: String,
+    /// `source`.
+    pub source: String,
+    /// `details`, laid over the common labels (values templated).
+    pub details: BTreeMap<String, String>,
+    /// `entity`.
+    pub entity: String,
+    /// `responders`.
+    pub responders: Vec<OpsgenieResponder>,
+    /// `actions`, comma-separated once rendered.
+    pub actions: String,
+    /// `tags`, comma-separated once rendered.
+    pub tags: String,
+    /// `note`.
+    pub note: String,
+    /// `priority`.
+    pub priority: String,
+    /// Also update an existing alert's message and description.
+    pub update_alerts: bool,
+}
+
 /// The Events API v1 endpoint (`url` does not apply to v1).
 pub const PAGERDUTY_V1_URL: &str = "https://events.pagerduty.com/generic/2010-04-15/create_event.json";
 
@@ -371,6 +497,16 @@ pub struct Receiver {
     pub slacks: Vec<SlackConfig>,
     /// PagerDuty integrations in order.
     pub pagerduties: Vec<PagerdutyConfig>,
+    /// Opsgenie integrations in order.
+    pub opsgenies: Vec<OpsgenieConfig>,
+    /// Telegram integrations in order.
+    pub telegrams: Vec<TelegramConfig>,
+    /// Discord integrations in order.
+    pub discords: Vec<DiscordConfig>,
+    /// Webex integrations in order.
+    pub webexes: Vec<WebexConfig>,
+    /// Microsoft Teams integrations in order: the legacy cards, then the Workflows ones.
+    pub msteams: Vec<MsteamsConfig>,
 }
 
 /// A validated configuration.
@@ -726,6 +862,139 @@ fn http_config(raw: &RawHttpConfig, base: &Path) -> Result<HttpClientConfig, Con
         proxy_connect_headers: connect,
         proxy_from_environment: from_env,
         oauth2,
+    })
+}
+
+/// A `webhook_url` or `webhook_url_file` (exactly one), as Discord and Teams take them.
+fn webhook_url(url: &Option<Secret>, file: &Option<String>, base: &Path) -> Result<SecretSource, ConfigError> {
+    match secret(url, file, base, "webhook_url")? {
+        Some(SecretSource::Inline(u)) => {
+            check_url(&u, "webhook_url")?;
+            Ok(SecretSource::Inline(u))
+        }
+        Some(f) => Ok(f),
+        None => err("one of webhook_url or webhook_url_file must be configured"),
+    }
+}
+
+fn telegram_config(
+    c: &raw::RawTelegramConfig,
+    g: &raw::RawGlobal,
+    http: HttpClientConfig,
+    base: &Path,
+) -> Result<TelegramConfig, ConfigError> {
+    let token = match secret(&c.bot_token, &c.bot_token_file, base, "bot_token")? {
+        Some(t) => t,
+        None => match secret(
+            &g.telegram_bot_token,
+            &g.telegram_bot_token_file,
+            base,
+            "telegram_bot_token",
+        )? {
+            Some(t) => t,
+            None => return err("missing bot_token or bot_token_file on telegram_config"),
+        },
+    };
+    let chat_id = match (c.chat_id.filter(|id| *id != 0), &c.chat_id_file) {
+        (Some(_), Some(_)) => return err("at most one of chat_id & chat_id_file must be configured"),
+        (Some(id), None) => ChatId::Inline(id),
+        (None, Some(f)) => ChatId::File(resolve(base, f)),
+        (None, None) => return err("missing chat_id or chat_id_file on telegram_config"),
+    };
+    let parse_mode = c.parse_mode.clone().unwrap_or_else(|| "HTML".into());
+    if !matches!(parse_mode.as_str(), "" | "HTML" | "Markdown" | "MarkdownV2") {
+        return err("unknown parse_mode on telegram_config, must be Markdown, MarkdownV2, HTML or empty string");
+    }
+    let api_url = c
+        .api_url
+        .clone()
+        .or_else(|| g.telegram_api_url.clone())
+        .unwrap_or_else(|| "https://api.telegram.org".into());
+    check_url(&api_url, "api_url")?;
+    Ok(TelegramConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        http,
+        api_url,
+        bot_token: token,
+        chat_id,
+        message_thread_id: c.message_thread_id.unwrap_or(0),
+        message: c
+            .message
+            .clone()
+            .unwrap_or_else(|| r#"{{ template "telegram.default.message" . }}"#.into()),
+        disable_notifications: c.disable_notifications.unwrap_or(false),
+        parse_mode,
+    })
+}
+
+fn opsgenie_config(
+    c: &raw::RawOpsgenieConfig,
+    g: &raw::RawGlobal,
+    http: HttpClientConfig,
+    base: &Path,
+) -> Result<OpsgenieConfig, ConfigError> {
+    let own = secret(&c.api_key, &c.api_key_file, base, "api_key")?;
+    let api_key = match own {
+        Some(k) => k,
+        None => match secret(&g.opsgenie_api_key, &g.opsgenie_api_key_file, base, "opsgenie_api_key")? {
+            Some(k) => k,
+            None => return err("no global OpsGenie API Key set either inline or in a file"),
+        },
+    };
+    let mut responders = Vec::new();
+    for r in c.responders.iter().flatten() {
+        let f = |v: &Option<String>| v.clone().unwrap_or_default();
+        let (id, name, username, kind) = (f(&r.id), f(&r.name), f(&r.username), f(&r.r#type));
+        let shown = format!("{{{id} {name} {username} {kind}}}");
+        if id.is_empty() && name.is_empty() && username.is_empty() {
+            return err(format!(
+                "opsGenieConfig responder {shown} has to have at least one of id, username or name specified"
+            ));
+        }
+        // A templated type is checked once rendered; a literal one now (case-insensitively,
+        // as Alertmanager checks it, though it sends it as written).
+        if !kind.contains("{{")
+            && !matches!(
+                kind.to_ascii_lowercase().as_str(),
+                "team" | "teams" | "user" | "escalation" | "schedule"
+            )
+        {
+            return err(format!(
+                "opsGenieConfig responder {shown} type does not match valid options ^(team|teams|user|escalation|schedule)$"
+            ));
+        }
+        responders.push([id, name, username, kind]);
+    }
+    let mut api_url = c
+        .api_url
+        .clone()
+        .or_else(|| g.opsgenie_api_url.clone())
+        .unwrap_or_else(|| "https://api.opsgenie.com/".into());
+    check_url(&api_url, "api_url")?;
+    if !api_url.ends_with('/') {
+        api_url.push('/');
+    }
+    let t = |v: &Option<String>, d: &str| {
+        v.clone()
+            .unwrap_or_else(|| format!("{{{{ template \"opsgenie.default.{d}\" . }}}}"))
+    };
+    let plain = |v: &Option<String>| v.clone().unwrap_or_default();
+    Ok(OpsgenieConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        http,
+        api_key,
+        api_url,
+        message: t(&c.message, "message"),
+        description: t(&c.description, "description"),
+        source: t(&c.source, "source"),
+        details: c.details.clone().unwrap_or_default(),
+        entity: plain(&c.entity),
+        responders,
+        actions: plain(&c.actions),
+        tags: plain(&c.tags),
+        note: plain(&c.note),
+        priority: plain(&c.priority),
+        update_alerts: c.update_alerts.unwrap_or(false),
     })
 }
 
@@ -1169,6 +1438,107 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
             .flatten()
             .map(|c| pagerduty_config(c, &global, &global_http, base))
             .collect::<Result<Vec<_>, _>>()?;
+        let http_of = |h: &Option<RawHttpConfig>| -> Result<HttpClientConfig, ConfigError> {
+            match h {
+                Some(h) => http_config(h, base),
+                None => Ok(global_http.clone()),
+            }
+        };
+        let mut opsgenies = Vec::new();
+        for c in r.opsgenie_configs.iter().flatten() {
+            opsgenies.push(opsgenie_config(c, &global, http_of(&c.http_config)?, base)?);
+        }
+        let mut telegrams = Vec::new();
+        for c in r.telegram_configs.iter().flatten() {
+            telegrams.push(telegram_config(c, &global, http_of(&c.http_config)?, base)?);
+        }
+        let mut discords = Vec::new();
+        for c in r.discord_configs.iter().flatten() {
+            let webhook_url = webhook_url(&c.webhook_url, &c.webhook_url_file, base)?;
+            let t = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
+            discords.push(DiscordConfig {
+                send_resolved: c.send_resolved.unwrap_or(true),
+                http: http_of(&c.http_config)?,
+                webhook_url,
+                content: c.content.clone().unwrap_or_default(),
+                title: t(&c.title, r#"{{ template "discord.default.title" . }}"#),
+                message: t(&c.message, r#"{{ template "discord.default.message" . }}"#),
+                username: c.username.clone().unwrap_or_default(),
+                avatar_url: c.avatar_url.clone().unwrap_or_default(),
+            });
+        }
+        let mut webexes = Vec::new();
+        for c in r.webex_configs.iter().flatten() {
+            if c.room_id.as_deref().unwrap_or("").is_empty() {
+                return err("missing room_id on webex_config");
+            }
+            // The bot token; the global http_config does not apply (Alertmanager checks first).
+            let http = match &c.http_config {
+                Some(h) => http_config(h, base)?,
+                None => HttpClientConfig::default(),
+            };
+            if http.authorization.is_none() {
+                return err("missing webex_configs.http_config.authorization");
+            }
+            let api_url = c
+                .api_url
+                .clone()
+                .or_else(|| global.webex_api_url.clone())
+                .unwrap_or_else(|| "https://webexapis.com/v1/messages".into());
+            check_url(&api_url, "api_url")?;
+            webexes.push(WebexConfig {
+                send_resolved: c.send_resolved.unwrap_or(true),
+                http,
+                api_url,
+                room_id: c.room_id.clone().unwrap_or_default(),
+                message: c
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| r#"{{ template "webex.default.message" . }}"#.into()),
+            });
+        }
+        let mut msteams = Vec::new();
+        for c in r.msteams_configs.iter().flatten() {
+            let t = |v: &Option<String>, d: &str| {
+                v.clone()
+                    .unwrap_or_else(|| format!("{{{{ template \"msteams.default.{d}\" . }}}}"))
+            };
+            msteams.push(MsteamsConfig {
+                send_resolved: c.send_resolved.unwrap_or(true),
+                http: http_of(&c.http_config)?,
+                webhook_url: webhook_url(&c.webhook_url, &c.webhook_url_file, base)?,
+                title: t(&c.title, "title"),
+                summary: t(&c.summary, "summary"),
+                text: t(&c.text, "text"),
+                v2: false,
+            });
+        }
+        for c in r.msteamsv2_configs.iter().flatten() {
+            let t = |v: &Option<String>, d: &str| {
+                v.clone()
+                    .unwrap_or_else(|| format!("{{{{ template \"msteamsv2.default.{d}\" . }}}}"))
+            };
+            // 0.34: an http_config without a proxy_url inherits the global one.
+            let http = match &c.http_config {
+                Some(h) => {
+                    let mut h = http_config(h, base)?;
+                    if h.proxy_url.is_none() {
+                        h.proxy_url = global_http.proxy_url.clone();
+                    }
+                    h
+                }
+                None => global_http.clone(),
+            };
+            msteams.push(MsteamsConfig {
+                send_resolved: c.send_resolved.unwrap_or(true),
+                http,
+                webhook_url: webhook_url(&c.webhook_url, &c.webhook_url_file, base)?,
+                title: t(&c.title, "title"),
+                summary: String::new(),
+                text: t(&c.text, "text"),
+                v2: true,
+            });
+        }
         receivers.insert(
             r.name.clone(),
             Receiver {
@@ -1182,6 +1552,11 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 emails,
                 slacks,
                 pagerduties,
+                opsgenies,
+                telegrams,
+                discords,
+                webexes,
+                msteams,
             },
         );
     }

@@ -503,6 +503,106 @@ opt_fields! {
     }
 }
 
+opt_fields! {
+    /// `opsgenie_configs` item.
+    pub struct RawOpsgenieConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_key: Secret,
+        api_key_file: String,
+        api_url: String,
+        message: String,
+        description: String,
+        source: String,
+        details: BTreeMap<String, String>,
+        entity: String,
+        responders: Vec<RawOpsgenieResponder>,
+        actions: String,
+        tags: String,
+        note: String,
+        priority: String,
+        update_alerts: bool,
+    }
+}
+
+opt_fields! {
+    /// An Opsgenie responder.
+    pub struct RawOpsgenieResponder {
+        id: String,
+        name: String,
+        username: String,
+        r#type: String,
+    }
+}
+
+opt_fields! {
+    /// `telegram_configs` item.
+    pub struct RawTelegramConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_url: String,
+        bot_token: Secret,
+        bot_token_file: String,
+        chat_id: i64,
+        chat_id_file: String,
+        message_thread_id: i64,
+        message: String,
+        disable_notifications: bool,
+        parse_mode: String,
+    }
+}
+
+opt_fields! {
+    /// `discord_configs` item.
+    pub struct RawDiscordConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        webhook_url: Secret,
+        webhook_url_file: String,
+        content: String,
+        title: String,
+        message: String,
+        username: String,
+        avatar_url: String,
+    }
+}
+
+opt_fields! {
+    /// `webex_configs` item.
+    pub struct RawWebexConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_url: String,
+        room_id: String,
+        message: String,
+    }
+}
+
+opt_fields! {
+    /// `msteams_configs` item.
+    pub struct RawMsteamsConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        webhook_url: Secret,
+        webhook_url_file: String,
+        title: String,
+        summary: String,
+        text: String,
+    }
+}
+
+opt_fields! {
+    /// `msteamsv2_configs` item.
+    pub struct RawMsteamsV2Config {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        webhook_url: Secret,
+        webhook_url_file: String,
+        title: String,
+        text: String,
+    }
+}
+
 macro_rules! opaque_integration {
     ($name:ident { $($field:ident),* $(,)? }) => {
         opt_fields! {
@@ -512,22 +612,6 @@ macro_rules! opaque_integration {
     };
 }
 
-opaque_integration!(RawOpsgenieConfig {
-    api_key,
-    api_key_file,
-    api_url,
-    message,
-    description,
-    source,
-    details,
-    entity,
-    responders,
-    actions,
-    tags,
-    note,
-    priority,
-    update_alerts
-});
 opaque_integration!(RawWechatConfig {
     api_secret,
     api_secret_file,
@@ -579,44 +663,6 @@ opaque_integration!(RawSnsConfig {
     message,
     attributes,
     use_aws_http_client
-});
-opaque_integration!(RawTelegramConfig {
-    api_url,
-    bot_token,
-    bot_token_file,
-    chat_id,
-    chat_id_file,
-    message_thread_id,
-    message,
-    disable_notifications,
-    parse_mode
-});
-opaque_integration!(RawDiscordConfig {
-    webhook_url,
-    webhook_url_file,
-    content,
-    title,
-    message,
-    username,
-    avatar_url
-});
-opaque_integration!(RawWebexConfig {
-    api_url,
-    room_id,
-    message
-});
-opaque_integration!(RawMsteamsConfig {
-    webhook_url,
-    webhook_url_file,
-    title,
-    summary,
-    text
-});
-opaque_integration!(RawMsteamsV2Config {
-    webhook_url,
-    webhook_url_file,
-    title,
-    text
 });
 opaque_integration!(RawJiraConfig {
     api_url,
@@ -731,17 +777,11 @@ impl RawReceiver {
             v.as_ref().is_some_and(|v| !v.is_empty())
         }
         let mut out = Vec::new();
-        let checks: [(&'static str, bool); 14] = [
-            ("opsgenie_configs", has(&self.opsgenie_configs)),
+        let checks: [(&'static str, bool); 8] = [
             ("wechat_configs", has(&self.wechat_configs)),
             ("victorops_configs", has(&self.victorops_configs)),
             ("pushover_configs", has(&self.pushover_configs)),
             ("sns_configs", has(&self.sns_configs)),
-            ("telegram_configs", has(&self.telegram_configs)),
-            ("discord_configs", has(&self.discord_configs)),
-            ("webex_configs", has(&self.webex_configs)),
-            ("msteams_configs", has(&self.msteams_configs)),
-            ("msteamsv2_configs", has(&self.msteamsv2_configs)),
             ("jira_configs", has(&self.jira_configs)),
             ("incidentio_configs", has(&self.incidentio_configs)),
             ("rocketchat_configs", has(&self.rocketchat_configs)),

@@ -270,3 +270,53 @@ fn pagerduty_configs_are_validated_with_alertmanagers_messages() {
     let shown = serde_json::to_string(&c.raw).unwrap();
     assert!(shown.contains(r#""routing_key":"<secret>""#), "{shown}");
 }
+
+#[test]
+fn chat_integrations_and_opsgenie_are_validated_with_alertmanagers_messages() {
+    let e = |i: &str| receiver_with(i, "resolve_timeout: 5m").unwrap_err().0;
+    assert_eq!(
+        e("discord_configs: [{title: x}]"),
+        "one of webhook_url or webhook_url_file must be configured"
+    );
+    assert_eq!(
+        e("msteamsv2_configs: [{webhook_url: 'http://h/', webhook_url_file: f}]"),
+        "at most one of webhook_url & webhook_url_file must be configured"
+    );
+    assert_eq!(
+        e("telegram_configs: [{bot_token: t}]"),
+        "missing chat_id or chat_id_file on telegram_config"
+    );
+    assert_eq!(
+        e("telegram_configs: [{chat_id: 1}]"),
+        "missing bot_token or bot_token_file on telegram_config"
+    );
+    assert_eq!(
+        e("telegram_configs: [{bot_token: t, chat_id: 1, parse_mode: BBCode}]"),
+        "unknown parse_mode on telegram_config, must be Markdown, MarkdownV2, HTML or empty string"
+    );
+    assert_eq!(e("webex_configs: [{message: x}]"), "missing room_id on webex_config");
+    assert_eq!(
+        e("opsgenie_configs: [{message: x}]"),
+        "no global OpsGenie API Key set either inline or in a file"
+    );
+    assert_eq!(
+        e("opsgenie_configs: [{api_key: k, responders: [{name: ops, type: squad}]}]"),
+        "opsGenieConfig responder { ops  squad} type does not match valid options ^(team|teams|user|escalation|schedule)$"
+    );
+    assert_eq!(
+        e("opsgenie_configs: [{api_key: k, responders: [{type: team}]}]"),
+        "opsGenieConfig responder {   team} has to have at least one of id, username or name specified"
+    );
+    // Globals and defaults.
+    let c = receiver_with(
+        "telegram_configs: [{chat_id: 5}]\n  opsgenie_configs: [{api_url: 'http://og.local'}]",
+        "telegram_bot_token: tok\n  opsgenie_api_key: key",
+    )
+    .unwrap();
+    let r = &c.receivers["r"];
+    assert_eq!(r.telegrams[0].bot_token, SecretSource::Inline("tok".into()));
+    assert_eq!(r.telegrams[0].api_url, "https://api.telegram.org");
+    assert_eq!(r.telegrams[0].parse_mode, "HTML");
+    assert_eq!(r.opsgenies[0].api_url, "http://og.local/", "a trailing / is added");
+    assert_eq!(r.opsgenies[0].api_key, SecretSource::Inline("key".into()));
+}

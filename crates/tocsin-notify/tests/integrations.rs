@@ -1,6 +1,7 @@
-//! Slack and PagerDuty against a local receiver: the exact bodies Alertmanager's notifiers send
-//! (from the default templates and from configured ones), the URL and credentials each config
-//! form picks, and how each judges the answer (Slack's `ok`, PagerDuty's retry codes).
+//! The integrations against a local receiver: the exact bodies Alertmanager's notifiers send
+//! (from the default templates and from configured ones), the URL, method and credentials each
+//! config form picks, and how each judges the answer (Slack's `ok`, PagerDuty's and Opsgenie's
+//! retry codes, Telegram's JSON).
 
 use std::sync::{Arc, Mutex};
 
@@ -9,13 +10,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::post;
 use serde_json::{Value, json};
 use tocsin_core::alert::Alert;
 use tocsin_core::config::{Receiver, load};
 use tocsin_core::labels::fingerprint;
 use tocsin_core::nflog::NotifyReason;
 use tocsin_core::time::ZERO;
+use tocsin_notify::integration::{self, Encoder as _};
 use tocsin_notify::{Integration, NotifyData, Shared, build_integrations};
 
 /// (path, authorization, content type, body) of each request.
@@ -25,11 +26,17 @@ type Answers = Arc<Mutex<std::collections::HashMap<String, (u16, &'static str, S
 
 async fn receive(
     State((got, answers)): State<(Got, Answers)>,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     h: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
     let header = |k: &str| h.get(k).map(|v| v.to_str().unwrap().to_string());
+    // The path without its leading `/`, with its query; a method other than POST in front.
+    let mut name = uri.path_and_query().unwrap().as_str()[1..].to_string();
+    if method != axum::http::Method::POST {
+        name = format!("{method} {name}");
+    }
     got.lock().unwrap().push((
         name.clone(),
         header("authorization"),
@@ -48,7 +55,7 @@ async fn receive(
 async fn receiver() -> (String, Got, Answers) {
     let (got, answers) = (Got::default(), Answers::default());
     let app = Router::new()
-        .route("/{name}", post(receive))
+        .route("/{*path}", axum::routing::any(receive))
         .with_state((got.clone(), answers.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -432,11 +439,13 @@ fn pagerduty_v1_sends_a_service_key_event_to_its_fixed_endpoint() {
     let cfg = load(&yaml, dir.path(), &Default::default()).unwrap();
     let pd = &cfg.receivers["team-x"].pagerduties[0];
     assert!(pd.v1);
-    let fields = tocsin_notify::pagerduty::compile(pd, &tocsin_template::Template::with_defaults()).unwrap();
-    let key = tocsin_notify::read_secret(&pd.key).unwrap();
+    let enc = tocsin_notify::pagerduty::Pagerduty(pd.clone());
+    let fields = integration::compile(&enc, &tocsin_template::Template::with_defaults()).unwrap();
     let now = "2026-12-07T11:00:00Z".parse().unwrap();
-    let (raw, errors) =
-        tocsin_notify::pagerduty::encode(pd, &fields, &key, &data(vec![alert("Down", "a:9100", false)]), now).unwrap();
+    let encode = |d: NotifyData| integration::encode(&enc, &fields, &d, &enc.secrets().unwrap(), now);
+    let (sent, errors) = encode(data(vec![alert("Down", "a:9100", false)])).unwrap();
+    assert_eq!(sent[0].url, None, "the configured endpoint: v1's fixed URL");
+    let raw = sent[0].body.clone();
     assert!(errors.is_empty());
     let raw = String::from_utf8(raw).unwrap();
     // Alertmanager's v1 struct writes an empty event_action and a null payload.
@@ -446,16 +455,13 @@ fn pagerduty_v1_sends_a_service_key_event_to_its_fixed_endpoint() {
     );
     assert!(!raw.contains("critical"), "v1 has no severity: {raw}");
     // Resolved: no client fields.
-    let (raw, _) =
-        tocsin_notify::pagerduty::encode(pd, &fields, &key, &data(vec![alert("Down", "a:9100", true)]), now).unwrap();
-    let b: Value = serde_json::from_slice(&raw).unwrap();
+    let (sent, _) = encode(data(vec![alert("Down", "a:9100", true)])).unwrap();
+    let b: Value = serde_json::from_slice(&sent[0].body).unwrap();
     assert_eq!(b["event_type"], "resolve");
     assert!(b.get("client").is_none(), "{b}");
     // A key that renders empty is refused: an event with no key pages no one.
     std::fs::write(dir.path().join("svc"), "{{ .CommonLabels.nope }}").unwrap();
-    let key = tocsin_notify::read_secret(&pd.key).unwrap();
-    let e = tocsin_notify::pagerduty::encode(pd, &fields, &key, &data(vec![alert("Down", "a:9100", false)]), now)
-        .unwrap_err();
+    let e = encode(data(vec![alert("Down", "a:9100", false)])).err().unwrap();
     assert_eq!(e, "service key cannot be empty");
 }
 
@@ -486,4 +492,267 @@ async fn pagerduty_judges_answers_with_its_retry_codes() {
     );
     assert!(!e.retryable);
     assert!(judge(&reply(502, "<html>"), false).unwrap_err().retryable);
+}
+
+fn single(url: &str, integration: &str) -> Vec<Integration> {
+    integrations(
+        &format!("route: {{receiver: team-x}}\nreceivers:\n- name: team-x\n  {integration}\n").replace("URL", url),
+    )
+}
+
+fn path_of(got: &Got, i: usize) -> (String, Option<String>) {
+    let g = got.lock().unwrap();
+    (g[i].0.clone(), g[i].1.clone())
+}
+
+#[tokio::test]
+async fn discord_posts_one_embed_colored_by_status() {
+    let (url, got, _) = receiver().await;
+    let i = single(
+        &url,
+        "discord_configs: [{webhook_url: 'URL/discord', username: tocsin, avatar_url: 'http://img/a.png'}]",
+    );
+    assert_eq!((i[0].kind, i[0].send_resolved), ("discord", true));
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        body(&got, 0),
+        json!({
+            "content": "",
+            "embeds": [{
+                "title": "[FIRING:1] Down (a:9100 x)",
+                // discord.default.message, as Alertmanager's renders it (blank lines included).
+                "description": "\n\nAlerts Firing:\nLabels:\n - alertname = Down\n - instance = a:9100\n - team = x\nAnnotations:\n - summary = a:9100 is down\nSource: http://prom/graph\n\n\n\n",
+                "color": 10038562
+            }],
+            "username": "tocsin",
+            "avatar_url": "http://img/a.png"
+        })
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", true)]))
+        .await
+        .unwrap();
+    assert_eq!(body(&got, 1)["embeds"][0]["color"], 3066993);
+    // A title over 256 characters is cut, its last one an ellipsis.
+    let i = single(
+        &url,
+        "discord_configs: [{webhook_url: 'URL/discord', title: '{{ range $i := 300 }}x{{ end }}'}]",
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let title = body(&got, 2)["embeds"][0]["title"].as_str().unwrap().to_string();
+    assert_eq!(title.chars().count(), 256);
+    assert!(title.ends_with("x…"));
+}
+
+#[tokio::test]
+async fn teams_cards_legacy_and_workflows() {
+    let (url, got, _) = receiver().await;
+    let i = single(
+        &url,
+        "msteams_configs: [{webhook_url: 'URL/v1'}]\n  msteamsv2_configs: [{webhook_url: 'URL/v2', title: 'T {{ .Status }}', text: 'body'}]",
+    );
+    assert_eq!((i[0].kind, i[1].kind), ("msteams", "msteamsv2"));
+    let d = data(vec![alert("Down", "a:9100", false)]);
+    i[0].notifier.notify(&d).await.unwrap();
+    let b = body(&got, 0);
+    assert_eq!(
+        (&b["@context"], &b["type"], &b["title"], &b["summary"], &b["themeColor"]),
+        (
+            &json!("http://schema.org/extensions"),
+            &json!("MessageCard"),
+            &json!("[FIRING:1] Down (a:9100 x)"),
+            &json!("[FIRING:1] Down (a:9100 x)"),
+            &json!("8C1A1A")
+        )
+    );
+    assert!(b["text"].as_str().unwrap().starts_with("\n\n# Alerts Firing:\n"), "{b}");
+    i[1].notifier.notify(&d).await.unwrap();
+    assert_eq!(
+        body(&got, 1),
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.2",
+                    "body": [
+                        {"type": "TextBlock", "text": "T firing", "weight": "Bolder", "size": "Medium", "wrap": true, "style": "heading", "color": "Attention"},
+                        {"type": "TextBlock", "text": "body", "wrap": true}
+                    ],
+                    "msteams": {"width": "full"}
+                }
+            }]
+        })
+    );
+}
+
+#[tokio::test]
+async fn webex_posts_markdown_to_the_room_with_the_bot_token() {
+    let (url, got, _) = receiver().await;
+    let i = single(
+        &url,
+        "webex_configs: [{api_url: 'URL/messages', room_id: '{{ .CommonLabels.team }}-room', http_config: {authorization: {credentials: bot}}}]",
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    assert_eq!(path_of(&got, 0), ("messages".into(), Some("Bearer bot".into())));
+    let b = body(&got, 0);
+    assert_eq!(b["roomId"], "x-room");
+    assert!(b["markdown"].as_str().unwrap().contains("Alerts Firing:"), "{b}");
+    let e = load(
+        "route: {receiver: r}\nreceivers:\n- name: r\n  webex_configs: [{room_id: x}]\n",
+        std::path::Path::new("."),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, "missing webex_configs.http_config.authorization");
+}
+
+#[tokio::test]
+async fn telegram_sends_to_the_bot_api_and_reads_its_answer() {
+    let (url, got, answers) = receiver().await;
+    let i = single(
+        &url,
+        "telegram_configs: [{api_url: 'URL', bot_token: 'T0K', chat_id: -1001, message_thread_id: 7, message: '<b>{{ .CommonLabels.team }}</b> {{ .CommonAnnotations.summary }}'}]",
+    );
+    answers.lock().unwrap().insert(
+        "botT0K/sendMessage".into(),
+        (200, "application/json", r#"{"ok":true,"result":{}}"#.into()),
+    );
+    let mut a = alert("Down", "a:9100", false);
+    a.annotations = [("summary".to_string(), "5 < 6 & more".to_string())].into();
+    i[0].notifier.notify(&data(vec![a.clone()])).await.unwrap();
+    assert_eq!(path_of(&got, 0).0, "botT0K/sendMessage");
+    // Every value a string; HTML mode escapes what the template prints, not the template.
+    assert_eq!(
+        body(&got, 0),
+        json!({
+            "chat_id": "-1001",
+            "disable_web_page_preview": "true",
+            "message_thread_id": "7",
+            "parse_mode": "HTML",
+            "text": "<b>x</b> 5 &lt; 6 &amp; more"
+        })
+    );
+    answers.lock().unwrap().insert(
+        "botT0K/sendMessage".into(),
+        (
+            400,
+            "application/json",
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#.into(),
+        ),
+    );
+    let e = i[0].notifier.notify(&data(vec![a])).await.unwrap_err();
+    assert_eq!(e.message, "telegram: Bad Request: chat not found (400)");
+    assert!(e.retryable, "Alertmanager retries every Telegram failure");
+}
+
+#[tokio::test]
+async fn opsgenie_creates_updates_and_closes_by_alias() {
+    let (url, got, answers) = receiver().await;
+    let i = single(
+        &url,
+        r#"opsgenie_configs:
+  - api_key: '{{ .CommonLabels.team }}-key'
+    api_url: 'URL/'
+    update_alerts: true
+    details: {team: overridden, runbook: 'http://rb/{{ .GroupLabels.alertname }}'}
+    responders:
+    - {name: 'ops,db', type: teams}
+    - {username: 'alice', type: user}
+    - {name: '{{ "" }}', type: '{{ "" }}'}
+    tags: ' a, b,,c '
+    priority: P2"#,
+    );
+    answers.lock().unwrap().insert(
+        "v2/alerts".into(),
+        (
+            202,
+            "application/json",
+            r#"{"result":"Request will be processed"}"#.into(),
+        ),
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let alias = "af94c9e8f6a3043625e36c6f472fe6be85ac23a9117184ee4cb7b4ad7401a47e";
+    let paths: Vec<(String, Option<String>)> = (0..3).map(|k| path_of(&got, k)).collect();
+    assert_eq!(
+        paths,
+        [
+            ("v2/alerts".to_string(), Some("GenieKey x-key".to_string())),
+            (
+                format!("PUT v2/alerts/{alias}/message?identifierType=alias"),
+                Some("GenieKey x-key".to_string())
+            ),
+            (
+                format!("PUT v2/alerts/{alias}/description?identifierType=alias"),
+                Some("GenieKey x-key".to_string())
+            ),
+        ]
+    );
+    let b = body(&got, 0);
+    assert_eq!(b["alias"], alias);
+    assert_eq!(b["message"], "[FIRING:1] Down (a:9100 x)");
+    assert_eq!(
+        b["details"],
+        json!({"alertname": "Down", "instance": "a:9100", "team": "overridden", "runbook": "http://rb/Down"})
+    );
+    assert_eq!(
+        b["responders"],
+        json!([{"name": "ops", "type": "team"}, {"name": "db", "type": "team"}, {"username": "alice", "type": "user"}])
+    );
+    assert_eq!(b["tags"], json!(["a", " b", "c"]));
+    assert_eq!(b["priority"], "P2");
+    assert_eq!(b["source"], "http://am.example/#/alerts?receiver=team-x");
+    assert_eq!(body(&got, 1), json!({"message": "[FIRING:1] Down (a:9100 x)"}));
+    // Resolved: one close request.
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", true)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        path_of(&got, 3).0,
+        format!("v2/alerts/{alias}/close?identifierType=alias")
+    );
+    assert_eq!(
+        body(&got, 3),
+        json!({"source": "http://am.example/#/alerts?receiver=team-x"})
+    );
+    // 429 is retried; a 422 is final.
+    answers
+        .lock()
+        .unwrap()
+        .insert("v2/alerts".into(), (429, "text/plain", "slow".into()));
+    let e = i[0]
+        .notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap_err();
+    assert!(e.retryable);
+    answers
+        .lock()
+        .unwrap()
+        .insert("v2/alerts".into(), (422, "text/plain", "bad".into()));
+    let e = i[0]
+        .notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.retryable, e.message.as_str()),
+        (false, "unexpected status code 422: bad")
+    );
 }
