@@ -374,3 +374,380 @@ impl Encoder for Telegram {
         }
     }
 }
+
+/// A Slack-like attachment field: `short` written only when configured (Mattermost), or
+/// always (Rocket.Chat, `short_fields` standing in).
+#[derive(Serialize)]
+struct ChatField {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    short: Option<bool>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    value: String,
+}
+
+/// Mattermost (`mattermost_configs`): an incoming webhook message with attachments.
+pub struct Mattermost(pub tocsin_core::config::MattermostConfig);
+
+#[derive(Serialize)]
+struct MattermostMessage {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    text: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    channel: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    username: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    icon_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    icon_emoji: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<MattermostAttachment>,
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    props: Option<MattermostProps>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<MattermostPriority>,
+}
+
+#[derive(Serialize)]
+struct MattermostProps {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    card: String,
+}
+
+#[derive(Serialize)]
+struct MattermostPriority {
+    priority: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    requested_ack: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    persistent_notifications: bool,
+}
+
+#[derive(Serialize, Default)]
+struct MattermostAttachment {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    fallback: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    color: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pretext: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    text: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    author_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    author_link: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    author_icon: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title_link: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<ChatField>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    thumb_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    footer: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    footer_icon: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    image_url: String,
+}
+
+/// Mattermost's longest top-level text, in characters.
+const MATTERMOST_MAX_RUNES: usize = 16383;
+
+fn attachment_fields<'a>(
+    prefix: &str,
+    a: &'a tocsin_core::config::MattermostAttachment,
+    out: &mut Vec<(String, &'a str)>,
+) {
+    for (k, v) in tocsin_core::config::MATTERMOST_ATTACHMENT_KEYS.iter().zip(&a.strings) {
+        out.push((format!("{prefix}.{k}"), v));
+    }
+    for (i, (t, v, _)) in a.fields.iter().enumerate() {
+        out.push((format!("{prefix}.fields[{i}].title"), t));
+        out.push((format!("{prefix}.fields[{i}].value"), v));
+    }
+}
+
+fn render_attachment(
+    prefix: &str,
+    a: &tocsin_core::config::MattermostAttachment,
+    r: &mut Render<'_>,
+) -> MattermostAttachment {
+    let mut s = |k: &str| r.field(&format!("{prefix}.{k}"), "");
+    let mut out = MattermostAttachment {
+        fallback: s("fallback"),
+        color: s("color"),
+        pretext: s("pretext"),
+        text: s("text"),
+        author_name: s("author_name"),
+        author_link: s("author_link"),
+        author_icon: s("author_icon"),
+        title: s("title"),
+        title_link: s("title_link"),
+        thumb_url: s("thumb_url"),
+        footer: s("footer"),
+        footer_icon: s("footer_icon"),
+        image_url: s("image_url"),
+        ..MattermostAttachment::default()
+    };
+    out.fields = a
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, short))| ChatField {
+            short: *short,
+            title: r.field(&format!("{prefix}.fields[{i}].title"), ""),
+            value: r.field(&format!("{prefix}.fields[{i}].value"), ""),
+        })
+        .collect();
+    out
+}
+
+impl Encoder for Mattermost {
+    const KIND: &'static str = "mattermost";
+    fn fields(&self) -> Vec<(String, &str)> {
+        let c = &self.0;
+        let mut v: Vec<(String, &str)> = vec![
+            ("channel".into(), &c.channel),
+            ("username".into(), &c.username),
+            ("text".into(), &c.text),
+            ("icon_url".into(), &c.icon_url),
+            ("icon_emoji".into(), &c.icon_emoji),
+            ("type".into(), &c.kind),
+        ];
+        if let Some(card) = &c.card {
+            v.push(("props.card".into(), card));
+        }
+        if let Some((p, _, _)) = &c.priority {
+            v.push(("priority.priority".into(), p));
+        }
+        attachment_fields("top", &c.top, &mut v);
+        for (i, a) in c.attachments.iter().enumerate() {
+            attachment_fields(&format!("attachments[{i}]"), a, &mut v);
+        }
+        v
+    }
+    fn endpoint(&self) -> SecretSource {
+        self.0.webhook_url.clone()
+    }
+    fn http(&self) -> &HttpClientConfig {
+        &self.0.http
+    }
+    fn encode(&self, _: &NotifyData, _: &[String], r: &mut Render<'_>) -> Result<Vec<Encoded>, String> {
+        let c = &self.0;
+        let channel = r.field("channel", "");
+        // Without `attachments`, the top-level fields make the one attachment, the text in it.
+        let (text, attachments) = if c.attachments.is_empty() {
+            (String::new(), vec![render_attachment("top", &c.top, r)])
+        } else {
+            let text = r.field("text", r#"{{ template "mattermost.default.text" . }}"#);
+            let list = (0..c.attachments.len())
+                .map(|i| render_attachment(&format!("attachments[{i}]"), &c.attachments[i], r))
+                .collect();
+            (runes(text, MATTERMOST_MAX_RUNES, "text", Self::KIND), list)
+        };
+        let priority = c.priority.as_ref().map(|(_, ack, persistent)| {
+            let p = r.field("priority.priority", "").to_lowercase();
+            let p = if matches!(p.as_str(), "urgent" | "important" | "standard") {
+                p
+            } else {
+                warn!(integration = "mattermost", priority = %p, "unknown priority: standard");
+                "standard".to_string()
+            };
+            MattermostPriority {
+                requested_ack: *ack && p != "standard",
+                persistent_notifications: *persistent && p == "urgent",
+                priority: p,
+            }
+        });
+        let msg = MattermostMessage {
+            text,
+            channel: channel.clone(),
+            username: r.field("username", r#"{{ template "mattermost.default.username" . }}"#),
+            icon_url: r.field("icon_url", ""),
+            icon_emoji: r.field("icon_emoji", ""),
+            attachments,
+            kind: r.field("type", ""),
+            props: c.card.as_ref().map(|_| MattermostProps {
+                card: r.field("props.card", ""),
+            }),
+            priority,
+        };
+        let mut e = Encoded::json(&msg)?;
+        e.context = channel;
+        Ok(vec![e])
+    }
+    fn judge(&self, reply: &Reply, sent: &Encoded) -> Result<(), NotifyError> {
+        standard(reply).map_err(|e| NotifyError {
+            message: format!("channel {:?}: {}", sent.context, e.message),
+            ..e
+        })
+    }
+}
+
+/// Rocket.Chat (`rocketchat_configs`): `chat.postMessage` with a personal access token.
+pub struct Rocketchat(pub tocsin_core::config::RocketchatConfig);
+
+#[derive(Serialize)]
+struct RocketchatMessage {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    channel: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    emoji: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    avatar: String,
+    attachments: [RocketchatAttachment; 1],
+}
+
+#[derive(Serialize)]
+struct RocketchatAttachment {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    title_link: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    text: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    image_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    thumb_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    color: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<ChatField>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    actions: Vec<RocketchatAction>,
+}
+
+#[derive(Serialize)]
+struct RocketchatAction {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    text: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    url: String,
+    is_webview: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    msg: String,
+    msg_in_chat_window: bool,
+}
+
+impl Encoder for Rocketchat {
+    const KIND: &'static str = "rocketchat";
+    fn fields(&self) -> Vec<(String, &str)> {
+        let c = &self.0;
+        let mut v: Vec<(String, &str)> = vec![
+            ("channel".into(), &c.channel),
+            ("color".into(), &c.color),
+            ("title".into(), &c.title),
+            ("title_link".into(), &c.title_link),
+            ("text".into(), &c.text),
+            ("emoji".into(), &c.emoji),
+            ("icon_url".into(), &c.icon_url),
+            ("image_url".into(), &c.image_url),
+            ("thumb_url".into(), &c.thumb_url),
+        ];
+        for (i, (t, val, _)) in c.fields.iter().enumerate() {
+            v.push((format!("fields[{i}].title"), t));
+            v.push((format!("fields[{i}].value"), val));
+        }
+        for (i, [text, url, msg]) in c.actions.iter().enumerate() {
+            v.push((format!("actions[{i}].text"), text));
+            v.push((format!("actions[{i}].url"), url));
+            v.push((format!("actions[{i}].msg"), msg));
+        }
+        v
+    }
+    fn endpoint(&self) -> SecretSource {
+        SecretSource::Inline(self.0.url.clone())
+    }
+    fn http(&self) -> &HttpClientConfig {
+        &self.0.http
+    }
+    fn secrets(&self) -> Result<Vec<String>, String> {
+        Ok(vec![read_secret(&self.0.token)?, read_secret(&self.0.token_id)?])
+    }
+    fn encode(&self, _: &NotifyData, secrets: &[String], r: &mut Render<'_>) -> Result<Vec<Encoded>, String> {
+        let c = &self.0;
+        let [token, token_id] = secrets else {
+            return Err("rocketchat: the tokens were not read".into());
+        };
+        let title = r.field("title", r#"{{ template "rocketchat.default.title" . }}"#);
+        let attachment = RocketchatAttachment {
+            title: runes(title, 1024, "title", Self::KIND),
+            title_link: r.field("title_link", r#"{{ template "rocketchat.default.titlelink" . }}"#),
+            text: r.field("text", r#"{{ template "rocketchat.default.text" . }}"#),
+            image_url: r.field("image_url", ""),
+            thumb_url: r.field("thumb_url", ""),
+            color: r.field("color", r#"{{ if eq .Status "firing" }}red{{ else }}green{{ end }}"#),
+            fields: c
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, short))| ChatField {
+                    short: Some(short.unwrap_or(c.short_fields)),
+                    title: r.field(&format!("fields[{i}].title"), ""),
+                    value: r.field(&format!("fields[{i}].value"), ""),
+                })
+                .collect(),
+            actions: (0..c.actions.len())
+                .map(|i| RocketchatAction {
+                    kind: "button",
+                    text: r.field(&format!("actions[{i}].text"), ""),
+                    url: r.field(&format!("actions[{i}].url"), ""),
+                    is_webview: false,
+                    msg: r.field(&format!("actions[{i}].msg"), ""),
+                    msg_in_chat_window: false,
+                })
+                .collect(),
+        };
+        let channel = r.field("channel", "");
+        let msg = RocketchatMessage {
+            channel: channel.clone(),
+            emoji: r.field("emoji", ""),
+            avatar: r.field("icon_url", ""),
+            attachments: [attachment],
+        };
+        let mut e = Encoded::json(&msg)?;
+        e.headers = vec![
+            ("X-Auth-Token".into(), token.clone()),
+            ("X-User-Id".into(), token_id.clone()),
+        ];
+        e.context = channel;
+        Ok(vec![e])
+    }
+    fn judge(&self, reply: &Reply, sent: &Encoded) -> Result<(), NotifyError> {
+        let prefixed = |e: NotifyError| NotifyError {
+            message: format!("channel {:?}: {}", sent.context, e.message),
+            ..e
+        };
+        standard(reply).map_err(prefixed)?;
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            success: bool,
+            #[serde(default)]
+            error: String,
+        }
+        match serde_json::from_slice::<Answer>(&reply.body) {
+            Ok(a) if a.success => Ok(()),
+            Ok(a) => Err(prefixed(NotifyError::fatal(
+                FailureReason::ClientError,
+                format!("error response from Rocketchat: {}", a.error),
+            ))),
+            Err(e) => Err(prefixed(NotifyError::retryable(
+                FailureReason::ClientError,
+                format!("could not unmarshal JSON response {:?}: {e}", reply.quoted()),
+            ))),
+        }
+    }
+}

@@ -26,6 +26,8 @@ pub struct Encoded {
     pub body: Vec<u8>,
     /// An `Authorization` of the integration's own (a Slack app token, an Opsgenie key).
     pub authorization: Option<String>,
+    /// Headers of the integration's own (Rocket.Chat's tokens).
+    pub headers: Vec<(String, String)>,
     /// What the judge needs of what was sent (Slack's channel).
     pub context: String,
 }
@@ -44,6 +46,7 @@ impl Encoded {
             content_type: "application/json",
             body,
             authorization: None,
+            headers: Vec::new(),
             context: String::new(),
         })
     }
@@ -135,6 +138,7 @@ impl<E: Encoder> HttpIntegration<E> {
                     content_type: req.content_type,
                     body: req.body.clone(),
                     authorization: req.authorization.clone(),
+                    headers: req.headers.clone(),
                 })
                 .await?;
             self.enc.judge(&reply, &req)?;

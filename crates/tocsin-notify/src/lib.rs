@@ -15,6 +15,7 @@ pub mod fields;
 pub mod http;
 pub mod http1;
 pub mod integration;
+pub mod oncall;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod retry;
@@ -251,10 +252,9 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
     }
     fn push<E: integration::Encoder>(
         out: &mut Vec<Integration>,
-        kind: &'static str,
-        idx: usize,
+        (kind, idx): (&'static str, usize),
         enc: E,
-        send_resolved: bool,
+        (send_resolved, timeout): (bool, Option<std::time::Duration>),
         user_agent: &str,
         shared: &Shared,
     ) -> Result<(), String> {
@@ -262,7 +262,7 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
             kind,
             idx: idx as u32,
             send_resolved,
-            timeout: None,
+            timeout,
             notifier: Arc::new(integration::HttpIntegration::new(enc, user_agent, shared)?),
             in_flight: in_flight_limit(),
         });
@@ -271,7 +271,39 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
     let named = |e: String| format!("receiver {:?} {e}", receiver.name);
     for (i, c) in receiver.opsgenies.iter().enumerate() {
         let enc = opsgenie::Opsgenie(c.clone());
-        push(&mut out, "opsgenie", i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+        push(
+            &mut out,
+            ("opsgenie", i),
+            enc,
+            (c.send_resolved, None),
+            user_agent,
+            shared,
+        )
+        .map_err(named)?;
+    }
+    for (i, c) in receiver.victorops.iter().enumerate() {
+        let enc = oncall::Victorops(c.clone());
+        push(
+            &mut out,
+            ("victorops", i),
+            enc,
+            (c.send_resolved, None),
+            user_agent,
+            shared,
+        )
+        .map_err(named)?;
+    }
+    for (i, c) in receiver.pushovers.iter().enumerate() {
+        let enc = oncall::Pushover(c.clone());
+        push(
+            &mut out,
+            ("pushover", i),
+            enc,
+            (c.send_resolved, None),
+            user_agent,
+            shared,
+        )
+        .map_err(named)?;
     }
     for (i, c) in receiver.slacks.iter().enumerate() {
         let (send_resolved, timeout) = (c.send_resolved, c.timeout);
@@ -288,22 +320,74 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
     }
     for (i, c) in receiver.telegrams.iter().enumerate() {
         let enc = chat::Telegram(c.clone());
-        push(&mut out, "telegram", i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+        push(
+            &mut out,
+            ("telegram", i),
+            enc,
+            (c.send_resolved, None),
+            user_agent,
+            shared,
+        )
+        .map_err(named)?;
     }
     for (i, c) in receiver.discords.iter().enumerate() {
         let enc = chat::Discord(c.clone());
-        push(&mut out, "discord", i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+        push(
+            &mut out,
+            ("discord", i),
+            enc,
+            (c.send_resolved, None),
+            user_agent,
+            shared,
+        )
+        .map_err(named)?;
     }
     for (i, c) in receiver.webexes.iter().enumerate() {
         let enc = chat::Webex(c.clone());
-        push(&mut out, "webex", i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+        push(&mut out, ("webex", i), enc, (c.send_resolved, None), user_agent, shared).map_err(named)?;
+    }
+    for (i, c) in receiver.rocketchats.iter().enumerate() {
+        let enc = chat::Rocketchat(c.clone());
+        push(
+            &mut out,
+            ("rocketchat", i),
+            enc,
+            (c.send_resolved, None),
+            user_agent,
+            shared,
+        )
+        .map_err(named)?;
+    }
+    for (i, c) in receiver.incidentios.iter().enumerate() {
+        let enc = oncall::Incidentio(c.clone());
+        push(
+            &mut out,
+            ("incidentio", i),
+            enc,
+            (c.send_resolved, c.timeout),
+            user_agent,
+            shared,
+        )
+        .map_err(named)?;
+    }
+    for (i, c) in receiver.mattermosts.iter().enumerate() {
+        let enc = chat::Mattermost(c.clone());
+        push(
+            &mut out,
+            ("mattermost", i),
+            enc,
+            (c.send_resolved, None),
+            user_agent,
+            shared,
+        )
+        .map_err(named)?;
     }
     // Each Teams list numbered on its own, as the log's receiver keys name them.
     for v2 in [false, true] {
         let kind = if v2 { "msteamsv2" } else { "msteams" };
         for (i, c) in receiver.msteams.iter().filter(|c| c.v2 == v2).enumerate() {
             let enc = chat::Msteams(c.clone());
-            push(&mut out, kind, i, enc, c.send_resolved, user_agent, shared).map_err(named)?;
+            push(&mut out, (kind, i), enc, (c.send_resolved, None), user_agent, shared).map_err(named)?;
         }
     }
     Ok(out)

@@ -389,6 +389,7 @@ impl crate::integration::Encoder for Pagerduty {
             content_type: "application/json",
             body: event(&self.0, key, d, r),
             authorization: None,
+            headers: Vec::new(),
             context: String::new(),
         }])
     }

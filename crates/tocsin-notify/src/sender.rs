@@ -83,6 +83,8 @@ pub struct Request<'a> {
     pub body: Vec<u8>,
     /// `Authorization` set by the integration.
     pub authorization: Option<String>,
+    /// Headers set by the integration (after `http_config`'s).
+    pub headers: Vec<(String, String)>,
 }
 
 /// An integration's HTTP client with its `http_config`.
@@ -156,7 +158,8 @@ impl HttpSender {
             })?),
             (None, None) => crate::http::authorization(&self.cfg).map_err(fatal)?,
         };
-        let headers = crate::http::extra_headers(&self.cfg).map_err(fatal)?;
+        let mut headers = crate::http::extra_headers(&self.cfg).map_err(fatal)?;
+        headers.extend(req.headers);
         let ep = req.endpoint;
         if let (Some(origin), Some(url)) = (&ep.plain, &ep.parsed) {
             return self
@@ -326,6 +329,7 @@ mod tests {
                 content_type: "application/json",
                 body: b"{}".to_vec(),
                 authorization: None,
+                headers: Vec::new(),
             }),
         )
         .await

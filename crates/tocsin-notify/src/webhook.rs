@@ -162,6 +162,7 @@ impl Webhook {
                 content_type: "application/json",
                 body,
                 authorization: None,
+                headers: Vec::new(),
             })
             .await?;
         // The webhook has no retry codes of its own.

@@ -756,3 +756,232 @@ async fn opsgenie_creates_updates_and_closes_by_alias() {
         (false, "unexpected status code 422: bad")
     );
 }
+
+#[tokio::test]
+async fn victorops_posts_to_key_and_routing_key_and_recovers() {
+    let (url, got, _) = receiver().await;
+    let i = single(
+        &url,
+        "victorops_configs: [{api_key: K3Y, api_url: 'URL/alert', routing_key: '{{ .CommonLabels.team }}-team', message_type: WARNING, custom_fields: {runbook: 'http://rb/{{ .GroupLabels.alertname }}'}}]",
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    assert_eq!(path_of(&got, 0).0, "alert/K3Y/x-team");
+    let b = body(&got, 0);
+    assert_eq!(b["message_type"], "WARNING");
+    assert_eq!(
+        b["entity_id"],
+        "af94c9e8f6a3043625e36c6f472fe6be85ac23a9117184ee4cb7b4ad7401a47e"
+    );
+    assert_eq!(b["entity_display_name"], "[FIRING:1] Down (a:9100 x)");
+    assert_eq!(b["monitoring_tool"], "Alertmanager");
+    assert_eq!(b["runbook"], "http://rb/Down");
+    // Keys sorted, as Go writes a map.
+    let raw = String::from_utf8(got.lock().unwrap()[0].3.clone()).unwrap();
+    assert!(raw.starts_with(r#"{"entity_display_name":"#), "{raw}");
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", true)]))
+        .await
+        .unwrap();
+    assert_eq!(body(&got, 1)["message_type"], "RECOVERY");
+    let e = load(
+        "route: {receiver: r}\nreceivers:\n- name: r\n  victorops_configs: [{api_key: k, routing_key: r, custom_fields: {entity_id: x}}]\n",
+        std::path::Path::new("."),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.0,
+        "victorOps config contains custom field entity_id which cannot be used as it conflicts with the fixed/static fields"
+    );
+}
+
+#[test]
+fn pushover_puts_every_parameter_in_the_query_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user");
+    std::fs::write(&user, "u5er\n").unwrap();
+    let yaml = format!(
+        "route: {{receiver: team-x}}\nreceivers:\n- name: team-x\n  pushover_configs:\n  - token: t0k\n    user_key_file: {}\n    html: true\n    sound: siren\n    ttl: 1h\n",
+        user.display()
+    );
+    let cfg = load(&yaml, dir.path(), &Default::default()).unwrap();
+    let enc = tocsin_notify::oncall::Pushover(cfg.receivers["team-x"].pushovers[0].clone());
+    let fields = integration::compile(&enc, &tocsin_template::Template::with_defaults()).unwrap();
+    let mut a = alert("Down", "a:9100", false);
+    a.annotations = [("summary".to_string(), "5 < 6".to_string())].into();
+    let (sent, errors) = integration::encode(
+        &enc,
+        &fields,
+        &data(vec![a]),
+        &enc.secrets().unwrap(),
+        "2026-12-07T11:00:00Z".parse().unwrap(),
+    )
+    .unwrap();
+    assert!(errors.is_empty());
+    assert_eq!((sent[0].content_type, sent[0].body.len()), ("text/plain", 0));
+    let url = reqwest::Url::parse(sent[0].url.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        url.as_str().split('?').next(),
+        Some("https://api.pushover.net/1/messages.json")
+    );
+    let q: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let keys: Vec<&str> = q.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "device",
+            "expire",
+            "html",
+            "message",
+            "priority",
+            "retry",
+            "sound",
+            "title",
+            "token",
+            "ttl",
+            "url",
+            "url_title",
+            "user"
+        ],
+        "sorted, as Go encodes url.Values"
+    );
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    assert_eq!(
+        get("user"),
+        "u5er\n",
+        "key files are not trimmed, as Alertmanager reads them"
+    );
+    assert_eq!(
+        (get("priority"), get("retry"), get("expire"), get("ttl")),
+        ("2".into(), "60".into(), "3600".into(), "3600".into())
+    );
+    assert!(
+        get("message").contains("5 &lt; 6"),
+        "the HTML message escapes values: {}",
+        get("message")
+    );
+    assert_eq!(get("title"), "[FIRING:1] Down (a:9100 x)");
+}
+
+#[tokio::test]
+async fn mattermost_builds_its_attachment_from_the_top_level_fields() {
+    let (url, got, _) = receiver().await;
+    let i = single(
+        &url,
+        "mattermost_configs: [{webhook_url: 'URL/mm', channel: ops, fields: [{title: Team, value: '{{ .CommonLabels.team }}', short: true}], priority: {priority: URGENT, requested_ack: true, persistent_notifications: true}}]",
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let b = body(&got, 0);
+    assert!(b.get("text").is_none(), "the text goes in the attachment: {b}");
+    assert_eq!(b["channel"], "ops");
+    assert_eq!(b["username"], "Alertmanager");
+    let a = &b["attachments"][0];
+    assert_eq!(a["title"], "[FIRING:1] Down (a:9100 x)");
+    assert_eq!(a["color"], "danger");
+    assert_eq!(a["fields"], json!([{"short": true, "title": "Team", "value": "x"}]));
+    assert!(a["text"].as_str().unwrap().contains("# Alerts Firing:"), "{a}");
+    assert_eq!(
+        b["priority"],
+        json!({"priority": "urgent", "requested_ack": true, "persistent_notifications": true})
+    );
+    // With attachments of its own: the text goes top-level, the top-level fields are not used.
+    let i = single(
+        &url,
+        "mattermost_configs: [{webhook_url: 'URL/mm', attachments: [{title: mine}], priority: {priority: loud, requested_ack: true}}]",
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let b = body(&got, 1);
+    assert!(b["text"].as_str().unwrap().contains("# Alerts Firing:"));
+    assert_eq!(b["attachments"], json!([{"title": "mine"}]));
+    assert_eq!(
+        b["priority"],
+        json!({"priority": "standard"}),
+        "an unknown priority is standard, without the ack"
+    );
+}
+
+#[tokio::test]
+async fn rocketchat_sends_its_tokens_and_reads_success() {
+    let (url, got, answers) = receiver().await;
+    let i = single(
+        &url,
+        "rocketchat_configs: [{api_url: 'URL/', token: t0k, token_id: u1d, channel: '#ops', actions: [{text: Ack, url: 'http://ack'}]}]",
+    );
+    assert!(!i[0].send_resolved);
+    answers.lock().unwrap().insert(
+        "api/v1/chat.postMessage".into(),
+        (200, "application/json", r#"{"success":true}"#.into()),
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    assert_eq!(path_of(&got, 0).0, "api/v1/chat.postMessage");
+    let b = body(&got, 0);
+    assert_eq!(b["channel"], "#ops");
+    let a = &b["attachments"][0];
+    assert_eq!(
+        (&a["title"], &a["color"]),
+        (&json!("[FIRING:1] Down (a:9100 x)"), &json!("red"))
+    );
+    assert_eq!(
+        a["actions"],
+        json!([{"type": "button", "text": "Ack", "url": "http://ack", "is_webview": false, "msg_in_chat_window": false}])
+    );
+    answers.lock().unwrap().insert(
+        "api/v1/chat.postMessage".into(),
+        (
+            200,
+            "application/json",
+            r#"{"success":false,"error":"error-not-allowed"}"#.into(),
+        ),
+    );
+    let e = i[0]
+        .notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message,
+        r##"channel "#ops": error response from Rocketchat: error-not-allowed"##
+    );
+    assert!(!e.retryable);
+}
+
+#[tokio::test]
+async fn incidentio_sends_the_webhook_body_as_version_1_with_the_token() {
+    let (url, got, answers) = receiver().await;
+    let i = single(
+        &url,
+        "incidentio_configs: [{url: 'URL/alert-source', alert_source_token: s3cret, max_alerts: 1}]",
+    );
+    let d = data(vec![alert("Down", "a:9100", false), alert("Down", "b:9100", false)]);
+    i[0].notifier.notify(&d).await.unwrap();
+    assert_eq!(path_of(&got, 0), ("alert-source".into(), Some("Bearer s3cret".into())));
+    let b = body(&got, 0);
+    assert_eq!((&b["version"], &b["truncatedAlerts"]), (&json!("1"), &json!(1)));
+    assert_eq!(b["groupKey"], r#"{}:{alertname="Down"}"#);
+    assert_eq!(b["alerts"].as_array().unwrap().len(), 1);
+    answers.lock().unwrap().insert(
+        "alert-source".into(),
+        (
+            422,
+            "application/json",
+            r#"{"message":"invalid","errors":["a","b"]}"#.into(),
+        ),
+    );
+    let e = i[0].notifier.notify(&d).await.unwrap_err();
+    assert_eq!(e.message, "unexpected status code 422: invalid: a, b");
+}

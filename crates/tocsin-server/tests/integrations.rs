@@ -1,4 +1,5 @@
-//! Slack, PagerDuty, Opsgenie, Discord, Webex and Telegram, Tocsin beside Alertmanager 0.25 (Debian's `prometheus-alertmanager`):
+//! Slack, PagerDuty, Opsgenie, Discord, Webex, Telegram and VictorOps, Tocsin beside
+//! Alertmanager 0.25 (Debian's `prometheus-alertmanager`):
 //! the same configuration and the same alert posted to both, and what each receiver gets
 //! compared field by field (skipped with a reason when Alertmanager is not installed; failing
 //! under CI=true).
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 /// The receivers' paths, after `tocsin-` or `am-`.
-const PATHS: [&str; 6] = ["slack", "pd", "og", "discord", "webex", "tg"];
+const PATHS: [&str; 7] = ["slack", "pd", "og", "discord", "webex", "tg", "vo"];
 
 type Got = Arc<Mutex<HashMap<String, Vec<Value>>>>;
 
@@ -102,6 +103,11 @@ receivers:
   - api_url: {sink}/{who}-tg
     bot_token: T0K
     chat_id: -1001
+  victorops_configs:
+  - api_key: K3Y
+    api_url: {sink}/{who}-vo/
+    routing_key: '{{{{ .CommonLabels.team }}}}'
+    custom_fields: {{runbook: 'http://runbook/{{{{ .GroupLabels.alertname }}}}'}}
 "#
     )
 }
@@ -217,7 +223,7 @@ async fn integrations_send_what_alertmanager_sends() {
             v
         };
         assert_eq!(strip(&g["tocsin-pd"][k]), strip(&g["am-pd"][k]), "PagerDuty event {k}");
-        for p in ["discord", "webex", "tg"] {
+        for p in ["discord", "webex", "tg", "vo"] {
             assert_eq!(
                 g[&format!("tocsin-{p}")][k],
                 g[&format!("am-{p}")][k],

@@ -470,6 +470,183 @@ pub struct OpsgenieConfig {
     pub update_alerts: bool,
 }
 
+/// A VictorOps (Splunk On-Call) integration (§4 victorops).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VictoropsConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The API key, inline or from a file.
+    pub api_key: SecretSource,
+    /// The REST endpoint's base, ending with `/`.
+    pub api_url: String,
+    /// `routing_key` (templated).
+    pub routing_key: String,
+    /// `message_type` (templated; `CRITICAL` unless `INFO` or `WARNING`).
+    pub message_type: String,
+    /// `state_message` (templated; at most 20480 characters).
+    pub state_message: String,
+    /// `entity_display_name` (templated).
+    pub entity_display_name: String,
+    /// `monitoring_tool` (templated).
+    pub monitoring_tool: String,
+    /// `custom_fields` (values templated).
+    pub custom_fields: BTreeMap<String, String>,
+}
+
+/// A Pushover integration (§4 pushover).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushoverConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The user key (a file's content is used as is, untrimmed, as Alertmanager does).
+    pub user_key: SecretSource,
+    /// The application token (likewise).
+    pub token: SecretSource,
+    /// `title` (templated; at most 250 characters).
+    pub title: String,
+    /// `message` (templated; at most 1024 characters).
+    pub message: String,
+    /// `url` (templated; at most 512 characters).
+    pub url: String,
+    /// `url_title` (templated).
+    pub url_title: String,
+    /// `device` (templated).
+    pub device: String,
+    /// `sound` (templated).
+    pub sound: String,
+    /// `priority` (templated).
+    pub priority: String,
+    /// `retry`.
+    pub retry: Duration,
+    /// `expire`.
+    pub expire: Duration,
+    /// `ttl` (zero: not sent).
+    pub ttl: Duration,
+    /// `html`: the message rendered for HTML.
+    pub html: bool,
+    /// `monospace`.
+    pub monospace: bool,
+}
+
+/// An incident.io integration (§4 incidentio).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentioConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings (the alert source token becomes its authorization).
+    pub http: HttpClientConfig,
+    /// The alert source URL, inline or from a file.
+    pub url: SecretSource,
+    /// Alerts per notification (0: all).
+    pub max_alerts: u64,
+    /// Per-attempt timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// A Slack-like attachment field: title, value, `short`.
+pub type ChatField = (String, String, Option<bool>);
+
+/// A Rocket.Chat integration (§4 rocketchat).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RocketchatConfig {
+    /// Send resolved notifications (default false).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// `{api_url}api/v1/chat.postMessage`.
+    pub url: String,
+    /// `X-Auth-Token`.
+    pub token: SecretSource,
+    /// `X-User-Id`.
+    pub token_id: SecretSource,
+    /// `channel`.
+    pub channel: String,
+    /// `color`.
+    pub color: String,
+    /// `title` (at most 1024 characters).
+    pub title: String,
+    /// `title_link`.
+    pub title_link: String,
+    /// `text`.
+    pub text: String,
+    /// `fields`.
+    pub fields: Vec<ChatField>,
+    /// `short_fields`.
+    pub short_fields: bool,
+    /// `emoji`.
+    pub emoji: String,
+    /// `icon_url` (sent as `avatar`).
+    pub icon_url: String,
+    /// `image_url`.
+    pub image_url: String,
+    /// `thumb_url`.
+    pub thumb_url: String,
+    /// `actions`: text, url, msg.
+    pub actions: Vec<[String; 3]>,
+}
+
+/// A Mattermost attachment (every string templated).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MattermostAttachment {
+    /// fallback, color, pretext, text, author_name, author_link, author_icon, title,
+    /// title_link, thumb_url, footer, footer_icon, image_url — in that order.
+    pub strings: [String; 13],
+    /// `fields`.
+    pub fields: Vec<ChatField>,
+}
+
+/// The names of [`MattermostAttachment::strings`], in order.
+pub const MATTERMOST_ATTACHMENT_KEYS: [&str; 13] = [
+    "fallback",
+    "color",
+    "pretext",
+    "text",
+    "author_name",
+    "author_link",
+    "author_icon",
+    "title",
+    "title_link",
+    "thumb_url",
+    "footer",
+    "footer_icon",
+    "image_url",
+];
+
+/// A Mattermost integration (§4 mattermost).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MattermostConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The incoming webhook URL, inline or from a file.
+    pub webhook_url: SecretSource,
+    /// `channel`.
+    pub channel: String,
+    /// `username`.
+    pub username: String,
+    /// `text`.
+    pub text: String,
+    /// `icon_url`.
+    pub icon_url: String,
+    /// `icon_emoji`.
+    pub icon_emoji: String,
+    /// The attachment built from the top-level fields, used when `attachments` is not given.
+    pub top: MattermostAttachment,
+    /// `attachments`.
+    pub attachments: Vec<MattermostAttachment>,
+    /// `type`.
+    pub kind: String,
+    /// `props.card` (None: no `props`).
+    pub card: Option<String>,
+    /// `priority`: priority, requested_ack, persistent_notifications (None: none).
+    pub priority: Option<(String, bool, bool)>,
+}
+
 /// The Events API v1 endpoint (`url` does not apply to v1).
 pub const PAGERDUTY_V1_URL: &str = "https://events.pagerduty.com/generic/2010-04-15/create_event.json";
 
@@ -507,6 +684,16 @@ pub struct Receiver {
     pub webexes: Vec<WebexConfig>,
     /// Microsoft Teams integrations in order: the legacy cards, then the Workflows ones.
     pub msteams: Vec<MsteamsConfig>,
+    /// VictorOps integrations in order.
+    pub victorops: Vec<VictoropsConfig>,
+    /// Pushover integrations in order.
+    pub pushovers: Vec<PushoverConfig>,
+    /// incident.io integrations in order.
+    pub incidentios: Vec<IncidentioConfig>,
+    /// Rocket.Chat integrations in order.
+    pub rocketchats: Vec<RocketchatConfig>,
+    /// Mattermost integrations in order.
+    pub mattermosts: Vec<MattermostConfig>,
 }
 
 /// A validated configuration.
@@ -995,6 +1182,343 @@ fn opsgenie_config(
         note: plain(&c.note),
         priority: plain(&c.priority),
         update_alerts: c.update_alerts.unwrap_or(false),
+    })
+}
+
+fn victorops_config(
+    c: &raw::RawVictoropsConfig,
+    g: &raw::RawGlobal,
+    http: HttpClientConfig,
+    base: &Path,
+) -> Result<VictoropsConfig, ConfigError> {
+    if c.routing_key.as_deref().unwrap_or("").is_empty() {
+        return err("missing Routing key in VictorOps config");
+    }
+    let own = secret(&c.api_key, &c.api_key_file, base, "api_key")?;
+    const RESERVED: [&str; 7] = [
+        "routing_key",
+        "message_type",
+        "state_message",
+        "entity_display_name",
+        "monitoring_tool",
+        "entity_id",
+        "entity_state",
+    ];
+    for k in c.custom_fields.iter().flatten().map(|(k, _)| k) {
+        if RESERVED.contains(&k.as_str()) {
+            return err(format!(
+                "victorOps config contains custom field {k} which cannot be used as it conflicts with the fixed/static fields"
+            ));
+        }
+    }
+    let api_key = match own {
+        Some(k) => k,
+        None => match secret(
+            &g.victorops_api_key,
+            &g.victorops_api_key_file,
+            base,
+            "victorops_api_key",
+        )? {
+            Some(k) => k,
+            None => return err("no global VictorOps API Key set"),
+        },
+    };
+    let mut api_url = c
+        .api_url
+        .clone()
+        .or_else(|| g.victorops_api_url.clone())
+        .unwrap_or_else(|| "https://alert.victorops.com/integrations/generic/20131114/alert/".into());
+    check_url(&api_url, "api_url")?;
+    if !api_url.ends_with('/') {
+        api_url.push('/');
+    }
+    let t = |v: &Option<String>, d: &str| {
+        v.clone()
+            .unwrap_or_else(|| format!("{{{{ template \"victorops.default.{d}\" . }}}}"))
+    };
+    Ok(VictoropsConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        http,
+        api_key,
+        api_url,
+        routing_key: c.routing_key.clone().unwrap_or_default(),
+        message_type: c.message_type.clone().unwrap_or_else(|| "CRITICAL".into()),
+        state_message: t(&c.state_message, "state_message"),
+        entity_display_name: t(&c.entity_display_name, "entity_display_name"),
+        monitoring_tool: t(&c.monitoring_tool, "monitoring_tool"),
+        custom_fields: c.custom_fields.clone().unwrap_or_default(),
+    })
+}
+
+fn pushover_config(
+    c: &raw::RawPushoverConfig,
+    http: HttpClientConfig,
+    base: &Path,
+) -> Result<PushoverConfig, ConfigError> {
+    let Some(user_key) = secret(&c.user_key, &c.user_key_file, base, "user_key")? else {
+        return err("one of user_key or user_key_file must be configured");
+    };
+    let Some(token) = secret(&c.token, &c.token_file, base, "token")? else {
+        return err("one of token or token_file must be configured");
+    };
+    if c.html == Some(true) && c.monospace == Some(true) {
+        return err("at most one of monospace & html must be configured");
+    }
+    let t = |v: &Option<String>, d: &str| {
+        v.clone()
+            .unwrap_or_else(|| format!("{{{{ template \"pushover.default.{d}\" . }}}}"))
+    };
+    let plain = |v: &Option<String>| v.clone().unwrap_or_default();
+    Ok(PushoverConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        http,
+        user_key,
+        token,
+        title: t(&c.title, "title"),
+        message: t(&c.message, "message"),
+        url: t(&c.url, "url"),
+        url_title: plain(&c.url_title),
+        device: plain(&c.device),
+        sound: plain(&c.sound),
+        priority: c
+            .priority
+            .clone()
+            .unwrap_or_else(|| r#"{{ if eq .Status "firing" }}2{{ else }}0{{ end }}"#.into()),
+        retry: c.retry.map_or(Duration::from_secs(60), |d| d.0),
+        expire: c.expire.map_or(Duration::from_secs(3600), |d| d.0),
+        ttl: c.ttl.map_or(Duration::ZERO, |d| d.0),
+        html: c.html.unwrap_or(false),
+        monospace: c.monospace.unwrap_or(false),
+    })
+}
+
+fn incidentio_config(
+    c: &raw::RawIncidentioConfig,
+    mut http: HttpClientConfig,
+    base: &Path,
+) -> Result<IncidentioConfig, ConfigError> {
+    let url = match secret(&c.url, &c.url_file, base, "url")? {
+        Some(SecretSource::Inline(u)) => {
+            check_url(&u, "url")?;
+            SecretSource::Inline(u)
+        }
+        Some(f) => f,
+        None => return err("one of url or url_file must be configured"),
+    };
+    let token = secret(
+        &c.alert_source_token,
+        &c.alert_source_token_file,
+        base,
+        "alert_source_token",
+    )?;
+    let own_auth = c.http_config.as_ref().is_some_and(|h| h.authorization.is_some());
+    if token.is_some() && own_auth {
+        return err(
+            "cannot specify alert_source_token or alert_source_token_file when using http_config.authorization",
+        );
+    }
+    if token.is_none() && c.http_config.is_some() && !own_auth {
+        return err(
+            "at least one of alert_source_token, alert_source_token_file or http_config.authorization must be configured",
+        );
+    }
+    if let Some(t) = token {
+        http.authorization = Some(("Bearer".into(), t));
+        http.basic_auth = None;
+    }
+    Ok(IncidentioConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        http,
+        url,
+        max_alerts: c.max_alerts.unwrap_or(0),
+        timeout: c.timeout.map(|d| d.0).filter(|d| !d.is_zero()),
+    })
+}
+
+fn chat_fields(fields: &Option<Vec<raw::RawSlackField>>, what: &str) -> Result<Vec<ChatField>, ConfigError> {
+    let mut out = Vec::new();
+    for f in fields.iter().flatten() {
+        let (title, value) = (f.title.clone().unwrap_or_default(), f.value.clone().unwrap_or_default());
+        if title.is_empty() {
+            return err(format!("missing title in {what} field configuration"));
+        }
+        if value.is_empty() {
+            return err(format!("missing value in {what} field configuration"));
+        }
+        out.push((title, value, f.short));
+    }
+    Ok(out)
+}
+
+fn rocketchat_config(
+    c: &raw::RawRocketchatConfig,
+    g: &raw::RawGlobal,
+    http: HttpClientConfig,
+    base: &Path,
+) -> Result<RocketchatConfig, ConfigError> {
+    let token_id = match secret(&c.token_id, &c.token_id_file, base, "token_id")? {
+        Some(t) => t,
+        None => match secret(
+            &g.rocketchat_token_id,
+            &g.rocketchat_token_id_file,
+            base,
+            "rocketchat_token_id",
+        )? {
+            Some(t) => t,
+            None => return err("no global Rocketchat TokenID set either inline or in a file"),
+        },
+    };
+    let token = match secret(&c.token, &c.token_file, base, "token")? {
+        Some(t) => t,
+        None => match secret(&g.rocketchat_token, &g.rocketchat_token_file, base, "rocketchat_token")? {
+            Some(t) => t,
+            None => return err("no global Rocketchat Token set either inline or in a file"),
+        },
+    };
+    let mut api_url = c
+        .api_url
+        .clone()
+        .or_else(|| g.rocketchat_api_url.clone())
+        .unwrap_or_else(|| "https://open.rocket.chat/".into());
+    check_url(&api_url, "api_url")?;
+    if !api_url.ends_with('/') {
+        api_url.push('/');
+    }
+    let fields = c
+        .fields
+        .iter()
+        .flatten()
+        .map(|f| {
+            (
+                f.title.clone().unwrap_or_default(),
+                f.value.clone().unwrap_or_default(),
+                f.short,
+            )
+        })
+        .collect();
+    let t = |v: &Option<String>, d: &str| {
+        v.clone()
+            .unwrap_or_else(|| format!("{{{{ template \"rocketchat.default.{d}\" . }}}}"))
+    };
+    let plain = |v: &Option<String>| v.clone().unwrap_or_default();
+    Ok(RocketchatConfig {
+        send_resolved: c.send_resolved.unwrap_or(false),
+        http,
+        url: format!("{api_url}api/v1/chat.postMessage"),
+        token,
+        token_id,
+        channel: plain(&c.channel),
+        color: c
+            .color
+            .clone()
+            .unwrap_or_else(|| r#"{{ if eq .Status "firing" }}red{{ else }}green{{ end }}"#.into()),
+        title: t(&c.title, "title"),
+        title_link: t(&c.title_link, "titlelink"),
+        text: t(&c.text, "text"),
+        fields,
+        short_fields: c.short_fields.unwrap_or(false),
+        emoji: t(&c.emoji, "emoji"),
+        icon_url: t(&c.icon_url, "iconurl"),
+        image_url: plain(&c.image_url),
+        thumb_url: plain(&c.thumb_url),
+        actions: c
+            .actions
+            .iter()
+            .flatten()
+            .map(|a| [plain(&a.text), plain(&a.url), plain(&a.msg)])
+            .collect(),
+    })
+}
+
+fn mattermost_config(
+    c: &raw::RawMattermostConfig,
+    g: &raw::RawGlobal,
+    http: HttpClientConfig,
+    base: &Path,
+) -> Result<MattermostConfig, ConfigError> {
+    let webhook_url = match secret(&c.webhook_url, &c.webhook_url_file, base, "webhook_url")? {
+        Some(u) => u,
+        None => match secret(
+            &g.mattermost_webhook_url,
+            &g.mattermost_webhook_url_file,
+            base,
+            "mattermost_webhook_url",
+        )? {
+            Some(u) => u,
+            None => return err("missing webhook_url or webhook_url_file on mattermost_config"),
+        },
+    };
+    if let SecretSource::Inline(u) = &webhook_url {
+        check_url(u, "webhook_url")?;
+    }
+    let plain = |v: &Option<String>| v.clone().unwrap_or_default();
+    let t = |v: &Option<String>, d: &str| {
+        v.clone()
+            .unwrap_or_else(|| format!("{{{{ template \"mattermost.default.{d}\" . }}}}"))
+    };
+    let top = MattermostAttachment {
+        strings: [
+            t(&c.fallback, "fallback"),
+            t(&c.color, "color"),
+            plain(&c.pretext),
+            t(&c.text, "text"),
+            plain(&c.author_name),
+            plain(&c.author_link),
+            plain(&c.author_icon),
+            t(&c.title, "title"),
+            t(&c.title_link, "titlelink"),
+            plain(&c.thumb_url),
+            plain(&c.footer),
+            plain(&c.footer_icon),
+            plain(&c.image_url),
+        ],
+        fields: chat_fields(&c.fields, "Mattermost")?,
+    };
+    let mut attachments = Vec::new();
+    for a in c.attachments.iter().flatten() {
+        attachments.push(MattermostAttachment {
+            strings: [
+                plain(&a.fallback),
+                plain(&a.color),
+                plain(&a.pretext),
+                plain(&a.text),
+                plain(&a.author_name),
+                plain(&a.author_link),
+                plain(&a.author_icon),
+                plain(&a.title),
+                plain(&a.title_link),
+                plain(&a.thumb_url),
+                plain(&a.footer),
+                plain(&a.footer_icon),
+                plain(&a.image_url),
+            ],
+            fields: chat_fields(&a.fields, "Mattermost")?,
+        });
+    }
+    Ok(MattermostConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        http,
+        webhook_url,
+        channel: plain(&c.channel),
+        username: t(&c.username, "username"),
+        text: t(&c.text, "text"),
+        icon_url: plain(&c.icon_url),
+        icon_emoji: plain(&c.icon_emoji),
+        top,
+        attachments,
+        kind: plain(&c.r#type),
+        card: c.props.as_ref().and_then(|p| p.card.clone()).filter(|s| !s.is_empty()),
+        priority: c
+            .priority
+            .as_ref()
+            .filter(|p| p.priority.as_deref().is_some_and(|s| !s.is_empty()))
+            .map(|p| {
+                (
+                    p.priority.clone().unwrap_or_default(),
+                    p.requested_ack.unwrap_or(false),
+                    p.persistent_notifications.unwrap_or(false),
+                )
+            }),
     })
 }
 
@@ -1539,6 +2063,26 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 v2: true,
             });
         }
+        let mut victorops = Vec::new();
+        for c in r.victorops_configs.iter().flatten() {
+            victorops.push(victorops_config(c, &global, http_of(&c.http_config)?, base)?);
+        }
+        let mut pushovers = Vec::new();
+        for c in r.pushover_configs.iter().flatten() {
+            pushovers.push(pushover_config(c, http_of(&c.http_config)?, base)?);
+        }
+        let mut incidentios = Vec::new();
+        for c in r.incidentio_configs.iter().flatten() {
+            incidentios.push(incidentio_config(c, http_of(&c.http_config)?, base)?);
+        }
+        let mut rocketchats = Vec::new();
+        for c in r.rocketchat_configs.iter().flatten() {
+            rocketchats.push(rocketchat_config(c, &global, http_of(&c.http_config)?, base)?);
+        }
+        let mut mattermosts = Vec::new();
+        for c in r.mattermost_configs.iter().flatten() {
+            mattermosts.push(mattermost_config(c, &global, http_of(&c.http_config)?, base)?);
+        }
         receivers.insert(
             r.name.clone(),
             Receiver {
@@ -1557,6 +2101,11 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 discords,
                 webexes,
                 msteams,
+                victorops,
+                pushovers,
+                incidentios,
+                rocketchats,
+                mattermosts,
             },
         );
     }

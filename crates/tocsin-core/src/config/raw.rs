@@ -603,6 +603,179 @@ opt_fields! {
     }
 }
 
+opt_fields! {
+    /// `victorops_configs` item.
+    pub struct RawVictoropsConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_key: Secret,
+        api_key_file: String,
+        api_url: String,
+        routing_key: String,
+        message_type: String,
+        state_message: String,
+        entity_display_name: String,
+        monitoring_tool: String,
+        custom_fields: BTreeMap<String, String>,
+    }
+}
+
+opt_fields! {
+    /// `pushover_configs` item.
+    pub struct RawPushoverConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        user_key: Secret,
+        user_key_file: String,
+        token: Secret,
+        token_file: String,
+        title: String,
+        message: String,
+        url: String,
+        url_title: String,
+        device: String,
+        sound: String,
+        priority: String,
+        retry: PromDuration,
+        expire: PromDuration,
+        ttl: PromDuration,
+        html: bool,
+        monospace: bool,
+    }
+}
+
+opt_fields! {
+    /// `incidentio_configs` item.
+    pub struct RawIncidentioConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        url: Secret,
+        url_file: String,
+        alert_source_token: Secret,
+        alert_source_token_file: String,
+        max_alerts: u64,
+        timeout: PromDuration,
+    }
+}
+
+opt_fields! {
+    /// `rocketchat_configs` item.
+    pub struct RawRocketchatConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_url: String,
+        token_id: Secret,
+        token_id_file: String,
+        token: Secret,
+        token_file: String,
+        channel: String,
+        color: String,
+        title: String,
+        title_link: String,
+        text: String,
+        fields: Vec<RawRocketchatField>,
+        short_fields: bool,
+        emoji: String,
+        icon_url: String,
+        image_url: String,
+        thumb_url: String,
+        link_names: bool,
+        actions: Vec<RawRocketchatAction>,
+    }
+}
+
+opt_fields! {
+    /// A Rocket.Chat attachment field.
+    pub struct RawRocketchatField {
+        short: bool,
+        title: String,
+        value: String,
+    }
+}
+
+opt_fields! {
+    /// A Rocket.Chat action (only `text`, `url` and `msg` are sent).
+    pub struct RawRocketchatAction {
+        r#type: String,
+        text: String,
+        url: String,
+        imageurl: String,
+        iswebview: bool,
+        webviewheightratio: String,
+        msg: String,
+        msginchatwindow: bool,
+        msgprocessingtype: String,
+    }
+}
+
+opt_fields! {
+    /// `mattermost_configs` item.
+    pub struct RawMattermostConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        webhook_url: Secret,
+        webhook_url_file: String,
+        channel: String,
+        username: String,
+        text: String,
+        fallback: String,
+        color: String,
+        pretext: String,
+        author_name: String,
+        author_link: String,
+        author_icon: String,
+        title: String,
+        title_link: String,
+        fields: Vec<RawSlackField>,
+        thumb_url: String,
+        footer: String,
+        footer_icon: String,
+        image_url: String,
+        icon_url: String,
+        icon_emoji: String,
+        attachments: Vec<RawMattermostAttachment>,
+        r#type: String,
+        props: RawMattermostProps,
+        priority: RawMattermostPriority,
+    }
+}
+
+opt_fields! {
+    /// A Mattermost attachment.
+    pub struct RawMattermostAttachment {
+        fallback: String,
+        color: String,
+        pretext: String,
+        text: String,
+        author_name: String,
+        author_link: String,
+        author_icon: String,
+        title: String,
+        title_link: String,
+        fields: Vec<RawSlackField>,
+        thumb_url: String,
+        footer: String,
+        footer_icon: String,
+        image_url: String,
+    }
+}
+
+opt_fields! {
+    /// Mattermost `props`.
+    pub struct RawMattermostProps {
+        card: String,
+    }
+}
+
+opt_fields! {
+    /// Mattermost `priority`.
+    pub struct RawMattermostPriority {
+        priority: String,
+        requested_ack: bool,
+        persistent_notifications: bool,
+    }
+}
+
 macro_rules! opaque_integration {
     ($name:ident { $($field:ident),* $(,)? }) => {
         opt_fields! {
@@ -623,35 +796,6 @@ opaque_integration!(RawWechatConfig {
     to_tag,
     agent_id,
     message_type
-});
-opaque_integration!(RawVictoropsConfig {
-    api_key,
-    api_key_file,
-    api_url,
-    routing_key,
-    message_type,
-    state_message,
-    entity_display_name,
-    monitoring_tool,
-    custom_fields
-});
-opaque_integration!(RawPushoverConfig {
-    user_key,
-    user_key_file,
-    token,
-    token_file,
-    title,
-    message,
-    url,
-    url_title,
-    device,
-    sound,
-    priority,
-    retry,
-    expire,
-    ttl,
-    html,
-    monospace
 });
 opaque_integration!(RawSnsConfig {
     api_url,
@@ -679,49 +823,6 @@ opaque_integration!(RawJiraConfig {
     reopen_duration,
     fields,
     enable_update
-});
-opaque_integration!(RawIncidentioConfig {
-    url,
-    url_file,
-    alert_source_token,
-    alert_source_token_file,
-    max_alerts,
-    timeout
-});
-opaque_integration!(RawRocketchatConfig {
-    api_url,
-    token_id,
-    token_id_file,
-    token,
-    token_file,
-    channel,
-    color,
-    title,
-    title_link,
-    text,
-    fields,
-    short_fields,
-    emoji,
-    icon_url,
-    image_url,
-    thumb_url,
-    link_names,
-    actions
-});
-opaque_integration!(RawMattermostConfig {
-    webhook_url,
-    webhook_url_file,
-    channel,
-    username,
-    text,
-    icon_url,
-    icon_emoji,
-    title,
-    title_link,
-    color,
-    fields,
-    attachments,
-    priority
 });
 
 /// One `receivers:` item.
@@ -777,15 +878,10 @@ impl RawReceiver {
             v.as_ref().is_some_and(|v| !v.is_empty())
         }
         let mut out = Vec::new();
-        let checks: [(&'static str, bool); 8] = [
+        let checks: [(&'static str, bool); 3] = [
             ("wechat_configs", has(&self.wechat_configs)),
-            ("victorops_configs", has(&self.victorops_configs)),
-            ("pushover_configs", has(&self.pushover_configs)),
             ("sns_configs", has(&self.sns_configs)),
             ("jira_configs", has(&self.jira_configs)),
-            ("incidentio_configs", has(&self.incidentio_configs)),
-            ("rocketchat_configs", has(&self.rocketchat_configs)),
-            ("mattermost_configs", has(&self.mattermost_configs)),
         ];
         for (name, present) in checks {
             if present {

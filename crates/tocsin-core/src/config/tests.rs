@@ -320,3 +320,47 @@ fn chat_integrations_and_opsgenie_are_validated_with_alertmanagers_messages() {
     assert_eq!(r.opsgenies[0].api_url, "http://og.local/", "a trailing / is added");
     assert_eq!(r.opsgenies[0].api_key, SecretSource::Inline("key".into()));
 }
+
+#[test]
+fn on_call_integrations_are_validated_with_alertmanagers_messages() {
+    let e = |i: &str| receiver_with(i, "resolve_timeout: 5m").unwrap_err().0;
+    assert_eq!(e("victorops_configs: [{api_key: k}]"), "missing Routing key in VictorOps config");
+    assert_eq!(e("victorops_configs: [{routing_key: r}]"), "no global VictorOps API Key set");
+    assert_eq!(
+        e("pushover_configs: [{token: t}]"),
+        "one of user_key or user_key_file must be configured"
+    );
+    assert_eq!(
+        e("pushover_configs: [{token: t, user_key: u, html: true, monospace: true}]"),
+        "at most one of monospace & html must be configured"
+    );
+    assert_eq!(
+        e("incidentio_configs: [{alert_source_token: t}]"),
+        "one of url or url_file must be configured"
+    );
+    assert_eq!(
+        e("incidentio_configs: [{url: 'http://h/', alert_source_token: t, http_config: {authorization: {credentials: c}}}]"),
+        "cannot specify alert_source_token or alert_source_token_file when using http_config.authorization"
+    );
+    assert_eq!(
+        e("rocketchat_configs: [{token: t}]"),
+        "no global Rocketchat TokenID set either inline or in a file"
+    );
+    assert_eq!(
+        e("mattermost_configs: [{channel: x}]"),
+        "missing webhook_url or webhook_url_file on mattermost_config"
+    );
+    assert_eq!(
+        e("mattermost_configs: [{webhook_url: 'http://h/', fields: [{title: t}]}]"),
+        "missing value in Mattermost field configuration"
+    );
+    let c = receiver_with(
+        "victorops_configs: [{routing_key: r}]\n  rocketchat_configs: [{channel: c}]",
+        "victorops_api_key: vk\n  rocketchat_token: t\n  rocketchat_token_id: i",
+    )
+    .unwrap();
+    let r = &c.receivers["r"];
+    assert_eq!(r.victorops[0].api_url, "https://alert.victorops.com/integrations/generic/20131114/alert/");
+    assert_eq!(r.rocketchats[0].url, "https://open.rocket.chat/api/v1/chat.postMessage");
+    assert!(!r.rocketchats[0].send_resolved);
+}
