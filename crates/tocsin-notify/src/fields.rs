@@ -53,6 +53,11 @@ pub struct Render<'a> {
 }
 
 impl Render<'_> {
+    /// The time the templates see as now (a request's signing time too).
+    pub fn now(&self) -> jiff::Timestamp {
+        self.opts.now
+    }
+
     /// The field `name` rendered for HTML (printed values escaped), or `fallback` when it fails.
     pub fn field_html(&mut self, name: &str, fallback: &str) -> String {
         let opts = Options {

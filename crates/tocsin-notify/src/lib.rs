@@ -21,6 +21,7 @@ pub mod pagerduty;
 pub mod retry;
 pub mod sender;
 pub mod slack;
+pub mod sns;
 pub mod webhook;
 
 use std::future::Future;
@@ -304,6 +305,10 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
             shared,
         )
         .map_err(named)?;
+    }
+    for (i, c) in receiver.sns.iter().enumerate() {
+        let enc = sns::Sns(c.clone());
+        push(&mut out, ("sns", i), enc, (c.send_resolved, None), user_agent, shared).map_err(named)?;
     }
     for (i, c) in receiver.slacks.iter().enumerate() {
         let (send_resolved, timeout) = (c.send_resolved, c.timeout);

@@ -985,3 +985,50 @@ async fn incidentio_sends_the_webhook_body_as_version_1_with_the_token() {
     let e = i[0].notifier.notify(&d).await.unwrap_err();
     assert_eq!(e.message, "unexpected status code 422: invalid: a, b");
 }
+
+#[tokio::test]
+async fn sns_publishes_a_signed_query_api_request() {
+    let (url, got, _) = receiver().await;
+    let i = single(
+        &url,
+        "sns_configs: [{api_url: 'URL/sns', sigv4: {region: eu-west-1, access_key: AKID, secret_key: SECRET}, topic_arn: 'arn:aws:sns:eu-west-1:1:alerts.fifo', attributes: {team: '{{ .CommonLabels.team }}'}}]",
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let (path, auth, ct, raw) = got.lock().unwrap()[0].clone();
+    assert_eq!(
+        (path.as_str(), ct.as_deref()),
+        ("sns", Some("application/x-www-form-urlencoded"))
+    );
+    let auth = auth.unwrap();
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/"), "{auth}");
+    assert!(
+        auth.contains("/eu-west-1/sns/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="),
+        "{auth}"
+    );
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&raw).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("Action").as_deref(), Some("Publish"));
+    assert_eq!(get("TopicArn").as_deref(), Some("arn:aws:sns:eu-west-1:1:alerts.fifo"));
+    assert_eq!(get("Subject").as_deref(), Some("[FIRING:1] Down (a:9100 x)"));
+    assert!(get("Message").unwrap().contains("Alerts Firing:"));
+    assert_eq!(get("MessageAttributes.entry.1.Name").as_deref(), Some("team"));
+    assert_eq!(get("MessageAttributes.entry.1.Value.StringValue").as_deref(), Some("x"));
+    let hash = "af94c9e8f6a3043625e36c6f472fe6be85ac23a9117184ee4cb7b4ad7401a47e";
+    assert_eq!(
+        get("MessageGroupId").as_deref(),
+        Some(hash),
+        "a FIFO topic's ids are the group's hash"
+    );
+    assert_eq!(get("MessageDeduplicationId").as_deref(), Some(hash));
+    // A profile or an STS role needs the AWS SDK's credential chain: refused, never ignored.
+    let e = load(
+        "route: {receiver: r}\nreceivers:\n- name: r\n  sns_configs: [{topic_arn: t, sigv4: {region: r, role_arn: 'arn:aws:iam::1:role/x'}}]\n",
+        std::path::Path::new("."),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(e.0.contains("sigv4.role_arn is not supported by Tocsin yet"), "{}", e.0);
+}

@@ -647,6 +647,33 @@ pub struct MattermostConfig {
     pub priority: Option<(String, bool, bool)>,
 }
 
+/// An Amazon SNS integration (§4 sns): `Publish`, signed with AWS Signature Version 4.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnsConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// A custom endpoint (templated); else `https://sns.<region>.amazonaws.com/`.
+    pub api_url: String,
+    /// `sigv4.region` (else `AWS_REGION` / `AWS_DEFAULT_REGION` at send time).
+    pub region: String,
+    /// `sigv4.access_key` and `secret_key` (else the `AWS_*` environment at send time).
+    pub keys: Option<(String, SecretSource)>,
+    /// `topic_arn` (templated).
+    pub topic_arn: String,
+    /// `phone_number` (templated).
+    pub phone_number: String,
+    /// `target_arn` (templated).
+    pub target_arn: String,
+    /// `subject` (templated; sent when not empty).
+    pub subject: String,
+    /// `message` (templated).
+    pub message: String,
+    /// `attributes` (names and values templated).
+    pub attributes: BTreeMap<String, String>,
+}
+
 /// The Events API v1 endpoint (`url` does not apply to v1).
 pub const PAGERDUTY_V1_URL: &str = "https://events.pagerduty.com/generic/2010-04-15/create_event.json";
 
@@ -694,6 +721,8 @@ pub struct Receiver {
     pub rocketchats: Vec<RocketchatConfig>,
     /// Mattermost integrations in order.
     pub mattermosts: Vec<MattermostConfig>,
+    /// SNS integrations in order.
+    pub sns: Vec<SnsConfig>,
 }
 
 /// A validated configuration.
@@ -1522,6 +1551,59 @@ fn mattermost_config(
     })
 }
 
+fn sns_config(c: &raw::RawSnsConfig, http: HttpClientConfig) -> Result<SnsConfig, ConfigError> {
+    let plain = |v: &Option<String>| v.clone().unwrap_or_default();
+    let (topic, phone, target) = (plain(&c.topic_arn), plain(&c.phone_number), plain(&c.target_arn));
+    if topic.is_empty() && phone.is_empty() && target.is_empty() {
+        return err("must provide either a Target ARN, Topic ARN, or Phone Number for SNS config");
+    }
+    let sigv4 = c.sigv4.clone().unwrap_or_default();
+    // Credentials Tocsin cannot obtain are refused, never ignored: a profile file or an STS
+    // role would need the AWS SDK's credential chain.
+    for (key, set) in [
+        ("profile", sigv4.profile.is_some()),
+        ("role_arn", sigv4.role_arn.is_some()),
+        ("external_id", sigv4.external_id.is_some()),
+    ] {
+        if set {
+            return err(format!(
+                "sns_configs sigv4.{key} is not supported by Tocsin yet: give access_key and secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
+            ));
+        }
+    }
+    let keys = match (&sigv4.access_key, &sigv4.secret_key) {
+        (Some(a), Some(s)) if !a.is_empty() => Some((a.clone(), SecretSource::Inline(s.0.clone()))),
+        (None, None) => None,
+        _ => {
+            return err(
+                "must provide a AWS SigV4 Access key and Secret Key if credentials are specified in the SigV4 config",
+            );
+        }
+    };
+    if let Some(u) = c.api_url.as_deref().filter(|u| !u.contains("{{")) {
+        check_url(u, "api_url")?;
+    }
+    Ok(SnsConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        http,
+        api_url: plain(&c.api_url),
+        region: plain(&sigv4.region),
+        keys,
+        topic_arn: topic,
+        phone_number: phone,
+        target_arn: target,
+        subject: c
+            .subject
+            .clone()
+            .unwrap_or_else(|| r#"{{ template "sns.default.subject" . }}"#.into()),
+        message: c
+            .message
+            .clone()
+            .unwrap_or_else(|| r#"{{ template "sns.default.message" . }}"#.into()),
+        attributes: c.attributes.clone().unwrap_or_default(),
+    })
+}
+
 /// The default template of a Slack field.
 fn slack_default(name: &str) -> String {
     format!("{{{{ template \"slack.default.{name}\" . }}}}")
@@ -2083,6 +2165,10 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
         for c in r.mattermost_configs.iter().flatten() {
             mattermosts.push(mattermost_config(c, &global, http_of(&c.http_config)?, base)?);
         }
+        let mut sns = Vec::new();
+        for c in r.sns_configs.iter().flatten() {
+            sns.push(sns_config(c, http_of(&c.http_config)?)?);
+        }
         receivers.insert(
             r.name.clone(),
             Receiver {
@@ -2106,6 +2192,7 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 incidentios,
                 rocketchats,
                 mattermosts,
+                sns,
             },
         );
     }

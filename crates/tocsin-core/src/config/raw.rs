@@ -776,6 +776,35 @@ opt_fields! {
     }
 }
 
+opt_fields! {
+    /// `sns_configs` item.
+    pub struct RawSnsConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_url: String,
+        sigv4: RawSigv4,
+        topic_arn: String,
+        phone_number: String,
+        target_arn: String,
+        subject: String,
+        message: String,
+        attributes: BTreeMap<String, String>,
+        use_aws_http_client: bool,
+    }
+}
+
+opt_fields! {
+    /// Prometheus' common `sigv4` settings.
+    pub struct RawSigv4 {
+        region: String,
+        access_key: String,
+        secret_key: Secret,
+        profile: String,
+        role_arn: String,
+        external_id: String,
+    }
+}
+
 macro_rules! opaque_integration {
     ($name:ident { $($field:ident),* $(,)? }) => {
         opt_fields! {
@@ -796,17 +825,6 @@ opaque_integration!(RawWechatConfig {
     to_tag,
     agent_id,
     message_type
-});
-opaque_integration!(RawSnsConfig {
-    api_url,
-    sigv4,
-    topic_arn,
-    phone_number,
-    target_arn,
-    subject,
-    message,
-    attributes,
-    use_aws_http_client
 });
 opaque_integration!(RawJiraConfig {
     api_url,
@@ -878,9 +896,8 @@ impl RawReceiver {
             v.as_ref().is_some_and(|v| !v.is_empty())
         }
         let mut out = Vec::new();
-        let checks: [(&'static str, bool); 3] = [
+        let checks: [(&'static str, bool); 2] = [
             ("wechat_configs", has(&self.wechat_configs)),
-            ("sns_configs", has(&self.sns_configs)),
             ("jira_configs", has(&self.jira_configs)),
         ];
         for (name, present) in checks {

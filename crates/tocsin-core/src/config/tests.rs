@@ -324,8 +324,14 @@ fn chat_integrations_and_opsgenie_are_validated_with_alertmanagers_messages() {
 #[test]
 fn on_call_integrations_are_validated_with_alertmanagers_messages() {
     let e = |i: &str| receiver_with(i, "resolve_timeout: 5m").unwrap_err().0;
-    assert_eq!(e("victorops_configs: [{api_key: k}]"), "missing Routing key in VictorOps config");
-    assert_eq!(e("victorops_configs: [{routing_key: r}]"), "no global VictorOps API Key set");
+    assert_eq!(
+        e("victorops_configs: [{api_key: k}]"),
+        "missing Routing key in VictorOps config"
+    );
+    assert_eq!(
+        e("victorops_configs: [{routing_key: r}]"),
+        "no global VictorOps API Key set"
+    );
     assert_eq!(
         e("pushover_configs: [{token: t}]"),
         "one of user_key or user_key_file must be configured"
@@ -339,7 +345,9 @@ fn on_call_integrations_are_validated_with_alertmanagers_messages() {
         "one of url or url_file must be configured"
     );
     assert_eq!(
-        e("incidentio_configs: [{url: 'http://h/', alert_source_token: t, http_config: {authorization: {credentials: c}}}]"),
+        e(
+            "incidentio_configs: [{url: 'http://h/', alert_source_token: t, http_config: {authorization: {credentials: c}}}]"
+        ),
         "cannot specify alert_source_token or alert_source_token_file when using http_config.authorization"
     );
     assert_eq!(
@@ -360,7 +368,10 @@ fn on_call_integrations_are_validated_with_alertmanagers_messages() {
     )
     .unwrap();
     let r = &c.receivers["r"];
-    assert_eq!(r.victorops[0].api_url, "https://alert.victorops.com/integrations/generic/20131114/alert/");
+    assert_eq!(
+        r.victorops[0].api_url,
+        "https://alert.victorops.com/integrations/generic/20131114/alert/"
+    );
     assert_eq!(r.rocketchats[0].url, "https://open.rocket.chat/api/v1/chat.postMessage");
     assert!(!r.rocketchats[0].send_resolved);
 }
