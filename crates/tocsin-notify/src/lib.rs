@@ -23,6 +23,7 @@ pub mod sender;
 pub mod slack;
 pub mod sns;
 pub mod webhook;
+pub mod wechat;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -309,6 +310,17 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
     for (i, c) in receiver.sns.iter().enumerate() {
         let enc = sns::Sns(c.clone());
         push(&mut out, ("sns", i), enc, (c.send_resolved, None), user_agent, shared).map_err(named)?;
+    }
+    for (i, c) in receiver.wechats.iter().enumerate() {
+        let n = wechat::Wechat::new(c.clone(), user_agent, shared).map_err(named)?;
+        out.push(Integration {
+            kind: "wechat",
+            idx: i as u32,
+            send_resolved: c.send_resolved,
+            timeout: None,
+            notifier: Arc::new(n),
+            in_flight: in_flight_limit(),
+        });
     }
     for (i, c) in receiver.slacks.iter().enumerate() {
         let (send_resolved, timeout) = (c.send_resolved, c.timeout);

@@ -173,7 +173,8 @@ impl HttpSender {
                 Url::parse(&url).map_err(|e| self.transport_error(format!("invalid URL: {e}")))?
             }
         };
-        let body = Some((req.content_type, req.body));
+        // A GET carries no body (WeChat's token request).
+        let body = (req.method != "GET").then_some((req.content_type, req.body));
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| fatal(format!("invalid method {:?}", req.method)))?;
         self.send_full(method, url, body, auth, &headers).await
@@ -251,7 +252,7 @@ impl HttpSender {
                 &self.user_agent,
                 auth.as_deref(),
                 headers,
-                post.then_some((content_type, body.as_slice())),
+                (post && method != "GET").then_some((content_type, body.as_slice())),
             );
             let resp = on.send(&request).await.map_err(|e| self.transport_error(e))?;
             let location = match resp.location {
@@ -281,7 +282,7 @@ impl HttpSender {
             } else if let Some(o) = crate::http1::Origin::of(&next) {
                 elsewhere = Some(o);
             } else {
-                let body = post.then_some((content_type, body));
+                let body = (post && method != "GET").then_some((content_type, body));
                 let method = if post {
                     reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST)
                 } else {

@@ -1032,3 +1032,46 @@ async fn sns_publishes_a_signed_query_api_request() {
     .unwrap_err();
     assert!(e.0.contains("sigv4.role_arn is not supported by Tocsin yet"), "{}", e.0);
 }
+
+#[tokio::test]
+async fn wechat_fetches_a_token_keeps_it_and_drops_it_when_expired() {
+    let (url, got, answers) = receiver().await;
+    let i = single(
+        &url,
+        "wechat_configs: [{api_url: 'URL/cgi-bin/', corp_id: corp, api_secret: '{{ .CommonLabels.team }}-sec', to_user: alice, message: 'hi {{ .GroupLabels.alertname }}'}]",
+    );
+    assert!(!i[0].send_resolved);
+    let token_path = "GET cgi-bin/gettoken?corpid=corp&corpsecret=x-sec";
+    let send_path = "cgi-bin/message/send?access_token=TOK";
+    let answer = |path: &str, body: &str| {
+        answers
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (200, "application/json", body.to_string()));
+    };
+    answer(token_path, r#"{"errcode":0,"access_token":"TOK","expires_in":7200}"#);
+    answer(send_path, r#"{"errcode":0,"errmsg":"ok"}"#);
+    let d = data(vec![alert("Down", "a:9100", false)]);
+    i[0].notifier.notify(&d).await.unwrap();
+    i[0].notifier.notify(&d).await.unwrap();
+    let paths: Vec<String> = got.lock().unwrap().iter().map(|g| g.0.clone()).collect();
+    assert_eq!(paths, [token_path, send_path, send_path], "the token is kept");
+    assert_eq!(
+        body(&got, 1),
+        json!({"text": {"content": "hi Down"}, "touser": "alice", "safe": "0", "msgtype": "text", "markdown": {"content": ""}})
+    );
+    // An expired token: retried, and the next attempt fetches a new one.
+    answer(send_path, r#"{"errcode":42001,"errmsg":"access_token expired"}"#);
+    let e = i[0].notifier.notify(&d).await.unwrap_err();
+    assert_eq!((e.retryable, e.message.as_str()), (true, "access_token expired"));
+    answer(send_path, r#"{"errcode":0,"errmsg":"ok"}"#);
+    i[0].notifier.notify(&d).await.unwrap();
+    let n = got.lock().unwrap().iter().filter(|g| g.0 == token_path).count();
+    assert_eq!(n, 2);
+    // Any other error code is final.
+    answer(
+        send_path,
+        r#"{"errcode":60020,"errmsg":"not allow to access from your ip"}"#,
+    );
+    assert!(!i[0].notifier.notify(&d).await.unwrap_err().retryable);
+}

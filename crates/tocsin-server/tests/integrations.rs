@@ -1,4 +1,4 @@
-//! Slack, PagerDuty, Opsgenie, Discord, Webex, Telegram and VictorOps, Tocsin beside
+//! Slack, PagerDuty, Opsgenie, Discord, Webex, Telegram, VictorOps and WeChat, Tocsin beside
 //! Alertmanager 0.25 (Debian's `prometheus-alertmanager`):
 //! the same configuration and the same alert posted to both, and what each receiver gets
 //! compared field by field (skipped with a reason when Alertmanager is not installed; failing
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 /// The receivers' paths, after `tocsin-` or `am-`.
-const PATHS: [&str; 7] = ["slack", "pd", "og", "discord", "webex", "tg", "vo"];
+const PATHS: [&str; 8] = ["slack", "pd", "og", "discord", "webex", "tg", "vo", "wx"];
 
 type Got = Arc<Mutex<HashMap<String, Vec<Value>>>>;
 
@@ -37,6 +37,8 @@ async fn receive(State(got): State<Got>, uri: axum::http::Uri, body: Bytes) -> i
             StatusCode::ACCEPTED,
             r#"{"status":"success","message":"Event processed"}"#,
         )
+    } else if name.ends_with("-wx") {
+        (StatusCode::OK, r#"{"errcode":0,"errmsg":"ok"}"#)
     } else if name.ends_with("-tg") {
         (
             StatusCode::OK,
@@ -103,6 +105,12 @@ receivers:
   - api_url: {sink}/{who}-tg
     bot_token: T0K
     chat_id: -1001
+  wechat_configs:
+  - api_url: {sink}/{who}-wx/
+    send_resolved: true
+    corp_id: corp
+    api_secret: sec
+    to_user: alice
   victorops_configs:
   - api_key: K3Y
     api_url: {sink}/{who}-vo/
@@ -127,7 +135,12 @@ async fn integrations_send_what_alertmanager_sends() {
         return;
     }
     let got = Got::default();
-    let app = Router::new().route("/{*path}", post(receive)).with_state(got.clone());
+    let app = Router::new()
+        .route(
+            "/{*path}",
+            post(receive).get(|| async { r#"{"errcode":0,"access_token":"TOK","expires_in":7200}"# }),
+        )
+        .with_state(got.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sink = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -223,7 +236,7 @@ async fn integrations_send_what_alertmanager_sends() {
             v
         };
         assert_eq!(strip(&g["tocsin-pd"][k]), strip(&g["am-pd"][k]), "PagerDuty event {k}");
-        for p in ["discord", "webex", "tg", "vo"] {
+        for p in ["discord", "webex", "tg", "vo", "wx"] {
             assert_eq!(
                 g[&format!("tocsin-{p}")][k],
                 g[&format!("am-{p}")][k],

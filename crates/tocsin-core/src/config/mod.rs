@@ -674,6 +674,33 @@ pub struct SnsConfig {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// A WeChat Work integration (§4 wechat).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WechatConfig {
+    /// Send resolved notifications (default false).
+    pub send_resolved: bool,
+    /// HTTP client settings.
+    pub http: HttpClientConfig,
+    /// The API's base URL, ending with `/`.
+    pub api_url: String,
+    /// The application secret (templated), inline or from a file.
+    pub api_secret: SecretSource,
+    /// `corp_id` (templated).
+    pub corp_id: String,
+    /// `message` (templated).
+    pub message: String,
+    /// `to_user` (templated).
+    pub to_user: String,
+    /// `to_party` (templated).
+    pub to_party: String,
+    /// `to_tag` (templated).
+    pub to_tag: String,
+    /// `agent_id` (templated).
+    pub agent_id: String,
+    /// `text` or `markdown`.
+    pub message_type: String,
+}
+
 /// The Events API v1 endpoint (`url` does not apply to v1).
 pub const PAGERDUTY_V1_URL: &str = "https://events.pagerduty.com/generic/2010-04-15/create_event.json";
 
@@ -723,6 +750,8 @@ pub struct Receiver {
     pub mattermosts: Vec<MattermostConfig>,
     /// SNS integrations in order.
     pub sns: Vec<SnsConfig>,
+    /// WeChat integrations in order.
+    pub wechats: Vec<WechatConfig>,
 }
 
 /// A validated configuration.
@@ -1604,6 +1633,66 @@ fn sns_config(c: &raw::RawSnsConfig, http: HttpClientConfig) -> Result<SnsConfig
     })
 }
 
+fn wechat_config(
+    c: &raw::RawWechatConfig,
+    g: &raw::RawGlobal,
+    http: HttpClientConfig,
+    base: &Path,
+) -> Result<WechatConfig, ConfigError> {
+    let message_type = c
+        .message_type
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "text".into());
+    if message_type != "text" && message_type != "markdown" {
+        return err(format!(
+            "weChat message type {message_type:?} does not match valid options ^(text|markdown)$"
+        ));
+    }
+    let api_secret = match secret(&c.api_secret, &c.api_secret_file, base, "api_secret")? {
+        Some(s) => s,
+        None => match secret(
+            &g.wechat_api_secret,
+            &g.wechat_api_secret_file,
+            base,
+            "wechat_api_secret",
+        )? {
+            Some(s) => s,
+            None => return err("no global Wechat Api Secret set either inline or in a file"),
+        },
+    };
+    let corp_id = match c.corp_id.clone().or_else(|| g.wechat_api_corp_id.clone()) {
+        Some(id) if !id.is_empty() => id,
+        _ => return err("no global Wechat CorpID set"),
+    };
+    let mut api_url = c
+        .api_url
+        .clone()
+        .or_else(|| g.wechat_api_url.clone())
+        .unwrap_or_else(|| "https://qyapi.weixin.qq.com/cgi-bin/".into());
+    check_url(&api_url, "api_url")?;
+    if !api_url.ends_with('/') {
+        api_url.push('/');
+    }
+    let t = |v: &Option<String>, d: &str| {
+        v.clone()
+            .unwrap_or_else(|| format!("{{{{ template \"wechat.default.{d}\" . }}}}"))
+    };
+    Ok(WechatConfig {
+        send_resolved: c.send_resolved.unwrap_or(false),
+        http,
+        api_url,
+        api_secret,
+        corp_id,
+        message: t(&c.message, "message"),
+        to_user: t(&c.to_user, "to_user"),
+        to_party: t(&c.to_party, "to_party"),
+        to_tag: t(&c.to_tag, "to_tag"),
+        agent_id: t(&c.agent_id, "agent_id"),
+        message_type,
+    })
+}
+
 /// The default template of a Slack field.
 fn slack_default(name: &str) -> String {
     format!("{{{{ template \"slack.default.{name}\" . }}}}")
@@ -2169,6 +2258,10 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
         for c in r.sns_configs.iter().flatten() {
             sns.push(sns_config(c, http_of(&c.http_config)?)?);
         }
+        let mut wechats = Vec::new();
+        for c in r.wechat_configs.iter().flatten() {
+            wechats.push(wechat_config(c, &global, http_of(&c.http_config)?, base)?);
+        }
         receivers.insert(
             r.name.clone(),
             Receiver {
@@ -2193,6 +2286,7 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 rocketchats,
                 mattermosts,
                 sns,
+                wechats,
             },
         );
     }

@@ -805,6 +805,24 @@ opt_fields! {
     }
 }
 
+opt_fields! {
+    /// `wechat_configs` item.
+    pub struct RawWechatConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_secret: Secret,
+        api_secret_file: String,
+        corp_id: String,
+        api_url: String,
+        message: String,
+        to_user: String,
+        to_party: String,
+        to_tag: String,
+        agent_id: String,
+        message_type: String,
+    }
+}
+
 macro_rules! opaque_integration {
     ($name:ident { $($field:ident),* $(,)? }) => {
         opt_fields! {
@@ -814,18 +832,6 @@ macro_rules! opaque_integration {
     };
 }
 
-opaque_integration!(RawWechatConfig {
-    api_secret,
-    api_secret_file,
-    corp_id,
-    api_url,
-    message,
-    to_user,
-    to_party,
-    to_tag,
-    agent_id,
-    message_type
-});
 opaque_integration!(RawJiraConfig {
     api_url,
     api_type,
@@ -896,10 +902,7 @@ impl RawReceiver {
             v.as_ref().is_some_and(|v| !v.is_empty())
         }
         let mut out = Vec::new();
-        let checks: [(&'static str, bool); 2] = [
-            ("wechat_configs", has(&self.wechat_configs)),
-            ("jira_configs", has(&self.jira_configs)),
-        ];
+        let checks: [(&'static str, bool); 1] = [("jira_configs", has(&self.jira_configs))];
         for (name, present) in checks {
             if present {
                 out.push(name);

@@ -375,3 +375,27 @@ fn on_call_integrations_are_validated_with_alertmanagers_messages() {
     assert_eq!(r.rocketchats[0].url, "https://open.rocket.chat/api/v1/chat.postMessage");
     assert!(!r.rocketchats[0].send_resolved);
 }
+
+#[test]
+fn wechat_configs_are_validated_with_alertmanagers_messages() {
+    let e = |i: &str| receiver_with(i, "resolve_timeout: 5m").unwrap_err().0;
+    assert_eq!(
+        e("wechat_configs: [{corp_id: c, api_secret: s, message_type: html}]"),
+        "weChat message type \"html\" does not match valid options ^(text|markdown)$"
+    );
+    assert_eq!(
+        e("wechat_configs: [{corp_id: c}]"),
+        "no global Wechat Api Secret set either inline or in a file"
+    );
+    assert_eq!(e("wechat_configs: [{api_secret: s}]"), "no global Wechat CorpID set");
+    let c = receiver_with(
+        "wechat_configs: [{to_user: a}]",
+        "wechat_api_secret: s\n  wechat_api_corp_id: c",
+    )
+    .unwrap();
+    let w = &c.receivers["r"].wechats[0];
+    assert_eq!(
+        (w.api_url.as_str(), w.message_type.as_str()),
+        ("https://qyapi.weixin.qq.com/cgi-bin/", "text")
+    );
+}
