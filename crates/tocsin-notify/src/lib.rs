@@ -217,7 +217,7 @@ pub struct Shared {
 pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared) -> Result<Vec<Integration>, String> {
     let mut out = Vec::new();
     for (i, w) in receiver.webhooks.iter().enumerate() {
-        let n = webhook::Webhook::new(w.clone(), user_agent)
+        let n = webhook::Webhook::with_templates(w.clone(), user_agent, shared)
             .map_err(|e| format!("receiver {:?} webhook_configs[{i}]: {e}", receiver.name))?;
         out.push(Integration {
             kind: "webhook",

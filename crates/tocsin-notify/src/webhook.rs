@@ -136,28 +136,199 @@ pub struct Webhook {
     conf: WebhookConfig,
     sender: crate::sender::HttpSender,
     endpoint: crate::sender::Endpoint,
+    /// The `payload` and URL templates, compiled; `None` when neither is templated (the
+    /// common case, sent without rendering anything).
+    templated: Option<Templated>,
+}
+
+struct Templated {
+    fields: std::sync::Arc<crate::fields::Fields>,
+    /// The URL is a template (inline with `{{`, or any `url_file`, whose content may be).
+    url: bool,
+    payload: Option<std::sync::Arc<serde_json::Value>>,
+    shared: crate::Shared,
+}
+
+/// The name a payload's string leaf (or map key, `#` after its path) is compiled under.
+fn leaves<'a>(path: &str, v: &'a serde_json::Value, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        serde_json::Value::String(s) => out.push((path.to_string(), s)),
+        serde_json::Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                leaves(&format!("{path}[{i}]"), x, out);
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                out.push((format!("{path}#{k}"), k));
+                leaves(&format!("{path}.{k}"), x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The payload rendered: keys and string leaves executed, each rendered leaf read as a value
+/// when it reads as one (`toJson`'s output, numbers, booleans, null), as Alertmanager 0.34
+/// does; a structured result is not rendered again.
+fn render_payload(path: &str, v: &serde_json::Value, r: &mut crate::fields::Render<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::String(_) => crate::pagerduty::interpret(&r.field(path, "")),
+        J::Array(items) => J::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| render_payload(&format!("{path}[{i}]"), x, r))
+                .collect(),
+        ),
+        J::Object(m) => J::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    (
+                        r.field(&format!("{path}#{k}"), k),
+                        render_payload(&format!("{path}.{k}"), x, r),
+                    )
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 impl Webhook {
-    /// Builds the HTTP client for a webhook config.
+    /// Builds the HTTP client for a webhook config, with the default templates.
     ///
     /// # Errors
     /// As [`crate::http::build_client`].
     pub fn new(conf: WebhookConfig, user_agent: &str) -> Result<Self, String> {
+        let shared = crate::Shared {
+            templates: std::sync::Arc::new(tocsin_template::Template::with_defaults()),
+            ..crate::Shared::default()
+        };
+        Self::with_templates(conf, user_agent, &shared)
+    }
+
+    /// Builds the HTTP client and compiles the `payload` and URL templates, if any.
+    ///
+    /// # Errors
+    /// As [`crate::http::build_client`], or a template that does not parse.
+    pub fn with_templates(conf: WebhookConfig, user_agent: &str, shared: &crate::Shared) -> Result<Self, String> {
         let sender = crate::sender::HttpSender::new("webhook", &conf.http, user_agent)?;
         let endpoint = sender.endpoint(conf.url.clone());
-        Ok(Webhook { conf, sender, endpoint })
+        let url_template = match &conf.url {
+            tocsin_core::config::SecretSource::Inline(u) => u.contains("{{").then(|| u.clone()),
+            tocsin_core::config::SecretSource::File(_) => Some(String::new()),
+        };
+        let templated = if url_template.is_some() || conf.payload.is_some() {
+            let mut fields: Vec<(String, &str)> = Vec::new();
+            if let Some(u) = url_template.as_deref().filter(|u| !u.is_empty()) {
+                fields.push(("url".into(), u));
+            }
+            if let Some(p) = &conf.payload {
+                leaves("payload", p, &mut fields);
+            }
+            let fields = crate::fields::Fields::compile(&shared.templates, fields)
+                .map_err(|e| format!("webhook_configs {e}"))?;
+            Some(Templated {
+                fields: std::sync::Arc::new(fields),
+                url: url_template.is_some(),
+                payload: conf.payload.clone().map(std::sync::Arc::new),
+                shared: shared.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(Webhook {
+            conf,
+            sender,
+            endpoint,
+            templated,
+        })
     }
 
     async fn send(&self, data: &NotifyData) -> Result<(), NotifyError> {
-        // Sized for a few alerts, so that a small body is written without growing the buffer.
-        let mut body = Vec::with_capacity(1024 + 512 * data.alerts.len().min(64));
-        serde_json::to_writer(&mut body, &payload(data, self.conf.max_alerts))
-            .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
+        let Some(t) = &self.templated else {
+            // Sized for a few alerts, so that a small body is written without growing the buffer.
+            let mut body = Vec::with_capacity(1024 + 512 * data.alerts.len().min(64));
+            serde_json::to_writer(&mut body, &payload(data, self.conf.max_alerts))
+                .map_err(|e| NotifyError::fatal(FailureReason::Other, e.to_string()))?;
+            return self.post(&self.endpoint, body).await;
+        };
+        let fatal = |m: String| NotifyError::fatal(FailureReason::Other, m);
+        // A url_file's content may be a template too, read at each send.
+        let url_file = match (&self.conf.url, t.url) {
+            (tocsin_core::config::SecretSource::File(_), true) => {
+                Some(crate::read_secret(&self.conf.url).map_err(fatal)?)
+            }
+            _ => None,
+        };
+        // `max_alerts` applies before rendering (the templates see the alerts sent).
+        let mut sent = data.clone();
+        if self.conf.max_alerts > 0 && sent.alerts.len() as u64 > self.conf.max_alerts {
+            sent.alerts.truncate(self.conf.max_alerts as usize);
+        }
+        let (fields, body_template, has_url) = (t.fields.clone(), t.payload.clone(), t.url);
+        let templates = t.shared.templates.clone();
+        let (url, body, errors) = tokio::task::spawn_blocking(move || {
+            let value = crate::email::template_data(&sent).to_value();
+            let mut r = fields.render(&value, jiff::Timestamp::now());
+            let url = match (&url_file, has_url) {
+                (Some(text), _) => Some(
+                    templates
+                        .execute_str(
+                            text,
+                            &value,
+                            &tocsin_template::Options {
+                                html: false,
+                                now: r.now(),
+                            },
+                        )
+                        .map_err(|e| format!("templating the URL failed: {e}"))?,
+                ),
+                (None, true) => Some(r.field("url", "")),
+                (None, false) => None,
+            };
+            let url_errors = r.errors.len();
+            if url_errors > 0 {
+                return Err(format!("templating the URL failed: {}", r.errors.join("; ")));
+            }
+            let body = body_template.map(|p| render_payload("payload", &p, &mut r));
+            Ok((url, body, r.errors))
+        })
+        .await
+        .map_err(|e| fatal(format!("rendering the templates failed: {e}")))?
+        .map_err(fatal)?;
+        let endpoint = match url {
+            Some(u) if u.trim().is_empty() => return Err(fatal("the webhook URL rendered empty".into())),
+            Some(u) => self
+                .sender
+                .endpoint(tocsin_core::config::SecretSource::Inline(u.trim().to_string())),
+            None => self.sender.endpoint(self.conf.url.clone()),
+        };
+        let body = match body {
+            // A payload whose template fails gives way to the standard body: the receiver gets
+            // the notification in the shape it gets without a payload, rather than none.
+            Some(_) if !errors.is_empty() => {
+                t.shared.template_errors.inc();
+                tracing::warn!(group_key = %data.group_key, receiver = %data.receiver, integration = "webhook", ?errors, "payload template error; sending the standard body");
+                serde_json::to_vec(&payload(data, self.conf.max_alerts))
+            }
+            Some(v) => serde_json::to_vec(&v).map(|mut b| {
+                b.push(b'\n');
+                b
+            }),
+            None => serde_json::to_vec(&payload(data, self.conf.max_alerts)),
+        }
+        .map_err(|e| fatal(e.to_string()))?;
+        self.post(&endpoint, body).await
+    }
+
+    async fn post(&self, endpoint: &crate::sender::Endpoint, body: Vec<u8>) -> Result<(), NotifyError> {
         let reply = self
             .sender
             .post(crate::sender::Request {
-                endpoint: &self.endpoint,
+                endpoint,
                 method: "POST",
                 content_type: "application/json",
                 body,

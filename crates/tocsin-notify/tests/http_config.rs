@@ -170,6 +170,7 @@ fn webhook(url: String, http: HttpClientConfig) -> Webhook {
         http,
         max_alerts: 0,
         timeout: None,
+        payload: None,
     };
     Webhook::new(conf, "Tocsin/test").unwrap()
 }
@@ -250,6 +251,7 @@ async fn unreadable_ca_file_is_reported_when_the_client_is_built() {
         http: tls(|t| t.ca_file = Some("/nonexistent/ca.pem".into())),
         max_alerts: 0,
         timeout: None,
+        payload: None,
     };
     let err = Webhook::new(conf, "Tocsin/test").err().unwrap();
     assert!(err.starts_with("unable to read /nonexistent/ca.pem"), "{err}");

@@ -1075,3 +1075,67 @@ async fn wechat_fetches_a_token_keeps_it_and_drops_it_when_expired() {
     );
     assert!(!i[0].notifier.notify(&d).await.unwrap_err().retryable);
 }
+
+#[tokio::test]
+async fn a_webhook_payload_and_url_are_templates() {
+    let (url, got, _) = receiver().await;
+    let i = single(
+        &url,
+        r#"webhook_configs:
+  - url: 'URL/hooks/{{ .CommonLabels.team }}'
+    max_alerts: 1
+    payload:
+      '{{ .GroupLabels.alertname }}_count': '{{ len .Alerts }}'
+      summary: '{{ .CommonAnnotations.summary }}'
+      alerts: '{{ .Alerts | toJson }}'
+      fixed: 3
+      flag: 'true'
+      empty: ''
+      nested: {receiver: '{{ .Receiver }}', list: ['{{ .Status }}', 2]}"#,
+    );
+    i[0].notifier
+        .notify(&data(vec![
+            alert("Down", "a:9100", false),
+            alert("Down", "b:9100", false),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(path_of(&got, 0).0, "hooks/x");
+    let b = body(&got, 0);
+    assert_eq!(
+        b["Down_count"], 1,
+        "max_alerts applies before rendering; the count reads as a number"
+    );
+    assert_eq!(b["summary"], "a:9100 is down");
+    assert_eq!(
+        b["alerts"][0]["labels"]["instance"], "a:9100",
+        "toJson's output is inserted as JSON"
+    );
+    assert_eq!(
+        (&b["fixed"], &b["flag"], &b["empty"]),
+        (&json!(3), &json!(true), &Value::Null)
+    );
+    assert_eq!(b["nested"], json!({"receiver": "team-x", "list": ["firing", 2]}));
+    // A payload template that fails: the standard body goes out instead of none.
+    let i = single(
+        &url,
+        "webhook_configs: [{url: 'URL/hooks/std', payload: {a: '{{ template \"nope\" . }}'}}]",
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let b = body(&got, 1);
+    assert_eq!((&b["version"], &b["receiver"]), (&json!("4"), &json!("team-x")));
+    // A URL that renders empty is an error, not a request.
+    let i = single(&url, "webhook_configs: [{url: '{{ .CommonLabels.nope }}'}]");
+    let e = i[0]
+        .notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.retryable, e.message.as_str()),
+        (false, "the webhook URL rendered empty")
+    );
+}

@@ -191,6 +191,8 @@ pub struct WebhookConfig {
     pub max_alerts: u64,
     /// Per-request timeout (None = no timeout beyond the flush deadline).
     pub timeout: Option<Duration>,
+    /// `payload` (0.32): a body of the user's own, its keys and string values templates.
+    pub payload: Option<serde_json::Value>,
 }
 
 /// An email integration (§2.5); every string but `smarthost` and `hello` is a template.
@@ -2095,14 +2097,14 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 (None, None) => return err("one of url or url_file must be configured"),
                 (Some(_), Some(_)) => return err("at most one of url & url_file must be configured"),
                 (Some(u), None) => {
-                    check_url(&u.0, "url")?;
+                    // A templated URL (0.31) is checked once rendered, at each send.
+                    if !u.0.contains("{{") {
+                        check_url(&u.0, "url")?;
+                    }
                     SecretSource::Inline(u.0.clone())
                 }
                 (None, Some(f)) => SecretSource::File(resolve(base, f)),
             };
-            if w.payload.is_some() {
-                return err("webhook payload templates are not supported by Tocsin yet");
-            }
             let http = match &w.http_config {
                 Some(h) => http_config(h, base)?,
                 None => global_http.clone(),
@@ -2113,6 +2115,7 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 http,
                 max_alerts: w.max_alerts.unwrap_or(0),
                 timeout: w.timeout.map(|d| d.0).filter(|d| !d.is_zero()),
+                payload: w.payload.clone(),
             });
         }
         let emails = r

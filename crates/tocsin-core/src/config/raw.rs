@@ -366,7 +366,7 @@ opt_fields! {
         url_file: String,
         max_alerts: u64,
         timeout: PromDuration,
-        payload: Opaque,
+        payload: serde_json::Value,
     }
 }
 
