@@ -98,3 +98,51 @@ impl Render<'_> {
         }
     }
 }
+
+/// A YAML value's templates (its map keys, `#` after their path, and its string leaves), by
+/// name, as a webhook `payload` or Jira's custom `fields` hold them.
+pub fn value_leaves<'a>(path: &str, v: &'a serde_json::Value, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        serde_json::Value::String(s) => out.push((path.to_string(), s)),
+        serde_json::Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                value_leaves(&format!("{path}[{i}]"), x, out);
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                out.push((format!("{path}#{k}"), k));
+                value_leaves(&format!("{path}.{k}"), x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A value rendered (see [`value_leaves`]): keys and string leaves executed, each rendered leaf read as a value
+/// when it reads as one (`toJson`'s output, numbers, booleans, null), as Alertmanager 0.34
+/// does; a structured result is not rendered again.
+pub fn render_value(path: &str, v: &serde_json::Value, r: &mut Render<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::String(_) => crate::pagerduty::interpret(&r.field(path, "")),
+        J::Array(items) => J::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| render_value(&format!("{path}[{i}]"), x, r))
+                .collect(),
+        ),
+        J::Object(m) => J::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    (
+                        r.field(&format!("{path}#{k}"), k),
+                        render_value(&format!("{path}.{k}"), x, r),
+                    )
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}

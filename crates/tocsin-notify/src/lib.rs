@@ -15,6 +15,7 @@ pub mod fields;
 pub mod http;
 pub mod http1;
 pub mod integration;
+pub mod jira;
 pub mod oncall;
 pub mod opsgenie;
 pub mod pagerduty;
@@ -362,6 +363,17 @@ pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared
     for (i, c) in receiver.webexes.iter().enumerate() {
         let enc = chat::Webex(c.clone());
         push(&mut out, ("webex", i), enc, (c.send_resolved, None), user_agent, shared).map_err(named)?;
+    }
+    for (i, c) in receiver.jiras.iter().enumerate() {
+        let n = jira::Jira::new(c.clone(), user_agent, shared).map_err(named)?;
+        out.push(Integration {
+            kind: "jira",
+            idx: i as u32,
+            send_resolved: c.send_resolved,
+            timeout: None,
+            notifier: Arc::new(n),
+            in_flight: in_flight_limit(),
+        });
     }
     for (i, c) in receiver.rocketchats.iter().enumerate() {
         let enc = chat::Rocketchat(c.clone());

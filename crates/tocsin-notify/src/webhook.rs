@@ -149,53 +149,6 @@ struct Templated {
     shared: crate::Shared,
 }
 
-/// The name a payload's string leaf (or map key, `#` after its path) is compiled under.
-fn leaves<'a>(path: &str, v: &'a serde_json::Value, out: &mut Vec<(String, &'a str)>) {
-    match v {
-        serde_json::Value::String(s) => out.push((path.to_string(), s)),
-        serde_json::Value::Array(items) => {
-            for (i, x) in items.iter().enumerate() {
-                leaves(&format!("{path}[{i}]"), x, out);
-            }
-        }
-        serde_json::Value::Object(m) => {
-            for (k, x) in m {
-                out.push((format!("{path}#{k}"), k));
-                leaves(&format!("{path}.{k}"), x, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The payload rendered: keys and string leaves executed, each rendered leaf read as a value
-/// when it reads as one (`toJson`'s output, numbers, booleans, null), as Alertmanager 0.34
-/// does; a structured result is not rendered again.
-fn render_payload(path: &str, v: &serde_json::Value, r: &mut crate::fields::Render<'_>) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        J::String(_) => crate::pagerduty::interpret(&r.field(path, "")),
-        J::Array(items) => J::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, x)| render_payload(&format!("{path}[{i}]"), x, r))
-                .collect(),
-        ),
-        J::Object(m) => J::Object(
-            m.iter()
-                .map(|(k, x)| {
-                    (
-                        r.field(&format!("{path}#{k}"), k),
-                        render_payload(&format!("{path}.{k}"), x, r),
-                    )
-                })
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
 impl Webhook {
     /// Builds the HTTP client for a webhook config, with the default templates.
     ///
@@ -226,7 +179,7 @@ impl Webhook {
                 fields.push(("url".into(), u));
             }
             if let Some(p) = &conf.payload {
-                leaves("payload", p, &mut fields);
+                crate::fields::value_leaves("payload", p, &mut fields);
             }
             let fields = crate::fields::Fields::compile(&shared.templates, fields)
                 .map_err(|e| format!("webhook_configs {e}"))?;
@@ -293,7 +246,7 @@ impl Webhook {
             if url_errors > 0 {
                 return Err(format!("templating the URL failed: {}", r.errors.join("; ")));
             }
-            let body = body_template.map(|p| render_payload("payload", &p, &mut r));
+            let body = body_template.map(|p| crate::fields::render_value("payload", &p, &mut r));
             Ok((url, body, r.errors))
         })
         .await

@@ -1139,3 +1139,149 @@ async fn a_webhook_payload_and_url_are_templates() {
         (false, "the webhook URL rendered empty")
     );
 }
+
+#[tokio::test]
+async fn jira_creates_updates_and_transitions_the_groups_issue() {
+    let (url, got, answers) = receiver().await;
+    let i = single(
+        &url,
+        "jira_configs: [{api_url: 'URL/rest/api/2', project: OPS, issue_type: Bug, labels: ['{{ .CommonLabels.team }}', alertmanager], resolve_transition: Done, reopen_transition: Reopen, reopen_duration: 1h, fields: {customfield_10001: '{{ len .Alerts }}', components: [{name: '{{ .CommonLabels.team }}'}]}}]",
+    );
+    let answer = |path: &str, status: u16, body: &str| {
+        answers
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (status, "application/json", body.to_string()));
+    };
+    let hash = "af94c9e8f6a3043625e36c6f472fe6be85ac23a9117184ee4cb7b4ad7401a47e";
+    // Firing, no issue yet: search, then create.
+    answer("rest/api/2/search", 200, r#"{"issues":[]}"#);
+    answer("rest/api/2/issue", 201, r#"{"key":"OPS-1"}"#);
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let names = |from: usize| -> Vec<String> { got.lock().unwrap()[from..].iter().map(|g| g.0.clone()).collect() };
+    assert_eq!(names(0), ["rest/api/2/search", "rest/api/2/issue"]);
+    assert_eq!(
+        body(&got, 0),
+        json!({
+            "fields": ["status"],
+            "jql": format!("(resolutiondate is EMPTY OR resolutiondate >= -60m) and project=\"OPS\" and labels=\"ALERT{{{hash}}}\" order by status ASC,resolutiondate DESC"),
+            "maxResults": 2
+        })
+    );
+    let created = body(&got, 1);
+    assert_eq!(
+        created["fields"]["labels"],
+        json!([format!("ALERT{{{hash}}}"), "alertmanager", "x"])
+    );
+    assert_eq!(created["fields"]["summary"], "[FIRING:1] Down (a:9100 x)");
+    assert_eq!(created["fields"]["project"], json!({"key": "OPS"}));
+    assert_eq!(created["fields"]["issuetype"], json!({"name": "Bug"}));
+    assert_eq!(created["fields"]["customfield_10001"], 1);
+    assert_eq!(created["fields"]["components"], json!([{"name": "x"}]));
+    assert!(
+        created["fields"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("# Alerts Firing:")
+    );
+    assert!(created["fields"].get("priority").is_none(), "no severity: no priority");
+    // Resolved with the issue open: search (open issues only), update, resolve transition.
+    answer(
+        "rest/api/2/search",
+        200,
+        r#"{"issues":[{"key":"OPS-1","fields":{"status":{"name":"Open","statusCategory":{"key":"new"}}}}]}"#,
+    );
+    answer("PUT rest/api/2/issue/OPS-1", 204, "");
+    answer(
+        "GET rest/api/2/issue/OPS-1/transitions",
+        200,
+        r#"{"transitions":[{"id":"11","name":"Start"},{"id":"31","name":"Done"}]}"#,
+    );
+    answer("rest/api/2/issue/OPS-1/transitions", 204, "");
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", true)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(2),
+        [
+            "rest/api/2/search",
+            "PUT rest/api/2/issue/OPS-1",
+            "GET rest/api/2/issue/OPS-1/transitions",
+            "rest/api/2/issue/OPS-1/transitions"
+        ]
+    );
+    assert!(
+        body(&got, 2)["jql"]
+            .as_str()
+            .unwrap()
+            .starts_with("statusCategory != Done and ")
+    );
+    assert_eq!(body(&got, 3)["fields"]["summary"], "[RESOLVED] Down (a:9100 x)");
+    assert_eq!(body(&got, 5), json!({"transition": {"id": "31"}}));
+    // Resolved and no issue: nothing is created.
+    answer("rest/api/2/search", 200, r#"{"issues":[]}"#);
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", true)]))
+        .await
+        .unwrap();
+    assert_eq!(names(6), ["rest/api/2/search"]);
+    // A transition that does not exist is an error naming it.
+    answer(
+        "rest/api/2/search",
+        200,
+        r#"{"issues":[{"key":"OPS-1","fields":{"status":{"statusCategory":{"key":"done"}}}}]}"#,
+    );
+    let e = i[0]
+        .notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.message, "can't find transition Reopen for issue OPS-1");
+    // 429 is retried.
+    answer("rest/api/2/search", 429, "slow down");
+    assert!(
+        i[0].notifier
+            .notify(&data(vec![alert("Down", "a:9100", false)]))
+            .await
+            .unwrap_err()
+            .retryable
+    );
+}
+
+#[tokio::test]
+async fn jira_cloud_searches_with_the_v3_endpoint_and_v3_descriptions_are_json() {
+    let (url, got, answers) = receiver().await;
+    answers.lock().unwrap().insert(
+        "rest/api/3/search/jql".into(),
+        (200, "application/json", r#"{"issues":[]}"#.into()),
+    );
+    let i = single(
+        &url,
+        "jira_configs: [{api_url: 'URL/rest/api/2/', api_type: cloud, project: OPS, issue_type: Bug}]",
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let names: Vec<String> = got.lock().unwrap().iter().map(|g| g.0.clone()).collect();
+    assert_eq!(names, ["rest/api/3/search/jql", "rest/api/2/issue"]);
+    // API v3 takes a document: the default (Markdown) description is refused, as Alertmanager does.
+    let i = single(
+        &url,
+        "jira_configs: [{api_url: 'URL/rest/api/3', project: OPS, issue_type: Bug}]",
+    );
+    answers.lock().unwrap().insert(
+        "rest/api/3/search".into(),
+        (200, "application/json", r#"{"issues":[]}"#.into()),
+    );
+    let e = i[0]
+        .notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.message, "description template: invalid JSON for API v3");
+}

@@ -703,6 +703,43 @@ pub struct WechatConfig {
     pub message_type: String,
 }
 
+/// A Jira integration (§4 jira): an issue per group, found by its `ALERT{hash}` label,
+/// created, updated, and moved by the configured transitions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JiraConfig {
+    /// Send resolved notifications (default true).
+    pub send_resolved: bool,
+    /// HTTP client settings (the credentials).
+    pub http: HttpClientConfig,
+    /// The REST API's base URL (`…/rest/api/2` or `…/3`).
+    pub api_url: String,
+    /// `auto`, `cloud` or `datacenter`: which search endpoint.
+    pub api_type: String,
+    /// `project` (templated).
+    pub project: String,
+    /// `issue_type` (templated).
+    pub issue_type: String,
+    /// `summary` (templated; at most 255 characters) and whether an update sends it.
+    pub summary: (String, bool),
+    /// `description` (templated; at most 32767 characters; JSON for API v3) and whether an
+    /// update sends it.
+    pub description: (String, bool),
+    /// `labels` (each templated).
+    pub labels: Vec<String>,
+    /// `priority` (templated; not sent when empty).
+    pub priority: String,
+    /// The transition that reopens a done issue while the group fires.
+    pub reopen_transition: String,
+    /// The transition that resolves an open issue once the group is resolved.
+    pub resolve_transition: String,
+    /// Issues with this resolution are not reused.
+    pub wont_fix_resolution: String,
+    /// How long a done issue is reopened rather than a new one created.
+    pub reopen_duration: Duration,
+    /// Custom `fields` (keys and string values templated).
+    pub fields: BTreeMap<String, serde_json::Value>,
+}
+
 /// The Events API v1 endpoint (`url` does not apply to v1).
 pub const PAGERDUTY_V1_URL: &str = "https://events.pagerduty.com/generic/2010-04-15/create_event.json";
 
@@ -754,6 +791,8 @@ pub struct Receiver {
     pub sns: Vec<SnsConfig>,
     /// WeChat integrations in order.
     pub wechats: Vec<WechatConfig>,
+    /// Jira integrations in order.
+    pub jiras: Vec<JiraConfig>,
 }
 
 /// A validated configuration.
@@ -1695,6 +1734,55 @@ fn wechat_config(
     })
 }
 
+fn jira_config(c: &raw::RawJiraConfig, g: &raw::RawGlobal, http: HttpClientConfig) -> Result<JiraConfig, ConfigError> {
+    let plain = |v: &Option<String>| v.clone().unwrap_or_default();
+    if plain(&c.project).is_empty() {
+        return err("missing project in jira_config");
+    }
+    if plain(&c.issue_type).is_empty() {
+        return err("missing issue_type in jira_config");
+    }
+    let api_type = c.api_type.clone().unwrap_or_else(|| "auto".into());
+    if !matches!(api_type.as_str(), "auto" | "cloud" | "datacenter") {
+        return err("unknown api_type on jira_config, must be auto, cloud or datacenter");
+    }
+    let Some(api_url) = c.api_url.clone().or_else(|| g.jira_api_url.clone()) else {
+        return err("no global Jira Cloud URL set");
+    };
+    check_url(&api_url, "api_url")?;
+    let text = |t: &Option<raw::RawJiraText>, default: &str| match t {
+        None => (default.to_string(), true),
+        Some(raw::RawJiraText::Text(s)) => (s.clone(), true),
+        Some(raw::RawJiraText::Full {
+            template,
+            enable_update,
+        }) => (
+            template.clone().unwrap_or_else(|| default.to_string()),
+            enable_update.unwrap_or(true),
+        ),
+    };
+    Ok(JiraConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        http,
+        api_url,
+        api_type,
+        project: plain(&c.project),
+        issue_type: plain(&c.issue_type),
+        summary: text(&c.summary, r#"{{ template "jira.default.summary" . }}"#),
+        description: text(&c.description, r#"{{ template "jira.default.description" . }}"#),
+        labels: c.labels.clone().unwrap_or_default(),
+        priority: c
+            .priority
+            .clone()
+            .unwrap_or_else(|| r#"{{ template "jira.default.priority" . }}"#.into()),
+        reopen_transition: plain(&c.reopen_transition),
+        resolve_transition: plain(&c.resolve_transition),
+        wont_fix_resolution: plain(&c.wont_fix_resolution),
+        reopen_duration: c.reopen_duration.map_or(Duration::ZERO, |d| d.0),
+        fields: c.fields.clone().unwrap_or_default(),
+    })
+}
+
 /// The default template of a Slack field.
 fn slack_default(name: &str) -> String {
     format!("{{{{ template \"slack.default.{name}\" . }}}}")
@@ -2083,14 +2171,6 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 go_quote(n)
             ));
         }
-        let unsupported = r.unsupported_integrations();
-        if !unsupported.is_empty() {
-            return err(format!(
-                "receiver {}: {} not supported by Tocsin yet (see docs/compatibility.md)",
-                go_quote(&r.name),
-                unsupported.join(", ") + if unsupported.len() == 1 { " is" } else { " are" }
-            ));
-        }
         let mut webhooks = Vec::new();
         for w in r.webhook_configs.iter().flatten() {
             let url = match (&w.url, &w.url_file) {
@@ -2265,6 +2345,10 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
         for c in r.wechat_configs.iter().flatten() {
             wechats.push(wechat_config(c, &global, http_of(&c.http_config)?, base)?);
         }
+        let mut jiras = Vec::new();
+        for c in r.jira_configs.iter().flatten() {
+            jiras.push(jira_config(c, &global, http_of(&c.http_config)?)?);
+        }
         receivers.insert(
             r.name.clone(),
             Receiver {
@@ -2290,6 +2374,7 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
                 mattermosts,
                 sns,
                 wechats,
+                jiras,
             },
         );
     }

@@ -823,31 +823,43 @@ opt_fields! {
     }
 }
 
-macro_rules! opaque_integration {
-    ($name:ident { $($field:ident),* $(,)? }) => {
-        opt_fields! {
-            /// An integration Tocsin parses but does not send to yet.
-            pub struct $name { send_resolved: bool, http_config: RawHttpConfig, $($field: Opaque),* }
-        }
-    };
+opt_fields! {
+    /// `jira_configs` item.
+    pub struct RawJiraConfig {
+        send_resolved: bool,
+        http_config: RawHttpConfig,
+        api_url: String,
+        api_type: String,
+        project: String,
+        summary: RawJiraText,
+        description: RawJiraText,
+        labels: Vec<String>,
+        priority: String,
+        issue_type: String,
+        reopen_transition: String,
+        resolve_transition: String,
+        wont_fix_resolution: String,
+        reopen_duration: PromDuration,
+        fields: BTreeMap<String, serde_json::Value>,
+    }
 }
 
-opaque_integration!(RawJiraConfig {
-    api_url,
-    api_type,
-    project,
-    summary,
-    description,
-    labels,
-    priority,
-    issue_type,
-    reopen_transition,
-    resolve_transition,
-    wont_fix_resolution,
-    reopen_duration,
-    fields,
-    enable_update
-});
+/// Jira's `summary` or `description`: a template, or `{template, enable_update}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawJiraText {
+    /// The template.
+    Text(String),
+    /// The template and whether an update sends it.
+    Full {
+        /// The template (default: the integration's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        /// Whether an update of an existing issue sends it (default true).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enable_update: Option<bool>,
+    },
+}
 
 /// One `receivers:` item.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -893,23 +905,6 @@ pub struct RawReceiver {
     pub rocketchat_configs: Option<Vec<RawRocketchatConfig>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mattermost_configs: Option<Vec<RawMattermostConfig>>,
-}
-
-impl RawReceiver {
-    /// Returns the integration types configured on this receiver that Tocsin cannot send to yet.
-    pub fn unsupported_integrations(&self) -> Vec<&'static str> {
-        fn has<T>(v: &Option<Vec<T>>) -> bool {
-            v.as_ref().is_some_and(|v| !v.is_empty())
-        }
-        let mut out = Vec::new();
-        let checks: [(&'static str, bool); 1] = [("jira_configs", has(&self.jira_configs))];
-        for (name, present) in checks {
-            if present {
-                out.push(name);
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]

@@ -399,3 +399,29 @@ fn wechat_configs_are_validated_with_alertmanagers_messages() {
         ("https://qyapi.weixin.qq.com/cgi-bin/", "text")
     );
 }
+
+#[test]
+fn jira_configs_are_validated_with_alertmanagers_messages() {
+    let e = |i: &str| receiver_with(i, "resolve_timeout: 5m").unwrap_err().0;
+    assert_eq!(e("jira_configs: [{issue_type: Bug}]"), "missing project in jira_config");
+    assert_eq!(e("jira_configs: [{project: P}]"), "missing issue_type in jira_config");
+    assert_eq!(
+        e("jira_configs: [{project: P, issue_type: Bug, api_type: server}]"),
+        "unknown api_type on jira_config, must be auto, cloud or datacenter"
+    );
+    assert_eq!(
+        e("jira_configs: [{project: P, issue_type: Bug}]"),
+        "no global Jira Cloud URL set"
+    );
+    let c = receiver_with(
+        "jira_configs: [{project: P, issue_type: Bug, summary: {template: 'S', enable_update: false}, description: 'D'}]",
+        "jira_api_url: 'https://x.atlassian.net/rest/api/2'",
+    )
+    .unwrap();
+    let j = &c.receivers["r"].jiras[0];
+    assert_eq!(
+        (j.summary.clone(), j.description.clone()),
+        (("S".into(), false), ("D".into(), true))
+    );
+    assert_eq!(j.api_type, "auto");
+}
