@@ -41,6 +41,8 @@ pub struct Route {
     pub mute_time_intervals: Vec<String>,
     /// Interval names outside of which this route is muted (not inherited).
     pub active_time_intervals: Vec<String>,
+    /// `labels` (0.34): templates, the parent's with this route's laid over them.
+    pub labels: std::collections::BTreeMap<String, String>,
     /// `Route.Key()`: parent key + `/` + matchers string.
     pub key: String,
     /// `Route.ID()`: like the key, plus the child index per level.
@@ -109,6 +111,8 @@ pub struct RouteSpec {
     pub mute_time_intervals: Vec<String>,
     /// Not inherited.
     pub active_time_intervals: Vec<String>,
+    /// `labels`: laid over the parent's, key by key.
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
     /// Children.
     pub routes: Vec<RouteSpec>,
 }
@@ -137,6 +141,7 @@ impl RouteTree {
             repeat_interval: DEFAULT_REPEAT_INTERVAL,
             mute_time_intervals: Vec::new(),
             active_time_intervals: Vec::new(),
+            labels: std::collections::BTreeMap::new(),
             key: String::new(),
             id: String::new(),
         };
@@ -169,6 +174,11 @@ impl RouteTree {
             repeat_interval: spec.repeat_interval.unwrap_or(parent.repeat_interval),
             mute_time_intervals: spec.mute_time_intervals,
             active_time_intervals: spec.active_time_intervals,
+            labels: {
+                let mut l = parent.labels.clone();
+                l.extend(spec.labels.unwrap_or_default());
+                l
+            },
             key,
             id,
         };

@@ -82,6 +82,7 @@ pub fn template_data(d: &NotifyData) -> Data {
         common_annotations: kv(&p.common_annotations),
         external_url: p.external_url.to_string(),
         notification_reason: p.notification_reason.into(),
+        route_labels: kv(&d.route_labels),
     }
 }
 

@@ -58,6 +58,17 @@ impl Render<'_> {
         self.opts.now
     }
 
+    /// The field `name`, or its error.
+    ///
+    /// # Errors
+    /// The template failed.
+    pub fn try_field(&mut self, name: &str) -> Result<String, String> {
+        self.fields
+            .set
+            .execute(&key(name), self.data, &self.opts)
+            .map_err(|e| e.to_string())
+    }
+
     /// The field `name` rendered for HTML (printed values escaped), or `fallback` when it fails.
     pub fn field_html(&mut self, name: &str, fallback: &str) -> String {
         let opts = Options {

@@ -20,6 +20,7 @@ pub mod oncall;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod retry;
+pub mod route_labels;
 pub mod sender;
 pub mod slack;
 pub mod sns;
@@ -55,6 +56,8 @@ pub struct NotifyData {
     pub external_url: String,
     /// Alerts to send: firing ones with zero `endsAt`, in group order.
     pub alerts: Vec<Alert>,
+    /// The route's `labels` (0.34), rendered for this notification.
+    pub route_labels: LabelSet,
 }
 
 /// Why a notification failed, as the `reason` label of `alertmanager_notifications_failed_total`.

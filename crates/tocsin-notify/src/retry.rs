@@ -204,6 +204,7 @@ mod tests {
             group_labels: Default::default(),
             reason: NotifyReason::FirstNotification,
             external_url: String::new(),
+            route_labels: Default::default(),
             alerts: vec![],
         }
     }

@@ -54,6 +54,9 @@ pub struct Payload<'a> {
     /// Annotations equal on all alerts sent.
     #[serde(rename = "commonAnnotations")]
     pub common_annotations: Cow<'a, LabelSet>,
+    /// The route's rendered `labels` (0.34; `{}` when none).
+    #[serde(rename = "routeLabels")]
+    pub route_labels: &'a LabelSet,
     /// External URL.
     #[serde(rename = "externalURL")]
     pub external_url: &'a str,
@@ -123,6 +126,7 @@ pub fn payload(data: &NotifyData, max_alerts: u64) -> Payload<'_> {
         group_labels: &data.group_labels,
         common_labels: common(sent.iter().map(|a| &a.labels)),
         common_annotations: common(sent.iter().map(|a| &a.annotations)),
+        route_labels: &data.route_labels,
         external_url: &data.external_url,
         version: "4",
         group_key: &data.group_key,
@@ -354,6 +358,7 @@ mod tests {
             group_labels: [("alertname".to_string(), "A1".to_string())].into(),
             reason: NotifyReason::FirstNotification,
             external_url: "http://vm:19093".into(),
+            route_labels: Default::default(),
             alerts: vec![alert("A1", "a.b", false), alert("A1", "c", true)],
         };
         let json = serde_json::to_string(&payload(&data, 1)).unwrap();
@@ -364,7 +369,7 @@ mod tests {
                 r#""annotations":{{"summary":"A1 is down"}},"startsAt":"2026-11-23T18:33:30.712Z","endsAt":"0001-01-01T00:00:00Z","#,
                 r#""generatorURL":"http://prom/graph","fingerprint":"{}"}}],"notification_reason":"first notification","#,
                 r#""groupLabels":{{"alertname":"A1"}},"commonLabels":{{"alertname":"A1","team":"a.b"}},"#,
-                r#""commonAnnotations":{{"summary":"A1 is down"}},"externalURL":"http://vm:19093","version":"4","#,
+                r#""commonAnnotations":{{"summary":"A1 is down"}},"routeLabels":{{}},"externalURL":"http://vm:19093","version":"4","#,
                 r#""groupKey":"{{}}/{{team=\"a.b\"}}:{{alertname=\"A1\"}}","truncatedAlerts":1}}"#
             ),
             fp

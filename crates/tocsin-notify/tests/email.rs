@@ -102,6 +102,7 @@ fn data() -> NotifyData {
         group_labels: [("alertname".to_string(), "DiskFull".to_string())].into(),
         reason: NotifyReason::FirstNotification,
         external_url: "http://tocsin.example:9093".into(),
+        route_labels: Default::default(),
         alerts: vec![alert("db-1", false), alert("db-2", true)],
     }
 }

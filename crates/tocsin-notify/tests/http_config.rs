@@ -182,6 +182,7 @@ fn data() -> NotifyData {
         group_labels: Default::default(),
         reason: NotifyReason::FirstNotification,
         external_url: "http://tocsin.test".into(),
+        route_labels: Default::default(),
         alerts: vec![Alert {
             labels: [("alertname".to_string(), "x".to_string())].into(),
             ..Alert::default()

@@ -103,6 +103,7 @@ fn data(alerts: Vec<Alert>) -> NotifyData {
         group_labels: [("alertname".to_string(), "Down".to_string())].into(),
         reason: NotifyReason::FirstNotification,
         external_url: "http://am.example".into(),
+        route_labels: Default::default(),
         alerts,
     }
 }

@@ -991,6 +991,9 @@ struct AlertGroup<'a> {
     alerts: Vec<GettableAlert<'a>>,
     labels: &'a LabelSet,
     receiver: Receiver<'a>,
+    /// The route's `labels` rendered for the group's alerts (0.34; `{}` when none).
+    #[serde(rename = "routeLabels")]
+    route_labels: &'a LabelSet,
 }
 
 impl AlertGroup<'_> {
@@ -1002,6 +1005,8 @@ impl AlertGroup<'_> {
         crate::json_out::push_labels(buf, self.labels);
         buf.extend_from_slice(br#","receiver":"#);
         self.receiver.write_json(buf);
+        buf.extend_from_slice(br#","routeLabels":"#);
+        crate::json_out::push_labels(buf, self.route_labels);
         buf.push(b'}');
     }
 }
@@ -1082,10 +1087,26 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
                 .filter_map(|a| gettable(&sup, a, receivers_of(a.fingerprint, *idx), muted_by.clone()))
                 .collect();
             if !list.is_empty() {
+                let route_labels = match active.route_labels.get(*idx).cloned().flatten() {
+                    Some(l) => {
+                        let d = tocsin_notify::NotifyData {
+                            receiver: route.receiver.clone(),
+                            group_key: route.group_key(labels),
+                            group_labels: labels.clone(),
+                            reason: tocsin_core::nflog::NotifyReason::FirstNotification,
+                            external_url: app.settings.external_url.clone(),
+                            alerts: alerts.iter().map(|a| Alert::clone(a)).collect(),
+                            route_labels: LabelSet::default(),
+                        };
+                        l.render(&d, now).0
+                    }
+                    None => LabelSet::default(),
+                };
                 let group = AlertGroup {
                     alerts: list,
                     labels,
                     receiver: Receiver { name: &route.receiver },
+                    route_labels: &route_labels,
                 };
                 group.write_json(buf);
             }
@@ -1253,6 +1274,7 @@ mod tests {
                 labels: &alert.labels,
                 receiver: Receiver { name: "r\"x" },
                 alerts: vec![g],
+                route_labels: &alert.annotations,
             };
             let mut buf = Vec::new();
             group.write_json(&mut buf);

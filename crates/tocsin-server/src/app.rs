@@ -168,6 +168,8 @@ pub struct Active {
     pub config: Arc<Config>,
     /// Integrations of every receiver used by a route.
     pub integrations: HashMap<String, Vec<Integration>>,
+    /// Each route's `labels` compiled (by route index; `None` for a route without labels).
+    pub route_labels: Vec<Option<Arc<tocsin_notify::route_labels::RouteLabels>>>,
     /// Cancels in-flight notifications of this configuration.
     pub(crate) cancel: watch::Sender<bool>,
 }

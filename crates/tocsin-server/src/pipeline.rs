@@ -268,14 +268,25 @@ impl App {
             alerts.iter().filter(|a| !a.resolved_at(look_now)).cloned().collect()
         };
         if !to_send.is_empty() {
-            let data = NotifyData {
+            let mut data = NotifyData {
                 receiver: route.receiver.clone(),
                 group_key: group_key.clone(),
                 group_labels: job.labels.clone(),
                 reason,
                 external_url: self.settings.external_url.clone(),
+                route_labels: Default::default(),
                 alerts: to_send,
             };
+            // Route labels are templates from the configuration: rendered off the runtime.
+            if let Some(labels) = active.route_labels.get(route.index).cloned().flatten() {
+                let (d, now) = (data.clone(), self.clock.now());
+                if let Ok((rendered, errors)) = tokio::task::spawn_blocking(move || labels.render(&d, now)).await {
+                    if !errors.is_empty() {
+                        warn!(route = %route.key, ?errors, "route labels whose template failed were left out");
+                    }
+                    data.route_labels = rendered;
+                }
+            }
             let deadline = Instant::now() + within;
             let result = send_with_retry(integ, &data, deadline, &cancel, |e| match e {
                 Event::Attempt(a) => {

@@ -54,10 +54,24 @@ pub(crate) fn build_active(
     for r in config.active_receivers() {
         integrations.insert(r.name.clone(), factory(r, &shared)?);
     }
+    let route_labels = config
+        .route
+        .nodes
+        .iter()
+        .map(|r| {
+            if r.labels.is_empty() {
+                return Ok(None);
+            }
+            tocsin_notify::route_labels::RouteLabels::compile(&r.labels, &shared.templates)
+                .map(|l| Some(Arc::new(l)))
+                .map_err(|e| format!("route {}: {e}", r.key))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let (cancel, _) = watch::channel(false);
     Ok(Active {
         config: Arc::new(config),
         integrations,
+        route_labels,
         cancel,
     })
 }

@@ -89,6 +89,8 @@ async fn webhook_payload_is_alertmanagers_field_for_field() {
             "groupLabels": {"alertname": "A1"},
             "commonLabels": common,
             "commonAnnotations": {"summary": "s"},
+            // 0.34: the route's rendered labels, `{}` for a route without any.
+            "routeLabels": {},
             "externalURL": "http://tocsin.example:9093",
             "version": "4",
             "groupKey": "{}/{team=\"a.b\"}:{alertname=\"A1\"}",

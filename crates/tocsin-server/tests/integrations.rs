@@ -63,7 +63,9 @@ fn config(sink: &str, who: &str) -> String {
         r#"route:
   receiver: team-x
   group_by: [alertname]
-  group_wait: 1s
+  # Long enough that Alertmanager, on a loaded machine, has both alerts of the batch before
+  # its first flush (at 1 s it once flushed with one).
+  group_wait: 5s
   group_interval: 2s
 receivers:
 - name: team-x
@@ -252,4 +254,59 @@ async fn integrations_send_what_alertmanager_sends() {
     // Opsgenie: the alert created, then closed (a body of its source only).
     assert_eq!(g["tocsin-og"][0], g["am-og"][0], "Opsgenie alert");
     assert_eq!(g["tocsin-og"][1], g["am-og"][1], "Opsgenie close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_labels_reach_the_payload_and_the_groups_api() {
+    let (sink, url) = common::start_sink().await;
+    let config = format!(
+        r#"route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 0s
+  labels:
+    team: '{{{{ .CommonLabels.team }}}}'
+    tier: one
+  routes:
+  - matchers: ['severity="page"']
+    labels:
+      tier: two
+      count: '{{{{ len .Alerts }}}}'
+      broken: '{{{{ index .Alerts 99 }}}}'
+receivers:
+- name: hook
+  webhook_configs:
+  - url: {url}/hook
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let t = common::start_in(dir.path(), &config, &[]);
+    let c = reqwest::Client::new();
+    let r = common::post_alerts(
+        &c,
+        &t.base,
+        &json!([{"labels": {"alertname": "Down", "severity": "page", "team": "db"}}]),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let body = common::wait_for("the webhook", || sink.got.lock().unwrap().first().map(|g| g.2.clone())).await;
+    // The child's labels over the root's; a label whose template fails is left out.
+    assert_eq!(body["routeLabels"], json!({"count": "1", "team": "db", "tier": "two"}));
+    let groups: Value = common::get_json(&c, format!("{}/api/v2/alerts/groups", t.base)).await;
+    assert_eq!(
+        groups[0]["routeLabels"],
+        json!({"count": "1", "team": "db", "tier": "two"})
+    );
+    // A bad label name is refused at load with Alertmanager's message.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .arg("--config.check")
+        .arg(format!("--config.file={}", {
+            let p = dir.path().join("bad.yml");
+            std::fs::write(&p, "route: {receiver: r, labels: {'': x}}\nreceivers: [{name: r}]\n").unwrap();
+            p.display().to_string()
+        }))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("invalid label name \"\" in route labels"), "{text}");
 }

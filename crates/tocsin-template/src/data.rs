@@ -46,6 +46,8 @@ pub struct Data {
     pub external_url: String,
     /// Why the notification is sent (`first notification`, …).
     pub notification_reason: String,
+    /// The route's `labels`, rendered (0.34; empty when the route has none).
+    pub route_labels: BTreeMap<String, String>,
 }
 
 fn kv(m: &BTreeMap<String, String>) -> Value {
@@ -86,6 +88,7 @@ impl Data {
         f.insert("CommonAnnotations", kv(&self.common_annotations));
         f.insert("ExternalURL", Value::str(&self.external_url));
         f.insert("NotificationReason", Value::str(&self.notification_reason));
+        f.insert("RouteLabels", kv(&self.route_labels));
         Value::Struct("template.Data", Arc::new(f))
     }
 }

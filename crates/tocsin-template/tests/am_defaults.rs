@@ -98,6 +98,7 @@ fn cases() -> Vec<Data> {
         common_annotations: BTreeMap::new(),
         external_url: "http://tocsin.example:9093".into(),
         notification_reason: String::new(),
+        route_labels: Default::default(),
     };
     let mixed = base(
         vec![

@@ -38,6 +38,7 @@ fn data() -> Data {
         common_annotations: BTreeMap::new(),
         external_url: "http://tocsin.example:9093".into(),
         notification_reason: "first notification".into(),
+        route_labels: Default::default(),
     }
 }
 

@@ -2088,8 +2088,10 @@ fn route_spec(r: &RawRoute, opts: &LoadOptions, names: &NameValidation) -> Resul
     if r.repeat_interval.is_some_and(|d| d.0.is_zero()) {
         return err("repeat_interval cannot be zero");
     }
-    if r.labels.is_some() {
-        return err("route labels are not supported by Tocsin yet");
+    for name in r.labels.iter().flatten().map(|(k, _)| k) {
+        if !names.is_valid(name) {
+            return err(format!("invalid label name {} in route labels", go_quote(name)));
+        }
     }
     let routes = r
         .routes
@@ -2107,6 +2109,7 @@ fn route_spec(r: &RawRoute, opts: &LoadOptions, names: &NameValidation) -> Resul
         repeat_interval: r.repeat_interval.map(|d| d.0),
         mute_time_intervals: r.mute_time_intervals.clone().unwrap_or_default(),
         active_time_intervals: r.active_time_intervals.clone().unwrap_or_default(),
+        labels: r.labels.clone(),
         routes,
     })
 }
