@@ -37,6 +37,8 @@ pub struct Response {
     pub location: Option<String>,
     /// The `Content-Type` header.
     pub content_type: Option<String>,
+    /// The `Retry-After` header.
+    pub retry_after: Option<String>,
     /// The body's first 64 KiB.
     pub body: Vec<u8>,
 }
@@ -203,6 +205,7 @@ struct Head {
     status: u16,
     location: Option<String>,
     content_type: Option<String>,
+    retry_after: Option<String>,
     framing: Framing,
     keep_alive: bool,
 }
@@ -217,6 +220,7 @@ fn parse_head(r: &httparse::Response) -> io::Result<Head> {
     let mut chunked = None;
     let mut location = None;
     let mut content_type = None;
+    let mut retry_after = None;
     // HTTP/1.1 keeps the connection unless told otherwise; 1.0 is not reused here.
     let mut keep_alive = r.version == Some(1);
     for h in r.headers.iter() {
@@ -241,6 +245,8 @@ fn parse_head(r: &httparse::Response) -> io::Result<Head> {
             location = Some(value.to_string());
         } else if h.name.eq_ignore_ascii_case("content-type") {
             content_type = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = Some(value.to_string());
         }
     }
     let framing = if status == 204 || status == 304 {
@@ -256,6 +262,7 @@ fn parse_head(r: &httparse::Response) -> io::Result<Head> {
         status,
         location,
         content_type,
+        retry_after,
         framing,
         keep_alive,
     })
@@ -332,6 +339,7 @@ impl Conn {
             status: head.status,
             location: head.location,
             content_type: head.content_type,
+            retry_after: head.retry_after,
             body,
         };
         Ok((response, reusable))

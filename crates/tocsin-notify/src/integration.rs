@@ -141,7 +141,7 @@ impl<E: Encoder> HttpIntegration<E> {
                     headers: req.headers.clone(),
                 })
                 .await?;
-            self.enc.judge(&reply, &req)?;
+            self.enc.judge(&reply, &req).map_err(|e| reply.annotate(e))?;
         }
         Ok(())
     }

@@ -197,7 +197,7 @@ impl Jira {
                 headers: vec![("Accept-Language".into(), "en".into())],
             })
             .await?;
-        check_status(reply.status, &reply.quoted(), &[429])?;
+        check_status(reply.status, &reply.quoted(), &[429]).map_err(|e| reply.annotate(e))?;
         Ok(reply)
     }
 

@@ -127,6 +127,9 @@ pub struct NotifyError {
     pub reason: FailureReason,
     /// Human-readable cause.
     pub message: String,
+    /// How long the receiver asked to be left alone (`Retry-After`): the next attempt waits
+    /// at least that long, within the flush deadline.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl NotifyError {
@@ -136,6 +139,7 @@ impl NotifyError {
             retryable: true,
             reason,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -145,6 +149,7 @@ impl NotifyError {
             retryable: false,
             reason,
             message: message.into(),
+            retry_after: None,
         }
     }
 }

@@ -291,8 +291,8 @@ mod tests {
     fn reason_is_kept_for_rate_limits() {
         let r = Reply {
             status: 429,
-            content_type: None,
             body: br#"{"message":"slow down"}"#.to_vec(),
+            ..Reply::default()
         };
         let cfg = IncidentioConfig {
             send_resolved: true,

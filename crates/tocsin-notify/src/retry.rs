@@ -139,7 +139,14 @@ pub async fn send_with_retry(
                 return Err(context_error(FailureReason::ContextDeadlineExceeded, last.or(Some(e))));
             }
             Err(e) if !e.retryable => return Err(e),
-            Err(e) => last = Some(e),
+            Err(e) => {
+                // A receiver that said when to come back (429, 503 with Retry-After) is not
+                // asked again before then; the flush deadline still bounds the wait.
+                if let Some(after) = e.retry_after {
+                    next = next.max(Instant::now() + after);
+                }
+                last = Some(e);
+            }
         }
     }
 }
@@ -177,6 +184,7 @@ mod tests {
         calls: AtomicU32,
         times: Mutex<Vec<Instant>>,
         retryable: bool,
+        retry_after: Option<Duration>,
     }
 
     impl Notifier for Flaky {
@@ -189,6 +197,7 @@ mod tests {
                         retryable: self.retryable,
                         reason: FailureReason::ServerError,
                         message: "boom".into(),
+                        retry_after: self.retry_after,
                     })
                 } else {
                     Ok(())
@@ -215,6 +224,7 @@ mod tests {
             calls: AtomicU32::new(0),
             times: Mutex::new(vec![]),
             retryable,
+            retry_after: None,
         })
     }
 
@@ -253,6 +263,38 @@ mod tests {
             gap2 >= Duration::from_millis(375) && gap2 <= Duration::from_millis(1125),
             "{gap2:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_is_waited_out_within_the_deadline() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let mut f = Arc::into_inner(flaky(2, true)).unwrap();
+        f.retry_after = Some(Duration::from_secs(7));
+        let n = Arc::new(f);
+        let start = Instant::now();
+        let sent = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(60), &rx, |_| {
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(sent, Sent::Delivered { attempts: 3 });
+        let times = n.times.lock().unwrap().clone();
+        // Not the 0.5 s backoff: the receiver's 7 s, each time.
+        assert_eq!(times[1] - times[0], Duration::from_secs(7));
+        assert_eq!(times[2] - times[1], Duration::from_secs(7));
+        // A wait past the deadline ends at the deadline, with the receiver's error.
+        let mut f = Arc::into_inner(flaky(u32::MAX, true)).unwrap();
+        f.retry_after = Some(Duration::from_secs(3600));
+        let n = Arc::new(f);
+        let start = Instant::now();
+        let err = send_with_retry(&integ(&n, None), &data(), start + Duration::from_secs(30), &rx, |_| {
+            true
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.reason, FailureReason::ContextDeadlineExceeded);
+        assert_eq!(n.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(Instant::now(), start + Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]

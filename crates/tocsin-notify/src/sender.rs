@@ -28,9 +28,31 @@ pub struct Reply {
     pub content_type: Option<String>,
     /// The body's first [`REPLY_BYTES`].
     pub body: Vec<u8>,
+    /// `Retry-After`, as a duration from now.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (a date in the past is now).
+pub fn parse_retry_after(v: &str, now: jiff::Timestamp) -> Option<std::time::Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+    Some(at.duration_since(now).unsigned_abs())
+        .filter(|_| at > now)
+        .or(Some(std::time::Duration::ZERO))
 }
 
 impl Reply {
+    /// `e` with the reply's `Retry-After` when it is retryable: the next attempt waits for it.
+    pub fn annotate(&self, mut e: NotifyError) -> NotifyError {
+        if e.retryable && e.retry_after.is_none() {
+            e.retry_after = self.retry_after;
+        }
+        e
+    }
+
     /// The start of the body as text, as error messages quote it.
     pub fn quoted(&self) -> String {
         let mut text = String::from_utf8_lossy(&self.body).into_owned();
@@ -213,6 +235,11 @@ impl HttpSender {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(String::from);
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
         // A receiver may answer with gigabytes, or a body that never ends: keep the start.
         let mut body = Vec::new();
         while body.len() < REPLY_BYTES {
@@ -225,6 +252,7 @@ impl HttpSender {
             status: resp.status().as_u16(),
             content_type,
             body,
+            retry_after,
         })
     }
 
@@ -262,6 +290,10 @@ impl HttpSender {
                         status: resp.status,
                         content_type: resp.content_type,
                         body: resp.body,
+                        retry_after: resp
+                            .retry_after
+                            .as_deref()
+                            .and_then(|v| parse_retry_after(v, jiff::Timestamp::now())),
                     });
                 }
             };
@@ -339,6 +371,68 @@ mod tests {
         assert_eq!(reply.status, 500);
         assert_eq!(reply.body.len(), REPLY_BYTES);
         assert_eq!(reply.quoted().len(), QUOTED_BYTES);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_is_read_on_both_paths() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow")
+                        .await;
+                });
+            }
+        });
+        // The lean client (plain http, no proxy), then reqwest (a proxy setting keeps the lean
+        // client out of it).
+        for from_env in [false, true] {
+            let cfg = HttpClientConfig {
+                proxy_from_environment: from_env,
+                ..HttpClientConfig::default()
+            };
+            let sender = HttpSender::new("test", &cfg, "Tocsin").unwrap();
+            let ep = sender.endpoint(SecretSource::Inline(format!("http://{addr}/")));
+            let reply = sender
+                .post(Request {
+                    endpoint: &ep,
+                    method: "POST",
+                    content_type: "application/json",
+                    body: b"{}".to_vec(),
+                    authorization: None,
+                    headers: Vec::new(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                reply.retry_after,
+                Some(std::time::Duration::from_secs(3)),
+                "proxy_from_environment={from_env}"
+            );
+            let e = reply.annotate(check_status(reply.status, &reply.quoted(), &[429]).unwrap_err());
+            assert_eq!(
+                (e.retryable, e.retry_after),
+                (true, Some(std::time::Duration::from_secs(3)))
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let now: jiff::Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+        let d = |s| parse_retry_after(s, now);
+        assert_eq!(d("7"), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(
+            d("Mon, 07 Dec 2026 10:00:30 GMT"),
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(d("Mon, 07 Dec 2026 09:00:00 GMT"), Some(std::time::Duration::ZERO));
+        assert_eq!(d("soon"), None);
     }
 
     #[test]

@@ -294,7 +294,7 @@ impl Webhook {
             })
             .await?;
         // The webhook has no retry codes of its own.
-        crate::sender::check_status(reply.status, &reply.quoted(), &[])
+        crate::sender::check_status(reply.status, &reply.quoted(), &[]).map_err(|e| reply.annotate(e))
     }
 }
 
@@ -309,8 +309,8 @@ where
     }
     let reply = crate::sender::Reply {
         status,
-        content_type: None,
         body: body().await.into_bytes(),
+        ..crate::sender::Reply::default()
     };
     crate::sender::check_status(status, &reply.quoted(), &[])
 }

@@ -221,7 +221,7 @@ impl Wechat {
                 headers: Vec::new(),
             })
             .await?;
-        self.judge(&reply)
+        self.judge(&reply).map_err(|e| reply.annotate(e))
     }
 }
 

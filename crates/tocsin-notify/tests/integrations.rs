@@ -474,6 +474,7 @@ async fn pagerduty_judges_answers_with_its_retry_codes() {
         status,
         content_type: Some("application/json".into()),
         body: body.as_bytes().to_vec(),
+        ..Reply::default()
     };
     assert!(judge(&reply(202, ""), false).is_ok());
     let e = judge(&reply(429, ""), false).unwrap_err();
