@@ -62,8 +62,19 @@ fn example_configs_pass_the_config_check() {
     assert!(!configs.is_empty());
     for p in configs {
         // As `tocsin --config.check` reads it: the file and the template files it names.
-        if let Err(e) = tocsin_server::reload::read_config(&p, &LoadOptions::default()) {
-            panic!("{}: {e}", p.display());
+        let config = match tocsin_server::reload::read_config(&p, &LoadOptions::default()) {
+            Ok(c) => c,
+            Err(e) => panic!("{}: {e}", p.display()),
+        };
+        // And every integration builds: each templated field parses, each client is made.
+        let shared = tocsin_notify::Shared {
+            templates: std::sync::Arc::new(tocsin_server::reload::load_templates(&config.templates).unwrap()),
+            ..tocsin_notify::Shared::default()
+        };
+        for r in config.receivers.values() {
+            if let Err(e) = tocsin_notify::build_integrations(r, "Tocsin/test", &shared) {
+                panic!("{}: {e}", p.display());
+            }
         }
     }
 }
