@@ -210,6 +210,10 @@ fn config() -> Target {
         "global:\n  resolve_timeout: 5m\n  smtp_smarthost: 'localhost:25'\nroute:\n  receiver: e\nreceivers:\n- name: e\n  email_configs:\n  - to: a@b\n    from: c@d\n",
         "route: {receiver: x}\nreceivers: [{name: x}]\n",
         "route:\n  receiver: h\nreceivers:\n- name: h\n  labels: {team: a}\n  webhook_configs:\n  - url: https://hook/\n    http_config:\n      oauth2:\n        client_id: c\n        client_secret: s\n        token_url: https://idp/token\n        scopes: [a]\n        endpoint_params: {x: y}\n      http_headers:\n        X-Org: {values: [a], secrets: [b], files: [f]}\n      proxy_url: http://p:3128\n      no_proxy: 10.0.0.0/8\n      proxy_connect_header: {X-T: [a]}\n      tls_config: {server_name: hook.test, min_version: TLS13}\n",
+        // Every integration's keys.
+        include_str!("../../../examples/integrations/chat.yml"),
+        include_str!("../../../examples/integrations/paging.yml"),
+        include_str!("../../../examples/integrations/tickets-and-cloud.yml"),
     ];
     Target {
         name: "config",
@@ -231,6 +235,10 @@ fn config() -> Target {
             b"group_interval: 0s",
             b"repeat_interval: 1y",
             b"matchers: ['=~(']",
+            b"payload: {a: '{{ .Alerts | toJson }}'}",
+            b"summary: {template: x, enable_update: false}",
+            b"labels: {a: '{{ len .Alerts }}'}",
+            b"sigv4: {region: r, access_key: a, secret_key: s}",
         ],
         check: Box::new(|b| {
             let Some(s) = text(b) else { return Ok(()) };
