@@ -1287,3 +1287,253 @@ async fn jira_cloud_searches_with_the_v3_endpoint_and_v3_descriptions_are_json()
         .unwrap_err();
     assert_eq!(e.message, "description template: invalid JSON for API v3");
 }
+
+/// For each integration reachable at a local URL: its resolved notification, and its
+/// judgement of a 503 (retried) and a 400 (final).
+#[tokio::test]
+async fn every_integration_sends_resolves_retries_5xx_and_stops_on_4xx() {
+    let (url, got, answers) = receiver().await;
+    // (integration config, the path it posts to, a success answer, what says "resolved")
+    type Check = fn(&str, &Value) -> bool;
+    let cases: Vec<(&str, &str, (u16, &'static str, &str), Check)> = vec![
+        (
+            "slack_configs: [{api_url: 'URL/slack', send_resolved: true}]",
+            "slack",
+            (200, "text/plain", "ok"),
+            |_, b| b["attachments"][0]["color"] == "good",
+        ),
+        (
+            "pagerduty_configs: [{routing_key: k, url: 'URL/pd'}]",
+            "pd",
+            (202, "application/json", "{}"),
+            |_, b| b["event_action"] == "resolve",
+        ),
+        (
+            "opsgenie_configs: [{api_key: k, api_url: 'URL/og/'}]",
+            "og/v2/alerts",
+            (202, "application/json", "{}"),
+            |p, _| p.ends_with("/close?identifierType=alias"),
+        ),
+        (
+            "victorops_configs: [{api_key: k, routing_key: r, api_url: 'URL/vo/'}]",
+            "vo/k/r",
+            (200, "application/json", "{}"),
+            |_, b| b["message_type"] == "RECOVERY",
+        ),
+        (
+            "discord_configs: [{webhook_url: 'URL/discord'}]",
+            "discord",
+            (204, "text/plain", ""),
+            |_, b| b["embeds"][0]["color"] == 3066993,
+        ),
+        (
+            "msteams_configs: [{webhook_url: 'URL/teams'}]",
+            "teams",
+            (200, "text/plain", "1"),
+            |_, b| b["themeColor"] == "2DC72D",
+        ),
+        (
+            "msteamsv2_configs: [{webhook_url: 'URL/teams2'}]",
+            "teams2",
+            (202, "text/plain", ""),
+            |_, b| b["attachments"][0]["content"]["body"][0]["color"] == "Good",
+        ),
+        (
+            "webex_configs: [{api_url: 'URL/webex', room_id: r, http_config: {authorization: {credentials: t}}}]",
+            "webex",
+            (200, "application/json", "{}"),
+            |_, b| b["markdown"].as_str().unwrap_or("").contains("Alerts Resolved:"),
+        ),
+        (
+            "mattermost_configs: [{webhook_url: 'URL/mm'}]",
+            "mm",
+            (200, "text/plain", "ok"),
+            |_, b| b["attachments"][0]["color"] == "good",
+        ),
+        (
+            "rocketchat_configs: [{api_url: 'URL/', token: t, token_id: i, send_resolved: true}]",
+            "api/v1/chat.postMessage",
+            (200, "application/json", r#"{"success":true}"#),
+            |_, b| b["attachments"][0]["color"] == "green",
+        ),
+        (
+            "incidentio_configs: [{url: 'URL/inc', alert_source_token: t}]",
+            "inc",
+            (202, "application/json", "{}"),
+            |_, b| b["status"] == "resolved",
+        ),
+    ];
+    for (config, path, ok, resolved) in cases {
+        let i = single(&url, config);
+        let kind = i[0].kind;
+        let set = |status: u16, ct: &'static str, body: &str| {
+            answers
+                .lock()
+                .unwrap()
+                .insert(path.to_string(), (status, ct, body.to_string()));
+        };
+        set(ok.0, ok.1, ok.2);
+        let from = got.lock().unwrap().len();
+        i[0].notifier
+            .notify(&data(vec![alert("Down", "a:9100", true)]))
+            .await
+            .unwrap();
+        let (p, _, _, raw) = got.lock().unwrap()[from..].last().cloned().unwrap();
+        let b: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        assert!(resolved(&p, &b), "{kind}: not a resolve: {p} {b}");
+        // Opsgenie closes at another path; the judgement is the same there.
+        let path_now = if kind == "opsgenie" {
+            p.clone()
+        } else {
+            path.to_string()
+        };
+        for (status, retryable) in [(503, true), (400, false)] {
+            answers
+                .lock()
+                .unwrap()
+                .insert(path_now.clone(), (status, "text/plain", "no".to_string()));
+            let e = i[0]
+                .notifier
+                .notify(&data(vec![alert("Down", "a:9100", true)]))
+                .await
+                .unwrap_err();
+            assert_eq!(e.retryable, retryable, "{kind} on {status}: {}", e.message);
+        }
+    }
+}
+
+/// Where Alertmanager cuts a field, Tocsin cuts it the same way.
+#[tokio::test]
+async fn fields_are_cut_where_alertmanager_cuts_them() {
+    let (url, got, answers) = receiver().await;
+    let long = |n: usize| format!("{{{{ range $i := {n} }}}}x{{{{ end }}}}");
+    let last = || -> Value { serde_json::from_slice(&got.lock().unwrap().last().unwrap().3).unwrap() };
+    let count = |v: &Value| v.as_str().unwrap().chars().count();
+    let firing = || data(vec![alert("Down", "a:9100", false)]);
+
+    let i = single(
+        &url,
+        &format!("slack_configs: [{{api_url: 'URL/s', title: '{}'}}]", long(2000)),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    assert_eq!(count(&last()["attachments"][0]["title"]), 1024);
+
+    answers
+        .lock()
+        .unwrap()
+        .insert("og/v2/alerts".into(), (202, "application/json", "{}".into()));
+    let i = single(
+        &url,
+        &format!(
+            "opsgenie_configs: [{{api_key: k, api_url: 'URL/og/', message: '{}'}}]",
+            long(500)
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    let m = last()["message"].as_str().unwrap().to_string();
+    assert_eq!((m.chars().count(), m.ends_with('…')), (130, true));
+
+    let i = single(
+        &url,
+        &format!(
+            "victorops_configs: [{{api_key: k, routing_key: r, api_url: 'URL/vo/', state_message: '{}'}}]",
+            long(30000)
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    assert_eq!(count(&last()["state_message"]), 20480);
+
+    let i = single(
+        &url,
+        &format!(
+            "pagerduty_configs: [{{routing_key: k, url: 'URL/pd', description: '{}'}}]",
+            long(3000)
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    assert_eq!(count(&last()["payload"]["summary"]), 1024);
+
+    answers.lock().unwrap().insert(
+        "botT/sendMessage".into(),
+        (200, "application/json", r#"{"ok":true}"#.into()),
+    );
+    let i = single(
+        &url,
+        &format!(
+            "telegram_configs: [{{api_url: 'URL', bot_token: T, chat_id: 1, parse_mode: '', message: '{}'}}]",
+            long(5000)
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    assert_eq!(count(&last()["text"]), 4096);
+    // In HTML mode a message too long to cut safely is replaced by Alertmanager's notice.
+    let i = single(
+        &url,
+        &format!(
+            "telegram_configs: [{{api_url: 'URL', bot_token: T, chat_id: 1, message: '{}'}}]",
+            long(5000)
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    assert!(
+        last()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Alertmanager notification could not be sent")
+    );
+
+    let i = single(
+        &url,
+        &format!(
+            "discord_configs: [{{webhook_url: 'URL/d', content: '{}', message: '{}'}}]",
+            long(3000),
+            long(5000)
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    let b = last();
+    assert_eq!(
+        (count(&b["content"]), count(&b["embeds"][0]["description"])),
+        (2000, 4096)
+    );
+
+    let i = single(
+        &url,
+        &format!(
+            "webex_configs: [{{api_url: 'URL/w', room_id: r, http_config: {{authorization: {{credentials: t}}}}, message: '{}'}}]",
+            "{{ range $i := 4000 }}é{{ end }}"
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    let md = last()["markdown"].as_str().unwrap().to_string();
+    assert!(md.len() <= 7439 && md.ends_with('…'), "{}", md.len());
+
+    let i = single(
+        &url,
+        &format!(
+            "mattermost_configs: [{{webhook_url: 'URL/m', text: '{}', attachments: [{{title: t}}]}}]",
+            long(20000)
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    assert_eq!(count(&last()["text"]), 16383);
+
+    // SNS: an SMS is cut at 1,600 bytes and says so in an attribute.
+    let i = single(
+        &url,
+        &format!(
+            "sns_configs: [{{api_url: 'URL/sns', sigv4: {{region: r, access_key: a, secret_key: s}}, phone_number: '+15550100', message: '{}'}}]",
+            long(2000)
+        ),
+    );
+    i[0].notifier.notify(&firing()).await.unwrap();
+    let raw = got.lock().unwrap().last().unwrap().3.clone();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&raw).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("Message").unwrap().len(), 1600);
+    assert_eq!(get("MessageAttributes.entry.1.Name").as_deref(), Some("truncated"));
+    assert_eq!(
+        get("MessageAttributes.entry.1.Value.StringValue").as_deref(),
+        Some("true")
+    );
+}
