@@ -1295,7 +1295,9 @@ async fn every_integration_sends_resolves_retries_5xx_and_stops_on_4xx() {
     let (url, got, answers) = receiver().await;
     // (integration config, the path it posts to, a success answer, what says "resolved")
     type Check = fn(&str, &Value) -> bool;
-    let cases: Vec<(&str, &str, (u16, &'static str, &str), Check)> = vec![
+    type Answer = (u16, &'static str, &'static str);
+    type Case = (&'static str, &'static str, Answer, Check);
+    let cases: Vec<Case> = vec![
         (
             "slack_configs: [{api_url: 'URL/slack', send_resolved: true}]",
             "slack",
