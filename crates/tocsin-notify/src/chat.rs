@@ -10,22 +10,13 @@ use tocsin_core::config::{
 use tracing::warn;
 
 use crate::fields::Render;
-use crate::integration::{Encoded, Encoder, all_resolved, truncate_bytes, truncate_runes};
+use crate::integration::{Encoded, Encoder, all_resolved, cut_runes, push_chat_fields, truncate_bytes};
 use crate::sender::{Reply, check_status};
 use crate::{FailureReason, NotifyData, NotifyError, read_secret};
 
 /// The common judgement: 2xx succeeds, 5xx is retried, any other status is final.
 fn standard(reply: &Reply) -> Result<(), NotifyError> {
     check_status(reply.status, &reply.quoted(), &[])
-}
-
-/// A field cut to `n` characters, with a warning when it was.
-fn runes(s: String, n: usize, what: &str, kind: &str) -> String {
-    let (out, cut) = truncate_runes(&s, n);
-    if cut {
-        warn!(integration = kind, field = what, max_runes = n, "truncated a field");
-    }
-    out
 }
 
 /// Discord (`discord_configs`): one embed, red while firing, green once resolved.
@@ -74,10 +65,10 @@ impl Encoder for Discord {
             String::new()
         };
         let msg = DiscordMessage {
-            content: runes(content, 2000, "content", Self::KIND),
+            content: cut_runes(content, 2000, "content", Self::KIND),
             embeds: [DiscordEmbed {
-                title: runes(title, 256, "title", Self::KIND),
-                description: runes(message, 4096, "message", Self::KIND),
+                title: cut_runes(title, 256, "title", Self::KIND),
+                description: cut_runes(message, 4096, "message", Self::KIND),
                 color: if all_resolved(d) { 0x2E_CC71 } else { 0x99_2D22 },
             }],
             username: self.0.username.clone(),
@@ -335,7 +326,7 @@ impl Encoder for Telegram {
             }
         } else {
             let text = r.field("message", r#"{{ template "telegram.default.message" . }}"#);
-            runes(text, TELEGRAM_MAX_RUNES, "message", Self::KIND)
+            cut_runes(text, TELEGRAM_MAX_RUNES, "message", Self::KIND)
         };
         let msg = TelegramMessage {
             chat_id: chat_id.clone(),
@@ -552,7 +543,7 @@ impl Encoder for Mattermost {
             let list = (0..c.attachments.len())
                 .map(|i| render_attachment(&format!("attachments[{i}]"), &c.attachments[i], r))
                 .collect();
-            (runes(text, MATTERMOST_MAX_RUNES, "text", Self::KIND), list)
+            (cut_runes(text, MATTERMOST_MAX_RUNES, "text", Self::KIND), list)
         };
         let priority = c.priority.as_ref().map(|(_, ack, persistent)| {
             let p = r.field("priority.priority", "").to_lowercase();
@@ -656,10 +647,7 @@ impl Encoder for Rocketchat {
             ("image_url".into(), &c.image_url),
             ("thumb_url".into(), &c.thumb_url),
         ];
-        for (i, (t, val, _)) in c.fields.iter().enumerate() {
-            v.push((format!("fields[{i}].title"), t));
-            v.push((format!("fields[{i}].value"), val));
-        }
+        push_chat_fields(&c.fields, &mut v);
         for (i, [text, url, msg]) in c.actions.iter().enumerate() {
             v.push((format!("actions[{i}].text"), text));
             v.push((format!("actions[{i}].url"), url));
@@ -683,7 +671,7 @@ impl Encoder for Rocketchat {
         };
         let title = r.field("title", r#"{{ template "rocketchat.default.title" . }}"#);
         let attachment = RocketchatAttachment {
-            title: runes(title, 1024, "title", Self::KIND),
+            title: cut_runes(title, 1024, "title", Self::KIND),
             title_link: r.field("title_link", r#"{{ template "rocketchat.default.titlelink" . }}"#),
             text: r.field("text", r#"{{ template "rocketchat.default.text" . }}"#),
             image_url: r.field("image_url", ""),

@@ -193,6 +193,24 @@ pub fn truncate_runes(s: &str, n: usize) -> (String, bool) {
     (out, true)
 }
 
+/// [`truncate_runes`], with a warning naming the integration and field when it cut.
+pub fn cut_runes(s: String, n: usize, what: &str, kind: &str) -> String {
+    let (out, cut) = truncate_runes(&s, n);
+    if cut {
+        warn!(integration = kind, field = what, max_runes = n, "truncated a field");
+    }
+    out
+}
+
+/// A Slack-like list of fields (title, value, `short`) as templated fields named
+/// `fields[i].title` and `fields[i].value`.
+pub fn push_chat_fields<'a>(fields: &'a [(String, String, Option<bool>)], out: &mut Vec<(String, &'a str)>) {
+    for (i, (t, v, _)) in fields.iter().enumerate() {
+        out.push((format!("fields[{i}].title"), t));
+        out.push((format!("fields[{i}].value"), v));
+    }
+}
+
 /// `s` cut to at most `n` bytes on a character boundary, `…` included when cut (Alertmanager's
 /// `TruncateInBytes`).
 pub fn truncate_bytes(s: &str, n: usize) -> (String, bool) {

@@ -7,17 +7,9 @@ use tocsin_core::config::{HttpClientConfig, IncidentioConfig, PushoverConfig, Se
 use tracing::warn;
 
 use crate::fields::Render;
-use crate::integration::{Encoded, Encoder, all_resolved, group_hash, truncate_runes};
+use crate::integration::{Encoded, Encoder, all_resolved, cut_runes, group_hash};
 use crate::sender::{Reply, check_status};
 use crate::{NotifyData, NotifyError, read_secret};
-
-fn runes(s: String, n: usize, what: &str, kind: &str) -> String {
-    let (out, cut) = truncate_runes(&s, n);
-    if cut {
-        warn!(integration = kind, field = what, max_runes = n, "truncated a field");
-    }
-    out
-}
 
 /// VictorOps (`victorops_configs`): the REST endpoint's generic alert.
 pub struct Victorops(pub VictoropsConfig);
@@ -90,7 +82,7 @@ impl Encoder for Victorops {
         let state = r.field("state_message", r#"{{ template "victorops.default.state_message" . }}"#);
         body.insert(
             "state_message".into(),
-            runes(state, VICTOROPS_MAX_RUNES, "state_message", Self::KIND),
+            cut_runes(state, VICTOROPS_MAX_RUNES, "state_message", Self::KIND),
         );
         let mut e = Encoded::json(&body)?;
         let seg = |s: &str| -> String {
@@ -169,7 +161,7 @@ impl Encoder for Pushover {
         params.insert("token", token);
         params.insert("user", user);
         let title = r.field("title", r#"{{ template "pushover.default.title" . }}"#);
-        params.insert("title", runes(title, 250, "title", Self::KIND));
+        params.insert("title", cut_runes(title, 250, "title", Self::KIND));
         let message = if c.html {
             params.insert("html", "1".into());
             r.field_html("message", r#"{{ template "pushover.default.message" . }}"#)
@@ -179,7 +171,7 @@ impl Encoder for Pushover {
         if c.monospace {
             params.insert("monospace", "1".into());
         }
-        let message = runes(message, 1024, "message", Self::KIND).trim().to_string();
+        let message = cut_runes(message, 1024, "message", Self::KIND).trim().to_string();
         params.insert(
             "message",
             if message.is_empty() {
@@ -189,7 +181,7 @@ impl Encoder for Pushover {
             },
         );
         let url = r.field("url", r#"{{ template "pushover.default.url" . }}"#);
-        params.insert("url", runes(url, 512, "url", Self::KIND));
+        params.insert("url", cut_runes(url, 512, "url", Self::KIND));
         params.insert("url_title", r.field("url_title", ""));
         params.insert("priority", r.field("priority", ""));
         params.insert("retry", c.retry.as_secs().to_string());

@@ -118,10 +118,7 @@ fn templated(c: &SlackConfig) -> Vec<(String, &str)> {
         ("image_url".into(), &c.image_url),
         ("thumb_url".into(), &c.thumb_url),
     ];
-    for (i, (t, val, _)) in c.fields.iter().enumerate() {
-        v.push((format!("fields[{i}].title"), t));
-        v.push((format!("fields[{i}].value"), val));
-    }
+    crate::integration::push_chat_fields(&c.fields, &mut v);
     for (i, a) in c.actions.iter().enumerate() {
         for (k, s) in [
             ("type", &a.kind),

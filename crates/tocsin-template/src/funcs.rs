@@ -608,6 +608,25 @@ fn go_json_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// An object of `entries`, each value written by `write`.
+fn go_json_object<'a, T: 'a>(
+    entries: impl Iterator<Item = (&'a str, T)>,
+    out: &mut String,
+    mut write: impl FnMut(T, &mut String) -> R<()>,
+) -> R<()> {
+    out.push('{');
+    for (i, (k, x)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        go_json_str(k, out);
+        out.push(':');
+        write(x, out)?;
+    }
+    out.push('}');
+    Ok(())
+}
+
 /// `toJson`: Go's `json.Marshal` of a template value.
 fn go_json(v: &Value, out: &mut String) -> R<()> {
     use std::fmt::Write as _;
@@ -635,45 +654,22 @@ fn go_json(v: &Value, out: &mut String) -> R<()> {
             }
             out.push(']');
         }
-        Value::Map(m) => {
-            out.push('{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json_str(k, out);
-                out.push(':');
-                go_json(x, out)?;
-            }
-            out.push('}');
-        }
-        Value::Kv(m) => {
-            out.push('{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json_str(k, out);
-                out.push(':');
+        Value::Map(m) => go_json_object(m.iter().map(|(k, x)| (k.as_str(), x)), out, go_json)?,
+        Value::Kv(m) => go_json_object(
+            m.iter().map(|(k, x)| (k.as_str(), x)),
+            out,
+            |x: &String, out: &mut String| {
                 go_json_str(x, out);
-            }
-            out.push('}');
-        }
-        Value::Struct(kind, f) => {
-            out.push('{');
-            let mut first = true;
-            for (field, tag) in json_fields(kind) {
-                let Some(x) = f.get(field) else { continue };
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                go_json_str(tag, out);
-                out.push(':');
-                go_json(x, out)?;
-            }
-            out.push('}');
-        }
+                Ok(())
+            },
+        )?,
+        Value::Struct(kind, f) => go_json_object(
+            json_fields(kind)
+                .iter()
+                .filter_map(|(field, tag)| f.get(field).map(|x| (*tag, x))),
+            out,
+            go_json,
+        )?,
         Value::Time(t, _) => go_json_str(&t.to_string(), out),
     }
     Ok(())
