@@ -276,6 +276,7 @@ async fn route_labels_reach_the_payload_and_the_groups_api() {
       tier: two
       count: '{{{{ len .Alerts }}}}'
       broken: '{{{{ index .Alerts 99 }}}}'
+      both: '{{{{ routeLabels "team" }}}}-{{{{ routeLabels "tier" }}}}'
 receivers:
 - name: hook
   webhook_configs:
@@ -294,11 +295,14 @@ receivers:
     assert!(r.status().is_success());
     let body = common::wait_for("the webhook", || sink.got.lock().unwrap().first().map(|g| g.2.clone())).await;
     // The child's labels over the root's; a label whose template fails is left out.
-    assert_eq!(body["routeLabels"], json!({"count": "1", "team": "db", "tier": "two"}));
+    assert_eq!(
+        body["routeLabels"],
+        json!({"both": "db-two", "count": "1", "team": "db", "tier": "two"})
+    );
     let groups: Value = common::get_json(&c, format!("{}/api/v2/alerts/groups", t.base)).await;
     assert_eq!(
         groups[0]["routeLabels"],
-        json!({"count": "1", "team": "db", "tier": "two"})
+        json!({"both": "db-two", "count": "1", "team": "db", "tier": "two"})
     );
     // A bad label name is refused at load with Alertmanager's message.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))

@@ -59,6 +59,9 @@ enum Flow {
 pub(crate) struct Exec<'a> {
     trees: &'a Trees,
     pub(crate) opts: &'a Options,
+    /// The data the execution started with (`routeLabels` reads its `RouteLabels`, whatever
+    /// `$` is inside a called template).
+    pub(crate) root: Value,
     out: String,
     vars: Vec<(String, Value)>,
     depth: usize,
@@ -81,6 +84,7 @@ pub(crate) fn execute(trees: &Trees, name: &str, data: &Value, opts: &Options) -
     let mut e = Exec {
         trees,
         opts,
+        root: data.clone(),
         out: String::new(),
         vars: vec![("$".into(), data.clone())],
         depth: 0,

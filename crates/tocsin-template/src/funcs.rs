@@ -55,6 +55,7 @@ pub const NAMES: &[&str] = &[
     "list",
     "append",
     "dict",
+    "routeLabels",
 ];
 
 type R<T> = Result<T, String>;
@@ -228,6 +229,19 @@ pub(crate) fn call(ex: &mut Exec<'_>, name: &str, a: &[Value]) -> R<Value> {
                 Value::Time(t, _) => Ok(Value::Time(*t, zone)),
                 other => Err(format!("tz wants a time, got {}", other.type_name())),
             }
+        }
+        // Alertmanager 0.34: a route label's value; "" for a name the route does not have.
+        "routeLabels" => {
+            arity(name, a, 1)?;
+            let key = string_arg(name, &a[0])?;
+            let value = match &ex.root {
+                Value::Struct(_, f) => match f.get("RouteLabels") {
+                    Some(Value::Kv(m)) => m.get(key).cloned().unwrap_or_default(),
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            Ok(Value::from(value))
         }
         "now" => {
             arity(name, a, 0)?;
