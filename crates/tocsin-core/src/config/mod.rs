@@ -2126,6 +2126,57 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
         Some(h) => http_config(h, base)?,
         None => HttpClientConfig::default(),
     };
+    // A global given twice (inline and as a file) is an error even where no receiver uses
+    // it, as Alertmanager checks the globals first.
+    for (inline, file, what) in [
+        (&global.slack_api_url, &global.slack_api_url_file, "slack_api_url"),
+        (&global.slack_app_token, &global.slack_app_token_file, "slack_app_token"),
+        (
+            &global.opsgenie_api_key,
+            &global.opsgenie_api_key_file,
+            "opsgenie_api_key",
+        ),
+        (
+            &global.victorops_api_key,
+            &global.victorops_api_key_file,
+            "victorops_api_key",
+        ),
+        (
+            &global.telegram_bot_token,
+            &global.telegram_bot_token_file,
+            "telegram_bot_token",
+        ),
+        (
+            &global.rocketchat_token,
+            &global.rocketchat_token_file,
+            "rocketchat_token",
+        ),
+        (
+            &global.rocketchat_token_id,
+            &global.rocketchat_token_id_file,
+            "rocketchat_token_id",
+        ),
+        (
+            &global.wechat_api_secret,
+            &global.wechat_api_secret_file,
+            "wechat_api_secret",
+        ),
+        (
+            &global.mattermost_webhook_url,
+            &global.mattermost_webhook_url_file,
+            "mattermost_webhook_url",
+        ),
+    ] {
+        secret(inline, file, base, what)?;
+    }
+    let app_token = global.slack_app_token.is_some() || global.slack_app_token_file.is_some();
+    let api_url = global.slack_api_url.is_some() || global.slack_api_url_file.is_some();
+    let same_url = global.slack_api_url.as_ref().map(|u| u.0.as_str()) == global.slack_app_url.as_deref();
+    if app_token && api_url && !same_url {
+        return err(
+            "at most one of slack_app_token/slack_app_token_file & slack_api_url/slack_api_url_file must be configured",
+        );
+    }
     if global.smtp_smarthost.as_deref().is_some_and(|h| !h.contains(':')) {
         return err("address ".to_string()
             + global.smtp_smarthost.as_deref().unwrap_or("")

@@ -425,3 +425,17 @@ fn jira_configs_are_validated_with_alertmanagers_messages() {
     );
     assert_eq!(j.api_type, "auto");
 }
+
+#[test]
+fn global_secrets_given_twice_are_refused_even_when_unused() {
+    // As Alertmanager: the globals are checked before any receiver.
+    let e = |g: &str| receiver_with("webhook_configs: [{url: 'http://h/'}]", g).unwrap_err().0;
+    assert_eq!(
+        e("rocketchat_token: a\n  rocketchat_token_file: b"),
+        "at most one of rocketchat_token & rocketchat_token_file must be configured"
+    );
+    assert_eq!(
+        e("slack_api_url: 'http://h/'\n  slack_app_token: t"),
+        "at most one of slack_app_token/slack_app_token_file & slack_api_url/slack_api_url_file must be configured"
+    );
+}
