@@ -692,6 +692,31 @@ struct World<'a> {
     attackers: HashMap<usize, Vec<Membership>>,
 }
 
+/// A chitchat member on the in-memory gossip at `addr` (its replication address too).
+async fn member(
+    gossip: &MemoryGossip,
+    name: String,
+    generation: u64,
+    addr: SocketAddr,
+    seeds: Vec<String>,
+) -> Membership {
+    Membership::start_in_memory(
+        MembershipConfig {
+            node_id: name,
+            generation,
+            advertise_addr: addr,
+            listen_addr: addr,
+            seeds,
+            cluster_label: "chaos".into(),
+            gossip_interval: Duration::from_millis(200),
+            grpc_addr: addr.to_string(),
+        },
+        gossip,
+    )
+    .await
+    .expect("an in-memory gossip address")
+}
+
 /// The gossip and replication address of node `i` in its life `generation`.
 fn life_addr(i: usize, generation: u64) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 30_000 + 100 * i as u16 + generation as u16))
@@ -751,21 +776,7 @@ impl World<'_> {
                     .map(|j| life_addr(j, 1).to_string()),
             )
             .collect();
-        let membership = Membership::start_in_memory(
-            MembershipConfig {
-                node_id: format!("n{i}"),
-                generation,
-                advertise_addr: addr,
-                listen_addr: addr,
-                seeds: seeds.clone(),
-                cluster_label: "chaos".into(),
-                gossip_interval: Duration::from_millis(200),
-                grpc_addr: addr.to_string(),
-            },
-            &real.gossip,
-        )
-        .await
-        .expect("an in-memory gossip address");
+        let membership = member(&real.gossip, format!("n{i}"), generation, addr, seeds.clone()).await;
         let state = replicated_state(&app);
         real.wires.serve(&addr.to_string(), &state);
         let opts = NodeOptions {
@@ -1063,22 +1074,7 @@ impl World<'_> {
         let mut members = Vec::new();
         for (k, name) in names.into_iter().enumerate() {
             let addr = SocketAddr::from(([127, 0, 0, 3], 40_000 + 10 * fault as u16 + k as u16));
-            let m = Membership::start_in_memory(
-                MembershipConfig {
-                    node_id: name,
-                    generation,
-                    advertise_addr: addr,
-                    listen_addr: addr,
-                    seeds: seeds.clone(),
-                    cluster_label: "chaos".into(),
-                    gossip_interval: Duration::from_millis(200),
-                    grpc_addr: addr.to_string(),
-                },
-                &real.gossip,
-            )
-            .await
-            .expect("an in-memory gossip address");
-            members.push(m);
+            members.push(member(&real.gossip, name, generation, addr, seeds.clone()).await);
         }
         self.attackers.insert(fault, members);
     }
