@@ -63,11 +63,12 @@ fn is_v3(api_url: &str) -> bool {
     path.trim_end_matches('/').ends_with("/3")
 }
 
-/// The issue's fields for a create (`update` false) or an update of an existing issue.
+/// The issue's fields for a create, and for an update of an existing issue (the same, without
+/// the summary and description whose `enable_update` is false): rendered once.
 ///
 /// # Errors
 /// An API v3 description that is not JSON.
-pub fn issue(c: &JiraConfig, d: &NotifyData, update: bool, r: &mut Render<'_>) -> Result<Json, String> {
+pub fn issue(c: &JiraConfig, d: &NotifyData, r: &mut Render<'_>) -> Result<(Json, Json), String> {
     let mut fields: BTreeMap<String, Json> = BTreeMap::new();
     let (summary, cut) = truncate_runes(
         &r.field("summary", r#"{{ template "jira.default.summary" . }}"#),
@@ -80,24 +81,20 @@ pub fn issue(c: &JiraConfig, d: &NotifyData, update: bool, r: &mut Render<'_>) -
             "truncated the summary"
         );
     }
-    if !update || c.summary.1 {
-        fields.insert("summary".into(), Json::String(summary));
-    }
+    fields.insert("summary".into(), Json::String(summary));
     let (description, _) = truncate_runes(
         &r.field("description", r#"{{ template "jira.default.description" . }}"#),
         MAX_DESCRIPTION_RUNES,
     );
-    if !update || c.description.1 {
-        if is_v3(&c.api_url) {
-            let trimmed = description.trim();
-            if !trimmed.is_empty() {
-                let v: Json = serde_json::from_str(trimmed)
-                    .map_err(|_| "description template: invalid JSON for API v3".to_string())?;
-                fields.insert("description".into(), v);
-            }
-        } else if !description.is_empty() {
-            fields.insert("description".into(), Json::String(description));
+    if is_v3(&c.api_url) {
+        let trimmed = description.trim();
+        if !trimmed.is_empty() {
+            let v: Json = serde_json::from_str(trimmed)
+                .map_err(|_| "description template: invalid JSON for API v3".to_string())?;
+            fields.insert("description".into(), v);
         }
+    } else if !description.is_empty() {
+        fields.insert("description".into(), Json::String(description));
     }
     fields.insert("issuetype".into(), json!({"name": r.field("issue_type", "")}));
     let mut labels: Vec<String> = (0..c.labels.len())
@@ -116,7 +113,15 @@ pub fn issue(c: &JiraConfig, d: &NotifyData, update: bool, r: &mut Render<'_>) -
         let key = r.field(&format!("fields#{k}"), k);
         fields.insert(key, render_value(&format!("fields.{k}"), x, r));
     }
-    Ok(json!({ "fields": fields }))
+    let mut update = fields.clone();
+    // Custom fields named like them stay: they were laid over the built-in ones.
+    if !c.summary.1 && !c.fields.contains_key("summary") {
+        update.remove("summary");
+    }
+    if !c.description.1 && !c.fields.contains_key("description") {
+        update.remove("description");
+    }
+    Ok((json!({ "fields": fields }), json!({ "fields": update })))
 }
 
 /// A configured Jira integration.
@@ -208,8 +213,7 @@ impl Jira {
             let data = crate::email::template_data(&d2).to_value();
             let mut r = fields.render(&data, jiff::Timestamp::now());
             let project = r.field("project", "");
-            let create = issue(&cfg, &d2, false, &mut r)?;
-            let update = issue(&cfg, &d2, true, &mut r)?;
+            let (create, update) = issue(&cfg, &d2, &mut r)?;
             Ok::<_, String>(Rendered {
                 project,
                 create,

@@ -225,207 +225,94 @@ pub struct Shared {
 /// or a template field does not parse.
 pub fn build_integrations(receiver: &Receiver, user_agent: &str, shared: &Shared) -> Result<Vec<Integration>, String> {
     let mut out = Vec::new();
-    for (i, w) in receiver.webhooks.iter().enumerate() {
-        let n = webhook::Webhook::with_templates(w.clone(), user_agent, shared)
-            .map_err(|e| format!("receiver {:?} webhook_configs[{i}]: {e}", receiver.name))?;
-        out.push(Integration {
-            kind: "webhook",
-            idx: i as u32,
-            send_resolved: w.send_resolved,
-            timeout: w.timeout,
-            notifier: Arc::new(n),
-            in_flight: in_flight_limit(),
-        });
-    }
-    for (i, e) in receiver.emails.iter().enumerate() {
-        let n = email::Email::new(e.clone(), shared).map_err(|e| format!("receiver {:?} {e}", receiver.name))?;
-        out.push(Integration {
-            kind: "email",
-            idx: i as u32,
-            send_resolved: e.send_resolved,
-            timeout: None,
-            notifier: Arc::new(n),
-            in_flight: in_flight_limit(),
-        });
-    }
-    for (i, c) in receiver.pagerduties.iter().enumerate() {
-        let (send_resolved, timeout) = (c.send_resolved, c.timeout);
-        let n = integration::HttpIntegration::new(pagerduty::Pagerduty(c.clone()), user_agent, shared)
-            .map_err(|e| format!("receiver {:?} {e}", receiver.name))?;
-        out.push(Integration {
-            kind: "pagerduty",
-            idx: i as u32,
-            send_resolved,
-            timeout,
-            notifier: Arc::new(n),
-            in_flight: in_flight_limit(),
-        });
-    }
-    fn push<E: integration::Encoder>(
-        out: &mut Vec<Integration>,
-        (kind, idx): (&'static str, usize),
-        enc: E,
-        (send_resolved, timeout): (bool, Option<std::time::Duration>),
-        user_agent: &str,
-        shared: &Shared,
-    ) -> Result<(), String> {
+    let named = |e: String| format!("receiver {:?} {e}", receiver.name);
+    // One integration: its identity in the log, its send_resolved and per-attempt timeout.
+    let mut add = |kind: &'static str, idx: usize, (send_resolved, timeout), notifier: Arc<dyn Notifier>| {
         out.push(Integration {
             kind,
             idx: idx as u32,
             send_resolved,
             timeout,
-            notifier: Arc::new(integration::HttpIntegration::new(enc, user_agent, shared)?),
+            notifier,
             in_flight: in_flight_limit(),
         });
-        Ok(())
+    };
+    fn http<E: integration::Encoder>(enc: E, ua: &str, shared: &Shared) -> Result<Arc<dyn Notifier>, String> {
+        Ok(Arc::new(integration::HttpIntegration::new(enc, ua, shared)?))
     }
-    let named = |e: String| format!("receiver {:?} {e}", receiver.name);
+    // In Alertmanager's registration order.
+    for (i, w) in receiver.webhooks.iter().enumerate() {
+        let n = webhook::Webhook::with_templates(w.clone(), user_agent, shared)
+            .map_err(|e| format!("receiver {:?} webhook_configs[{i}]: {e}", receiver.name))?;
+        add("webhook", i, (w.send_resolved, w.timeout), Arc::new(n));
+    }
+    for (i, c) in receiver.emails.iter().enumerate() {
+        let n = email::Email::new(c.clone(), shared).map_err(named)?;
+        add("email", i, (c.send_resolved, None), Arc::new(n));
+    }
+    for (i, c) in receiver.pagerduties.iter().enumerate() {
+        let n = http(pagerduty::Pagerduty(c.clone()), user_agent, shared).map_err(named)?;
+        add("pagerduty", i, (c.send_resolved, c.timeout), n);
+    }
     for (i, c) in receiver.opsgenies.iter().enumerate() {
-        let enc = opsgenie::Opsgenie(c.clone());
-        push(
-            &mut out,
-            ("opsgenie", i),
-            enc,
-            (c.send_resolved, None),
-            user_agent,
-            shared,
-        )
-        .map_err(named)?;
-    }
-    for (i, c) in receiver.victorops.iter().enumerate() {
-        let enc = oncall::Victorops(c.clone());
-        push(
-            &mut out,
-            ("victorops", i),
-            enc,
-            (c.send_resolved, None),
-            user_agent,
-            shared,
-        )
-        .map_err(named)?;
-    }
-    for (i, c) in receiver.pushovers.iter().enumerate() {
-        let enc = oncall::Pushover(c.clone());
-        push(
-            &mut out,
-            ("pushover", i),
-            enc,
-            (c.send_resolved, None),
-            user_agent,
-            shared,
-        )
-        .map_err(named)?;
-    }
-    for (i, c) in receiver.sns.iter().enumerate() {
-        let enc = sns::Sns(c.clone());
-        push(&mut out, ("sns", i), enc, (c.send_resolved, None), user_agent, shared).map_err(named)?;
+        let n = http(opsgenie::Opsgenie(c.clone()), user_agent, shared).map_err(named)?;
+        add("opsgenie", i, (c.send_resolved, None), n);
     }
     for (i, c) in receiver.wechats.iter().enumerate() {
         let n = wechat::Wechat::new(c.clone(), user_agent, shared).map_err(named)?;
-        out.push(Integration {
-            kind: "wechat",
-            idx: i as u32,
-            send_resolved: c.send_resolved,
-            timeout: None,
-            notifier: Arc::new(n),
-            in_flight: in_flight_limit(),
-        });
+        add("wechat", i, (c.send_resolved, None), Arc::new(n));
     }
     for (i, c) in receiver.slacks.iter().enumerate() {
-        let (send_resolved, timeout) = (c.send_resolved, c.timeout);
-        let n = integration::HttpIntegration::new(slack::Slack(c.clone()), user_agent, shared)
-            .map_err(|e| format!("receiver {:?} {e}", receiver.name))?;
-        out.push(Integration {
-            kind: "slack",
-            idx: i as u32,
-            send_resolved,
-            timeout,
-            notifier: Arc::new(n),
-            in_flight: in_flight_limit(),
-        });
+        let n = http(slack::Slack(c.clone()), user_agent, shared).map_err(named)?;
+        add("slack", i, (c.send_resolved, c.timeout), n);
+    }
+    for (i, c) in receiver.victorops.iter().enumerate() {
+        let n = http(oncall::Victorops(c.clone()), user_agent, shared).map_err(named)?;
+        add("victorops", i, (c.send_resolved, None), n);
+    }
+    for (i, c) in receiver.pushovers.iter().enumerate() {
+        let n = http(oncall::Pushover(c.clone()), user_agent, shared).map_err(named)?;
+        add("pushover", i, (c.send_resolved, None), n);
+    }
+    for (i, c) in receiver.sns.iter().enumerate() {
+        let n = http(sns::Sns(c.clone()), user_agent, shared).map_err(named)?;
+        add("sns", i, (c.send_resolved, None), n);
     }
     for (i, c) in receiver.telegrams.iter().enumerate() {
-        let enc = chat::Telegram(c.clone());
-        push(
-            &mut out,
-            ("telegram", i),
-            enc,
-            (c.send_resolved, None),
-            user_agent,
-            shared,
-        )
-        .map_err(named)?;
+        let n = http(chat::Telegram(c.clone()), user_agent, shared).map_err(named)?;
+        add("telegram", i, (c.send_resolved, None), n);
     }
     for (i, c) in receiver.discords.iter().enumerate() {
-        let enc = chat::Discord(c.clone());
-        push(
-            &mut out,
-            ("discord", i),
-            enc,
-            (c.send_resolved, None),
-            user_agent,
-            shared,
-        )
-        .map_err(named)?;
+        let n = http(chat::Discord(c.clone()), user_agent, shared).map_err(named)?;
+        add("discord", i, (c.send_resolved, None), n);
     }
     for (i, c) in receiver.webexes.iter().enumerate() {
-        let enc = chat::Webex(c.clone());
-        push(&mut out, ("webex", i), enc, (c.send_resolved, None), user_agent, shared).map_err(named)?;
-    }
-    for (i, c) in receiver.jiras.iter().enumerate() {
-        let n = jira::Jira::new(c.clone(), user_agent, shared).map_err(named)?;
-        out.push(Integration {
-            kind: "jira",
-            idx: i as u32,
-            send_resolved: c.send_resolved,
-            timeout: None,
-            notifier: Arc::new(n),
-            in_flight: in_flight_limit(),
-        });
-    }
-    for (i, c) in receiver.rocketchats.iter().enumerate() {
-        let enc = chat::Rocketchat(c.clone());
-        push(
-            &mut out,
-            ("rocketchat", i),
-            enc,
-            (c.send_resolved, None),
-            user_agent,
-            shared,
-        )
-        .map_err(named)?;
-    }
-    for (i, c) in receiver.incidentios.iter().enumerate() {
-        let enc = oncall::Incidentio(c.clone());
-        push(
-            &mut out,
-            ("incidentio", i),
-            enc,
-            (c.send_resolved, c.timeout),
-            user_agent,
-            shared,
-        )
-        .map_err(named)?;
-    }
-    for (i, c) in receiver.mattermosts.iter().enumerate() {
-        let enc = chat::Mattermost(c.clone());
-        push(
-            &mut out,
-            ("mattermost", i),
-            enc,
-            (c.send_resolved, None),
-            user_agent,
-            shared,
-        )
-        .map_err(named)?;
+        let n = http(chat::Webex(c.clone()), user_agent, shared).map_err(named)?;
+        add("webex", i, (c.send_resolved, None), n);
     }
     // Each Teams list numbered on its own, as the log's receiver keys name them.
     for v2 in [false, true] {
         let kind = if v2 { "msteamsv2" } else { "msteams" };
         for (i, c) in receiver.msteams.iter().filter(|c| c.v2 == v2).enumerate() {
-            let enc = chat::Msteams(c.clone());
-            push(&mut out, (kind, i), enc, (c.send_resolved, None), user_agent, shared).map_err(named)?;
+            let n = http(chat::Msteams(c.clone()), user_agent, shared).map_err(named)?;
+            add(kind, i, (c.send_resolved, None), n);
         }
+    }
+    for (i, c) in receiver.jiras.iter().enumerate() {
+        let n = jira::Jira::new(c.clone(), user_agent, shared).map_err(named)?;
+        add("jira", i, (c.send_resolved, None), Arc::new(n));
+    }
+    for (i, c) in receiver.rocketchats.iter().enumerate() {
+        let n = http(chat::Rocketchat(c.clone()), user_agent, shared).map_err(named)?;
+        add("rocketchat", i, (c.send_resolved, None), n);
+    }
+    for (i, c) in receiver.incidentios.iter().enumerate() {
+        let n = http(oncall::Incidentio(c.clone()), user_agent, shared).map_err(named)?;
+        add("incidentio", i, (c.send_resolved, c.timeout), n);
+    }
+    for (i, c) in receiver.mattermosts.iter().enumerate() {
+        let n = http(chat::Mattermost(c.clone()), user_agent, shared).map_err(named)?;
+        add("mattermost", i, (c.send_resolved, None), n);
     }
     Ok(out)
 }

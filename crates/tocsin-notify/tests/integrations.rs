@@ -1539,3 +1539,46 @@ async fn fields_are_cut_where_alertmanager_cuts_them() {
         Some("true")
     );
 }
+
+#[tokio::test]
+async fn jira_updates_leave_out_what_enable_update_keeps_out() {
+    let (url, got, answers) = receiver().await;
+    let i = single(
+        &url,
+        "jira_configs: [{api_url: 'URL/rest/api/2', project: OPS, issue_type: Bug, summary: {template: 'S {{ .Status }}', enable_update: false}}]",
+    );
+    answers.lock().unwrap().insert(
+        "rest/api/2/search".into(),
+        (
+            200,
+            "application/json",
+            r#"{"issues":[{"key":"OPS-7","fields":{"status":{"statusCategory":{"key":"new"}}}}]}"#.into(),
+        ),
+    );
+    answers
+        .lock()
+        .unwrap()
+        .insert("PUT rest/api/2/issue/OPS-7".into(), (204, "text/plain", String::new()));
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    let put = body(&got, 1);
+    assert!(put["fields"].get("summary").is_none(), "{put}");
+    assert!(
+        put["fields"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("# Alerts Firing:")
+    );
+    // A new issue gets the summary.
+    answers.lock().unwrap().insert(
+        "rest/api/2/search".into(),
+        (200, "application/json", r#"{"issues":[]}"#.into()),
+    );
+    i[0].notifier
+        .notify(&data(vec![alert("Down", "a:9100", false)]))
+        .await
+        .unwrap();
+    assert_eq!(body(&got, 3)["fields"]["summary"], "S firing");
+}

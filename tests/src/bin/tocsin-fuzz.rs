@@ -487,6 +487,76 @@ fn template() -> Target {
     }
 }
 
+/// What receivers answer, judged by every integration: the first two bytes are the status, the
+/// third picks the content type, the rest is the body (up to the 64 KiB a reply keeps); and
+/// the same bytes as a `Retry-After` value and as a rendered PagerDuty detail or webhook
+/// payload leaf. Nothing may panic; a retryable error's wait must come from the reply.
+fn replies() -> Target {
+    use tocsin_notify::integration::Encoder as _;
+    use tocsin_notify::sender::{Reply, parse_retry_after};
+    let yaml = "route: {receiver: r}\nreceivers:\n- name: r\n  telegram_configs: [{bot_token: t, chat_id: 1}]\n  rocketchat_configs: [{token: t, token_id: i}]\n  incidentio_configs: [{url: 'http://h/', alert_source_token: t}]\n  opsgenie_configs: [{api_key: k}]\n  mattermost_configs: [{webhook_url: 'http://h/'}]\n";
+    let cfg = tocsin_core::config::load(yaml, std::path::Path::new("."), &Default::default()).unwrap();
+    let r = &cfg.receivers["r"];
+    let telegram = tocsin_notify::chat::Telegram(r.telegrams[0].clone());
+    let rocketchat = tocsin_notify::chat::Rocketchat(r.rocketchats[0].clone());
+    let incidentio = tocsin_notify::oncall::Incidentio(r.incidentios[0].clone());
+    let opsgenie = tocsin_notify::opsgenie::Opsgenie(r.opsgenies[0].clone());
+    let mattermost = tocsin_notify::chat::Mattermost(r.mattermosts[0].clone());
+    let corpus = [
+        &b"\x00\xc8jok"[..],
+        b"\x00\xc8j{\"ok\":true,\"ts\":\"1.2\"}",
+        b"\x00\xc8j{\"ok\":false,\"error\":\"channel_not_found\"}",
+        b"\x01\x90j{\"status\":\"invalid event\",\"message\":\"m\",\"errors\":[\"a\",\"b\"]}",
+        b"\x01\xadt120",
+        b"\x01\xf7tMon, 07 Dec 2026 10:00:30 GMT",
+        b"\x00\xc8j{\"success\":true}",
+        b"\x00\xc8j{\"ok\":false,\"error_code\":429,\"description\":\"Too Many Requests\"}",
+        b"\x00\xc8j[{\"a\":1},null,0x1F,yes]",
+    ];
+    Target {
+        name: "replies",
+        corpus: corpus.iter().map(|b| b.to_vec()).collect(),
+        dict: vec![
+            b"{", b"}", b"\"ok\":", b"true", b"null", b"[", b"]", b",", b"\"", b"0x", b"-", b".5e9",
+        ],
+        check: Box::new(move |b| {
+            let status = u16::from_be_bytes([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)]);
+            let content_type = match b.get(2) {
+                Some(b'j') => Some("application/json; charset=utf-8".to_string()),
+                Some(_) => Some("text/plain".to_string()),
+                None => None,
+            };
+            let body = b.get(3..).unwrap_or(&[]);
+            let text = String::from_utf8_lossy(body).into_owned();
+            let now: jiff::Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+            let reply = Reply {
+                status,
+                content_type,
+                body: body[..body.len().min(tocsin_notify::sender::REPLY_BYTES)].to_vec(),
+                retry_after: parse_retry_after(&text, now),
+            };
+            let sent = tocsin_notify::integration::Encoded::json(&()).map_err(|e| e.to_string())?;
+            let _ = reply.quoted();
+            let _ = tocsin_notify::sender::check_status(status, &reply.quoted(), &[429]).map_err(|e| reply.annotate(e));
+            let _ = tocsin_notify::slack::judge(&reply, "#c");
+            let _ = tocsin_notify::pagerduty::judge(&reply, status % 2 == 0);
+            let _ = telegram.judge(&reply, &sent);
+            let _ = rocketchat.judge(&reply, &sent);
+            let _ = incidentio.judge(&reply, &sent);
+            let _ = opsgenie.judge(&reply, &sent);
+            let _ = mattermost.judge(&reply, &sent);
+            let _ = tocsin_notify::pagerduty::interpret(&text);
+            if let Err(e) = tocsin_notify::sender::check_status(status, "", &[]).map_err(|e| reply.annotate(e))
+                && e.retry_after.is_some()
+                && e.retry_after != reply.retry_after
+            {
+                return Err("a retryable error's wait is not the reply's Retry-After".into());
+            }
+            Ok(())
+        }),
+    }
+}
+
 fn main() {
     let mut secs = 15u64;
     let mut only: Option<String> = None;
@@ -519,6 +589,7 @@ fn main() {
         grpc_parts(rt),
         query(rt),
         template(),
+        replies(),
     ];
     if let Some(o) = &only {
         targets.retain(|t| t.name == o);
