@@ -20,7 +20,7 @@ use tocsin_core::config::{Receiver, load};
 use tocsin_core::nflog::Entry;
 use tocsin_core::silence::{MeshSilence, Silence};
 use tocsin_core::time::{ZERO, is_zero};
-use tocsin_notify::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError};
+use tocsin_notify::{BoxFuture, FailureReason, Kept, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
 use tocsin_server::cluster::{ClusterPeer, join_with, replicated_state};
@@ -600,7 +600,7 @@ struct SimReceiver {
 }
 
 impl Notifier for SimReceiver {
-    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
         Box::pin(async move {
             let (t, dead) = {
                 let net = self.net.lock();
@@ -656,7 +656,7 @@ impl Notifier for SimReceiver {
             if let Behaviour::Slow(s) = self.behaviour {
                 tokio::time::sleep(Duration::from_secs_f64(s)).await;
             }
-            Ok(())
+            Ok(None)
         })
     }
 }
@@ -995,6 +995,7 @@ impl World<'_> {
                 firing_alerts: vec![],
                 resolved_alerts: vec![],
                 expires_at: far,
+                receiver_data: Default::default(),
             });
             let _ = app.state.merge_claim(Claim {
                 group_key,

@@ -12,7 +12,7 @@ use tocsin_cluster::{Membership, MembershipConfig, MemoryGossip};
 use tocsin_core::alert::PostedAlert;
 use tocsin_core::config::{Receiver, load};
 use tocsin_core::time::is_zero;
-use tocsin_notify::{BoxFuture, Notifier, NotifyData, NotifyError};
+use tocsin_notify::{BoxFuture, Kept, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
 use tocsin_server::cluster::{join_with, replicated_state};
@@ -27,7 +27,7 @@ struct Recorder {
 }
 
 impl Notifier for Recorder {
-    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
         Box::pin(async move {
             let t = (Instant::now() - self.start).as_secs_f64();
             let alerts = d
@@ -42,7 +42,7 @@ impl Notifier for Recorder {
                 })
                 .collect();
             self.log.lock().unwrap().push((self.node.clone(), t, alerts));
-            Ok(())
+            Ok(None)
         })
     }
 }
@@ -283,6 +283,7 @@ async fn records_forged_by_an_outsider_neither_mute_nor_stall_the_cluster() {
         firing_alerts: vec![],
         resolved_alerts: vec![],
         expires_at: far,
+        receiver_data: Default::default(),
     };
     let claim = tocsin_proto::cluster::Claim {
         group_key: group_key.clone(),

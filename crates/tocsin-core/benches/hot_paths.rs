@@ -148,6 +148,7 @@ fn entry(g: usize, ts: i64) -> Entry {
         firing_alerts: (0..10).map(|i| hash_alert(&labels(g * 10 + i))).collect(),
         resolved_alerts: vec![],
         expires_at: t(ts + 3600),
+        receiver_data: Default::default(),
     }
 }
 

@@ -320,6 +320,7 @@ mod tests {
             firing_alerts: vec![1],
             resolved_alerts: vec![],
             expires_at: t(expires),
+            receiver_data: Default::default(),
         };
         assert_eq!(
             b.merge_entry(&mut log, &mut Refused::default(), entry(301, 400), t(0)),

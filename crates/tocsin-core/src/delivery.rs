@@ -629,6 +629,7 @@ mod tests {
             firing_alerts: firing.to_vec(),
             resolved_alerts: resolved.to_vec(),
             expires_at: at(ts + 7200),
+            receiver_data: Default::default(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The notification log (§3.6) and the dedup decision (§3.4).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -31,6 +31,38 @@ pub struct Entry {
     pub resolved_alerts: Vec<u64>,
     /// When the entry may be garbage-collected.
     pub expires_at: Timestamp,
+    /// What the integration keeps between notifications of the group (Slack's message id for
+    /// `update_message`), carried from entry to entry.
+    pub receiver_data: ReceiverData,
+}
+
+/// One value an integration keeps in the log (`nflogpb.ReceiverDataValue`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataValue {
+    /// `str_val`.
+    Str(String),
+    /// `int_val`.
+    Int(i64),
+    /// `double_val`.
+    Double(f64),
+}
+
+/// An entry's receiver data, by key.
+pub type ReceiverData = BTreeMap<String, DataValue>;
+
+/// Most keys an entry's receiver data keeps (Alertmanager's integrations use two).
+pub const MAX_DATA_KEYS: usize = 8;
+/// Longest key or string value kept, in bytes.
+pub const MAX_DATA_LEN: usize = 256;
+
+/// Receiver data read from a peer or a snapshot, cut to what an integration could have
+/// written: at most [`MAX_DATA_KEYS`] keys, none and no string longer than [`MAX_DATA_LEN`]
+/// bytes. The entry itself stands: losing its data costs a new message instead of an edit.
+pub fn bounded_data(data: impl IntoIterator<Item = (String, DataValue)>) -> ReceiverData {
+    data.into_iter()
+        .filter(|(k, v)| k.len() <= MAX_DATA_LEN && !matches!(v, DataValue::Str(s) if s.len() > MAX_DATA_LEN))
+        .take(MAX_DATA_KEYS)
+        .collect()
 }
 
 impl Entry {
@@ -74,6 +106,7 @@ impl Nflog {
         receiver: &ReceiverKey,
         firing: Vec<u64>,
         resolved: Vec<u64>,
+        receiver_data: ReceiverData,
         now: Timestamp,
         expiry: Duration,
         retention: Duration,
@@ -106,6 +139,7 @@ impl Nflog {
             firing_alerts: firing,
             resolved_alerts: resolved,
             expires_at,
+            receiver_data,
         };
         Some(slot.insert_entry(entry).into_mut())
     }
@@ -249,6 +283,7 @@ mod tests {
             firing_alerts: firing.to_vec(),
             resolved_alerts: resolved.to_vec(),
             expires_at: t(ts + 1000),
+            receiver_data: Default::default(),
         }
     }
 
@@ -296,7 +331,7 @@ mod tests {
         };
         let mut log = Nflog::default();
         let d = Duration::from_secs(3600);
-        log.log("{}:{}", &r, vec![1], vec![], t(10), d, d * 10);
+        log.log("{}:{}", &r, vec![1], vec![], Default::default(), t(10), d, d * 10);
         assert!(!log.merge(entry(&[9], &[], 5), t(11)));
         assert!(log.merge(entry(&[9], &[], 20), t(21)));
         assert_eq!(log.query("{}:{}", &r).unwrap().firing_alerts, vec![9]);
@@ -316,7 +351,10 @@ mod tests {
         let mut log = Nflog::default();
         let d = Duration::from_secs(7200);
         assert!(log.merge(entry(&[], &[1], 3600), t(0)));
-        let mine = log.log("{}:{}", &r, vec![1], vec![], t(10), d, d).cloned().unwrap();
+        let mine = log
+            .log("{}:{}", &r, vec![1], vec![], Default::default(), t(10), d, d)
+            .cloned()
+            .unwrap();
         assert_eq!(mine.firing_alerts, vec![1]);
         assert_eq!(mine.timestamp, t(3600) + SignedDuration::from_millis(1));
         assert!(
@@ -326,7 +364,10 @@ mod tests {
         // A peer's entry a second ahead is its later send: it stands.
         let mut log = Nflog::default();
         assert!(log.merge(entry(&[], &[1], 11), t(10)));
-        assert!(log.log("{}:{}", &r, vec![1], vec![], t(10), d, d).is_none());
+        assert!(
+            log.log("{}:{}", &r, vec![1], vec![], Default::default(), t(10), d, d)
+                .is_none()
+        );
         assert_eq!(log.query("{}:{}", &r).unwrap().resolved_alerts, vec![1]);
     }
 }

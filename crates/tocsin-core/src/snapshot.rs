@@ -6,10 +6,11 @@
 use jiff::Timestamp;
 use tocsin_proto::Message;
 use tocsin_proto::nflogpb as npb;
+use tocsin_proto::nflogpb::receiver_data_value::Value;
 use tocsin_proto::silencepb as spb;
 
 use crate::matchers::{MatchType, Matcher};
-use crate::nflog::{Entry, ReceiverKey};
+use crate::nflog::{DataValue, Entry, ReceiverKey, bounded_data};
 use crate::silence::{MeshSilence, Silence};
 use crate::time::ZERO;
 
@@ -146,7 +147,18 @@ pub fn entry_to_pb(e: &Entry) -> npb::MeshEntry {
             timestamp: ts(e.timestamp),
             firing_alerts: e.firing_alerts.clone(),
             resolved_alerts: e.resolved_alerts.clone(),
-            receiver_data: Default::default(),
+            receiver_data: e
+                .receiver_data
+                .iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        DataValue::Str(s) => Value::StrVal(s.clone()),
+                        DataValue::Int(i) => Value::IntVal(*i),
+                        DataValue::Double(d) => Value::DoubleVal(*d),
+                    };
+                    (k.clone(), npb::ReceiverDataValue { value: Some(value) })
+                })
+                .collect(),
         }),
         expires_at: ts(e.expires_at),
     }
@@ -170,6 +182,15 @@ pub fn entry_from_pb(m: &npb::MeshEntry) -> Result<Entry, String> {
         firing_alerts: e.firing_alerts.clone(),
         resolved_alerts: e.resolved_alerts.clone(),
         expires_at: from_ts(&m.expires_at),
+        // A value without a type is one this build does not know: left out.
+        receiver_data: bounded_data(e.receiver_data.iter().filter_map(|(k, v)| {
+            let v = match v.value.as_ref()? {
+                Value::StrVal(s) => DataValue::Str(s.clone()),
+                Value::IntVal(i) => DataValue::Int(*i),
+                Value::DoubleVal(d) => DataValue::Double(*d),
+            };
+            Some((k.clone(), v))
+        })),
     })
 }
 
@@ -328,11 +349,50 @@ mod tests {
             firing_alerts: vec![1, u64::MAX],
             resolved_alerts: vec![7],
             expires_at: "2026-11-23T18:00:00Z".parse().unwrap(),
+            receiver_data: [
+                ("channelId".into(), DataValue::Str("C024BE91L".into())),
+                ("n".into(), DataValue::Int(-3)),
+                ("x".into(), DataValue::Double(0.5)),
+            ]
+            .into(),
         };
         let bytes = encode_nflog([e.clone()].iter());
         // A MeshEntry record starts with its length, then field 1 (entry) as a message: 0x0a.
-        assert_eq!(bytes[1], 0x0a);
+        let mut rest = &bytes[..];
+        prost::encoding::decode_varint(&mut rest).unwrap();
+        assert_eq!(rest[0], 0x0a);
         let d = decode_nflog(&bytes);
         assert_eq!(d.records, vec![e]);
+    }
+
+    #[test]
+    fn receiver_data_from_a_peer_is_cut_to_what_an_integration_writes() {
+        let mut pb = entry_to_pb(&Entry {
+            group_key: "{}:{}".into(),
+            receiver: ReceiverKey {
+                group_name: "r".into(),
+                integration: "slack".into(),
+                idx: 0,
+            },
+            timestamp: "2026-11-23T10:00:00Z".parse().unwrap(),
+            firing_alerts: vec![1],
+            resolved_alerts: vec![],
+            expires_at: "2026-11-23T18:00:00Z".parse().unwrap(),
+            receiver_data: Default::default(),
+        });
+        let data = &mut pb.entry.as_mut().unwrap().receiver_data;
+        let str_val = |s: String| npb::ReceiverDataValue {
+            value: Some(Value::StrVal(s)),
+        };
+        data.insert("threadTs".into(), str_val("1503435956.000247".into()));
+        data.insert("huge".into(), str_val("x".repeat(1 << 20)));
+        data.insert("untyped".into(), npb::ReceiverDataValue { value: None });
+        for i in 0..100 {
+            data.insert(format!("k{i}"), str_val("v".into()));
+        }
+        let e = entry_from_pb(&pb).unwrap();
+        assert_eq!(e.firing_alerts, vec![1], "the entry itself stands");
+        assert_eq!(e.receiver_data.len(), crate::nflog::MAX_DATA_KEYS);
+        assert!(!e.receiver_data.contains_key("huge") && !e.receiver_data.contains_key("untyped"));
     }
 }

@@ -90,6 +90,7 @@ fn entry() -> impl Strategy<Value = Entry> {
             firing_alerts: firing,
             resolved_alerts: vec![],
             expires_at: t(expires),
+            receiver_data: Default::default(),
         }
     })
 }

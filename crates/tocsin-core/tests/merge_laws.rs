@@ -34,6 +34,7 @@ fn entry() -> impl Strategy<Value = Entry> {
             firing_alerts: firing,
             resolved_alerts: vec![],
             expires_at: t(ts + ttl),
+            receiver_data: Default::default(),
         })
 }
 

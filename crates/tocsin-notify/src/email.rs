@@ -20,7 +20,7 @@ use tocsin_template::data::{Alert as TAlert, Data};
 use tocsin_template::{Options, Template, Value};
 use tracing::warn;
 
-use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, Shared, read_secret};
+use crate::{BoxFuture, FailureReason, Kept, Notifier, NotifyData, NotifyError, Shared, read_secret};
 
 /// Bound on one SMTP conversation; the flush deadline bounds the retries.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -319,8 +319,8 @@ fn is_loopback(host: &str) -> bool {
 }
 
 impl Notifier for Email {
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(self.send(data))
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
+        Box::pin(async move { self.send(data).await.map(|()| None) })
     }
 }
 

@@ -7,11 +7,12 @@
 use std::sync::Arc;
 
 use tocsin_core::config::{HttpClientConfig, SecretSource};
+use tocsin_core::nflog::ReceiverData;
 use tracing::warn;
 
 use crate::fields::{Fields, Render};
 use crate::sender::{Endpoint, HttpSender, Reply, Request};
-use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, Shared};
+use crate::{BoxFuture, FailureReason, Kept, Notifier, NotifyData, NotifyError, Shared};
 
 /// A request an encoder made.
 pub struct Encoded {
@@ -30,6 +31,9 @@ pub struct Encoded {
     pub headers: Vec<(String, String)>,
     /// What the judge needs of what was sent (Slack's channel).
     pub context: String,
+    /// Sent instead when this request is refused for good (Slack's `chat.update` of a message
+    /// that is gone): a kept message id, which a peer wrote, never stops a notification.
+    pub fallback: Option<Box<Encoded>>,
 }
 
 impl Encoded {
@@ -48,6 +52,7 @@ impl Encoded {
             authorization: None,
             headers: Vec::new(),
             context: String::new(),
+            fallback: None,
         })
     }
 }
@@ -81,6 +86,11 @@ pub trait Encoder: Send + Sync + 'static {
     /// # Errors
     /// A failure, retryable or not.
     fn judge(&self, reply: &Reply, sent: &Encoded) -> Result<(), NotifyError>;
+    /// What an accepted request leaves for the group's next notification (Slack's message id
+    /// for `update_message`); `None` keeps what was kept.
+    fn keep(&self, _reply: &Reply, _sent: &Encoded, _had: &ReceiverData) -> Kept {
+        None
+    }
 }
 
 /// An [`Encoder`] as a [`Notifier`].
@@ -110,7 +120,7 @@ impl<E: Encoder> HttpIntegration<E> {
         })
     }
 
-    async fn send(&self, d: &NotifyData) -> Result<(), NotifyError> {
+    async fn send(&self, d: &NotifyData) -> Result<Kept, NotifyError> {
         let fatal = |m: String| NotifyError::fatal(FailureReason::Other, m);
         let secrets = self.enc.secrets().map_err(fatal)?;
         let (enc, fields, d2) = (self.enc.clone(), self.fields.clone(), d.clone());
@@ -125,30 +135,49 @@ impl<E: Encoder> HttpIntegration<E> {
             self.shared.template_errors.inc();
             warn!(group_key = %d.group_key, receiver = %d.receiver, integration = E::KIND, ?errors, "template error; sending the default text for those fields");
         }
+        let mut kept: Kept = None;
         for req in sent {
-            let elsewhere = req
-                .url
-                .as_ref()
-                .map(|u| self.sender.endpoint(SecretSource::Inline(u.clone())));
-            let reply = self
-                .sender
-                .post(Request {
-                    endpoint: elsewhere.as_ref().unwrap_or(&self.endpoint),
-                    method: req.method,
-                    content_type: req.content_type,
-                    body: req.body.clone(),
-                    authorization: req.authorization.clone(),
-                    headers: req.headers.clone(),
-                })
-                .await?;
-            self.enc.judge(&reply, &req).map_err(|e| reply.annotate(e))?;
+            let mut req = req;
+            loop {
+                let elsewhere = req
+                    .url
+                    .as_ref()
+                    .map(|u| self.sender.endpoint(SecretSource::Inline(u.clone())));
+                let reply = self
+                    .sender
+                    .post(Request {
+                        endpoint: elsewhere.as_ref().unwrap_or(&self.endpoint),
+                        method: req.method,
+                        content_type: req.content_type,
+                        body: req.body.clone(),
+                        authorization: req.authorization.clone(),
+                        headers: req.headers.clone(),
+                    })
+                    .await?;
+                match self.enc.judge(&reply, &req) {
+                    Ok(()) => {
+                        let had = kept.as_ref().unwrap_or(&d.receiver_data);
+                        if let Some(k) = self.enc.keep(&reply, &req, had) {
+                            kept = Some(k);
+                        }
+                        break;
+                    }
+                    Err(e) if !e.retryable && req.fallback.is_some() => {
+                        warn!(group_key = %d.group_key, receiver = %d.receiver, integration = E::KIND, err = %e, "request refused; sending its fallback");
+                        if let Some(f) = req.fallback.take() {
+                            req = *f;
+                        }
+                    }
+                    Err(e) => return Err(reply.annotate(e)),
+                }
+            }
         }
-        Ok(())
+        Ok(kept)
     }
 }
 
 impl<E: Encoder> Notifier for HttpIntegration<E> {
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
         Box::pin(self.send(data))
     }
 }

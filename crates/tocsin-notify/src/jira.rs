@@ -13,7 +13,7 @@ use tracing::warn;
 use crate::fields::{Fields, Render, render_value, value_leaves};
 use crate::integration::{all_resolved, group_hash, truncate_runes};
 use crate::sender::{HttpSender, Reply, Request, check_status};
-use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, Shared};
+use crate::{BoxFuture, FailureReason, Kept, Notifier, NotifyData, NotifyError, Shared};
 
 const MAX_SUMMARY_RUNES: usize = 255;
 const MAX_DESCRIPTION_RUNES: usize = 32767;
@@ -295,7 +295,7 @@ impl Jira {
 }
 
 impl Notifier for Jira {
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(self.send(data))
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
+        Box::pin(async move { self.send(data).await.map(|()| None) })
     }
 }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use tocsin_core::alert::Alert;
 use tocsin_core::config::Receiver;
 use tocsin_core::labels::LabelSet;
-use tocsin_core::nflog::NotifyReason;
+use tocsin_core::nflog::{NotifyReason, ReceiverData};
 
 pub use retry::{Event, Sent, send_with_retry};
 
@@ -58,7 +58,14 @@ pub struct NotifyData {
     pub alerts: Vec<Alert>,
     /// The route's `labels` (0.34), rendered for this notification.
     pub route_labels: LabelSet,
+    /// What the integration kept at the group's last notification (its log entry's receiver
+    /// data; empty when there is none). Written by a peer: integrations check what they read.
+    pub receiver_data: ReceiverData,
 }
+
+/// What a delivered notification leaves for the group's next one (its log entry's receiver
+/// data); `None` keeps what the entry had.
+pub type Kept = Option<ReceiverData>;
 
 /// Why a notification failed, as the `reason` label of `alertmanager_notifications_failed_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,7 +164,7 @@ impl NotifyError {
 /// One configured integration instance (one item of a `*_configs` list).
 pub trait Notifier: Send + Sync {
     /// Sends one notification attempt.
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>>;
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>>;
 }
 
 /// A receiver's integration with its identity in the notification log.

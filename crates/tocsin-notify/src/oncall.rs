@@ -200,6 +200,7 @@ impl Encoder for Pushover {
             authorization: None,
             headers: Vec::new(),
             context: String::new(),
+            fallback: None,
         }])
     }
     fn judge(&self, reply: &Reply, _: &Encoded) -> Result<(), NotifyError> {

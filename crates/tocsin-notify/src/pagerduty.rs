@@ -391,6 +391,7 @@ impl crate::integration::Encoder for Pagerduty {
             authorization: None,
             headers: Vec::new(),
             context: String::new(),
+            fallback: None,
         }])
     }
     fn judge(&self, reply: &Reply, _: &Encoded) -> Result<(), NotifyError> {

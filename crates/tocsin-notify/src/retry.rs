@@ -5,7 +5,7 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
-use crate::{FailureReason, Integration, NotifyData, NotifyError};
+use crate::{FailureReason, Integration, Kept, NotifyData, NotifyError};
 
 /// Backoff parameters of Alertmanager (cenkalti/backoff defaults).
 const INITIAL: Duration = Duration::from_millis(500);
@@ -34,12 +34,14 @@ pub enum Event<'a> {
 }
 
 /// How a send ended well.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Sent {
     /// The receiver accepted the notification at this attempt (1-based).
     Delivered {
         /// Attempts made.
         attempts: u32,
+        /// What the integration keeps for the group's next notification.
+        kept: Kept,
     },
     /// The caller stopped the retries after a failed attempt.
     Stopped,
@@ -130,11 +132,11 @@ pub async fn send_with_retry(
         let attempt = Attempt {
             number,
             duration: started.elapsed(),
-            error: result.clone().err(),
+            error: result.as_ref().err().cloned(),
         };
         span.in_scope(|| on_event(Event::Attempt(&attempt)));
         match result {
-            Ok(()) => return Ok(Sent::Delivered { attempts: number }),
+            Ok(kept) => return Ok(Sent::Delivered { attempts: number, kept }),
             Err(e) if e.reason == FailureReason::ContextDeadlineExceeded => {
                 return Err(context_error(FailureReason::ContextDeadlineExceeded, last.or(Some(e))));
             }
@@ -175,7 +177,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::{BoxFuture, Notifier};
+    use crate::{BoxFuture, Kept, Notifier};
     use std::sync::Arc;
     use tocsin_core::nflog::NotifyReason;
 
@@ -188,7 +190,7 @@ mod tests {
     }
 
     impl Notifier for Flaky {
-        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
             Box::pin(async move {
                 self.times.lock().unwrap().push(Instant::now());
                 let n = self.calls.fetch_add(1, Ordering::SeqCst);
@@ -200,7 +202,7 @@ mod tests {
                         retry_after: self.retry_after,
                     })
                 } else {
-                    Ok(())
+                    Ok(None)
                 }
             })
         }
@@ -215,6 +217,7 @@ mod tests {
             external_url: String::new(),
             route_labels: Default::default(),
             alerts: vec![],
+            receiver_data: Default::default(),
         }
     }
 
@@ -249,7 +252,13 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(attempts, Sent::Delivered { attempts: 4 });
+        assert_eq!(
+            attempts,
+            Sent::Delivered {
+                attempts: 4,
+                kept: None
+            }
+        );
         let times = n.times.lock().unwrap().clone();
         assert_eq!(times[0], start);
         // 500ms ±50%, then 750ms ±50%.
@@ -277,7 +286,13 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(sent, Sent::Delivered { attempts: 3 });
+        assert_eq!(
+            sent,
+            Sent::Delivered {
+                attempts: 3,
+                kept: None
+            }
+        );
         let times = n.times.lock().unwrap().clone();
         // Not the 0.5 s backoff: the receiver's 7 s, each time.
         assert_eq!(times[1] - times[0], Duration::from_secs(7));
@@ -323,10 +338,10 @@ mod tests {
     struct Slow;
 
     impl Notifier for Slow {
-        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
             Box::pin(async {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                Ok(())
+                Ok(None)
             })
         }
     }
@@ -371,13 +386,13 @@ mod tests {
     }
 
     impl Notifier for Gauge {
-        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+        fn notify<'a>(&'a self, _: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
             Box::pin(async {
                 let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
                 self.max.fetch_max(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 self.now.fetch_sub(1, Ordering::SeqCst);
-                Ok(())
+                Ok(None)
             })
         }
     }

@@ -144,6 +144,7 @@ mod tests {
             external_url: String::new(),
             route_labels: LabelSet::default(),
             alerts: vec![],
+            receiver_data: Default::default(),
         };
         let (got, errors) = rl.render(&d, "2026-12-07T10:00:00Z".parse().unwrap());
         let got: Vec<(String, String)> = got.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -1,7 +1,9 @@
 //! The Slack integration (reference §4 slack): an incoming-webhook URL or an app token, one
 //! message with one attachment. [`message`] builds the body from the rendered fields (a pure
 //! function); [`judge`] reads Slack's answer (a 2xx is a success only when its JSON says
-//! `ok: true`, or its text is `ok`).
+//! `ok: true`, or its text is `ok`). With `update_message`, the message id Slack answers is kept
+//! in the group's log entry ([`crate::integration::Encoder::keep`]) and later notifications
+//! edit that message; an edit Slack refuses for good falls back to a new message.
 
 use serde::Serialize;
 use tocsin_core::config::{HttpClientConfig, SecretSource, SlackConfig};
@@ -10,7 +12,8 @@ use tracing::warn;
 use crate::fields::Render;
 use crate::integration::{Encoded, truncate_runes};
 use crate::sender::Reply;
-use crate::{FailureReason, NotifyData, NotifyError, read_secret};
+use crate::{FailureReason, Kept, NotifyData, NotifyError, read_secret};
+use tocsin_core::nflog::{DataValue, ReceiverData};
 
 /// The message Slack's `chat.postMessage` and incoming webhooks take, keys in Alertmanager's
 /// order.
@@ -18,6 +21,9 @@ use crate::{FailureReason, NotifyData, NotifyError, read_secret};
 pub struct Message {
     #[serde(skip_serializing_if = "String::is_empty")]
     channel: String,
+    /// The message to update (`chat.update`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    ts: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     username: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -209,6 +215,7 @@ pub fn message(c: &SlackConfig, r: &mut Render<'_>) -> Message {
         .collect();
     Message {
         channel: f("channel"),
+        ts: String::new(),
         username: f("username"),
         icon_emoji: f("icon_emoji"),
         icon_url: f("icon_url"),
@@ -278,14 +285,63 @@ impl crate::integration::Encoder for Slack {
     fn secrets(&self) -> Result<Vec<String>, String> {
         self.0.app_token.iter().map(read_secret).collect()
     }
-    fn encode(&self, _: &NotifyData, secrets: &[String], r: &mut Render<'_>) -> Result<Vec<Encoded>, String> {
-        let msg = message(&self.0, r);
-        let mut e = Encoded::json(&msg)?;
-        e.authorization = secrets.first().map(|t| format!("Bearer {t}"));
-        e.context = msg.channel;
-        Ok(vec![e])
+    fn encode(&self, d: &NotifyData, secrets: &[String], r: &mut Render<'_>) -> Result<Vec<Encoded>, String> {
+        let mut msg = message(&self.0, r);
+        let authorization = secrets.first().map(|t| format!("Bearer {t}"));
+        let mut post = Encoded::json(&msg)?;
+        post.authorization.clone_from(&authorization);
+        post.context = msg.channel.clone();
+        let Some((update_url, (ts, channel))) = self.0.update_url.as_ref().zip(posted(&d.receiver_data)) else {
+            return Ok(vec![post]);
+        };
+        // The group's message was posted before: updated in place, or posted anew when Slack
+        // no longer knows it (deleted, or an id a peer got wrong).
+        (msg.ts, msg.channel) = (ts.to_string(), channel.to_string());
+        let mut update = Encoded::json(&msg)?;
+        update.url = Some(update_url.clone());
+        update.authorization = authorization;
+        update.context = msg.channel;
+        update.fallback = Some(Box::new(post));
+        Ok(vec![update])
     }
     fn judge(&self, reply: &Reply, sent: &Encoded) -> Result<(), NotifyError> {
         judge(reply, &sent.context)
     }
+    fn keep(&self, reply: &Reply, _: &Encoded, had: &ReceiverData) -> Kept {
+        self.0.update_url.as_ref()?;
+        #[derive(serde::Deserialize)]
+        struct Posted {
+            #[serde(default)]
+            ts: String,
+            #[serde(default)]
+            channel: String,
+        }
+        let p: Posted = serde_json::from_slice(&reply.body).ok()?;
+        if !(id_like(&p.ts) && id_like(&p.channel)) {
+            return None;
+        }
+        let mut kept = had.clone();
+        kept.insert(THREAD_TS.into(), DataValue::Str(p.ts));
+        kept.insert(CHANNEL_ID.into(), DataValue::Str(p.channel));
+        Some(kept)
+    }
+}
+
+/// The log keys of a posted message, Alertmanager's.
+const THREAD_TS: &str = "threadTs";
+const CHANNEL_ID: &str = "channelId";
+
+/// A Slack id or timestamp as Slack writes them (`C024BE91L`, `1503435956.000247`); anything
+/// else in the log is ignored.
+fn id_like(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The group's posted message (its timestamp and channel), when the log holds one.
+pub fn posted(data: &ReceiverData) -> Option<(&str, &str)> {
+    let get = |k: &str| match data.get(k) {
+        Some(DataValue::Str(s)) if id_like(s) => Some(s.as_str()),
+        _ => None,
+    };
+    Some((get(THREAD_TS)?, get(CHANNEL_ID)?))
 }

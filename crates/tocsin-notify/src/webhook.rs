@@ -8,7 +8,7 @@ use tocsin_core::config::WebhookConfig;
 use tocsin_core::labels::{Fingerprint, LabelSet};
 use tocsin_core::time::{Nanos, is_zero};
 
-use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError};
+use crate::{BoxFuture, FailureReason, Kept, Notifier, NotifyData, NotifyError};
 
 /// One alert in a webhook payload, borrowed from the alert it describes.
 #[derive(Debug, Serialize, PartialEq)]
@@ -316,8 +316,8 @@ where
 }
 
 impl Notifier for Webhook {
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(self.send(data))
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
+        Box::pin(async move { self.send(data).await.map(|()| None) })
     }
 }
 
@@ -360,6 +360,7 @@ mod tests {
             external_url: "http://vm:19093".into(),
             route_labels: Default::default(),
             alerts: vec![alert("A1", "a.b", false), alert("A1", "c", true)],
+            receiver_data: Default::default(),
         };
         let json = serde_json::to_string(&payload(&data, 1)).unwrap();
         let fp = alert("A1", "a.b", false).fingerprint.to_string();

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use crate::fields::{Fields, Render};
 use crate::sender::{Endpoint, HttpSender, Reply, Request};
-use crate::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError, Shared, read_secret};
+use crate::{BoxFuture, FailureReason, Kept, Notifier, NotifyData, NotifyError, Shared, read_secret};
 
 /// How long a token is used before a new one is fetched.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
@@ -226,7 +226,7 @@ impl Wechat {
 }
 
 impl Notifier for Wechat {
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(self.send(data))
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
+        Box::pin(async move { self.send(data).await.map(|()| None) })
     }
 }

@@ -104,6 +104,7 @@ fn data() -> NotifyData {
         external_url: "http://tocsin.example:9093".into(),
         route_labels: Default::default(),
         alerts: vec![alert("db-1", false), alert("db-2", true)],
+        receiver_data: Default::default(),
     }
 }
 
@@ -111,6 +112,7 @@ async fn send(cfg: EmailConfig, shared: &Shared) -> Result<(), String> {
     let e = Email::new(cfg, shared).unwrap();
     let sent = tokio::time::timeout(Duration::from_secs(20), e.notify(&data())).await;
     sent.expect("the SMTP conversation did not finish within 20 s")
+        .map(|_| ())
         .map_err(|e| e.message)
 }
 

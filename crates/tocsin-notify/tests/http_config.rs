@@ -187,6 +187,7 @@ fn data() -> NotifyData {
             labels: [("alertname".to_string(), "x".to_string())].into(),
             ..Alert::default()
         }],
+        receiver_data: Default::default(),
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tocsin_core::alert::Alert;
 use tocsin_core::config::{Receiver, load};
 use tocsin_core::labels::fingerprint;
-use tocsin_core::nflog::NotifyReason;
+use tocsin_core::nflog::{DataValue, NotifyReason};
 use tocsin_core::time::ZERO;
 use tocsin_notify::integration::{self, Encoder as _};
 use tocsin_notify::{Integration, NotifyData, Shared, build_integrations};
@@ -105,6 +105,7 @@ fn data(alerts: Vec<Alert>) -> NotifyData {
         external_url: "http://am.example".into(),
         route_labels: Default::default(),
         alerts,
+        receiver_data: Default::default(),
     }
 }
 
@@ -285,6 +286,87 @@ async fn slack_judges_its_answer_as_alertmanager_does() {
     );
     answer(200, "text/plain", "ok");
     i[0].notifier.notify(&d).await.unwrap();
+}
+
+#[tokio::test]
+async fn slack_update_message_posts_once_then_updates_and_posts_anew_when_the_message_is_gone() {
+    let (url, got, answers) = receiver().await;
+    let yaml = format!(
+        "route: {{receiver: team-x}}\nreceivers:\n- name: team-x\n  slack_configs:\n  - api_url: {url}/api/chat.postMessage\n    channel: '#ops'\n    update_message: true\n    http_config: {{authorization: {{credentials: xoxb-1}}}}\n"
+    );
+    let i = integrations(&yaml);
+    let answer = |path: &str, text: &str| {
+        answers
+            .lock()
+            .unwrap()
+            .insert(path.into(), (200, "application/json; charset=utf-8", text.to_string()));
+    };
+    // The first notification of the group is posted; Slack's id for it is kept.
+    answer(
+        "api/chat.postMessage",
+        r#"{"ok":true,"channel":"C024BE91L","ts":"1503435956.000247"}"#,
+    );
+    let mut d = data(vec![alert("Down", "a:9100", false)]);
+    let kept = i[0].notifier.notify(&d).await.unwrap().expect("the message id is kept");
+    let s = |v: &str| DataValue::Str(v.into());
+    assert_eq!(
+        kept,
+        [
+            ("channelId".to_string(), s("C024BE91L")),
+            ("threadTs".to_string(), s("1503435956.000247"))
+        ]
+        .into()
+    );
+    assert_eq!(path_of(&got, 0).0, "api/chat.postMessage");
+    assert!(body(&got, 0).get("ts").is_none());
+    // The next one updates that message in place: same body, the kept channel and ts.
+    d.receiver_data = kept.clone();
+    d.alerts.push(alert("Down", "b:9100", false));
+    answer(
+        "api/chat.update",
+        r#"{"ok":true,"channel":"C024BE91L","ts":"1503435956.000247"}"#,
+    );
+    assert_eq!(i[0].notifier.notify(&d).await.unwrap(), Some(kept.clone()));
+    let (path, auth) = path_of(&got, 1);
+    assert_eq!(
+        (path.as_str(), auth.as_deref()),
+        ("api/chat.update", Some("Bearer xoxb-1"))
+    );
+    let update = body(&got, 1);
+    assert_eq!(
+        (update["channel"].as_str(), update["ts"].as_str()),
+        (Some("C024BE91L"), Some("1503435956.000247"))
+    );
+    assert_eq!(update["attachments"][0]["title"], "[FIRING:2] Down (x)");
+    let raw = String::from_utf8(got.lock().unwrap()[1].3.clone()).unwrap();
+    assert!(
+        raw.starts_with(r#"{"channel":"C024BE91L","ts":"1503435956.000247","username":"#),
+        "Alertmanager's key order: {raw}"
+    );
+    // The message was deleted in Slack: the notification is posted anew, not lost.
+    answer("api/chat.update", r#"{"ok":false,"error":"message_not_found"}"#);
+    answer(
+        "api/chat.postMessage",
+        r#"{"ok":true,"channel":"C024BE91L","ts":"1503436000.000100"}"#,
+    );
+    let again = i[0].notifier.notify(&d).await.unwrap().unwrap();
+    assert_eq!(again["threadTs"], s("1503436000.000100"));
+    assert_eq!(path_of(&got, 2).0, "api/chat.update");
+    assert_eq!(path_of(&got, 3).0, "api/chat.postMessage");
+    assert_eq!(body(&got, 3)["channel"], "#ops");
+    assert!(body(&got, 3).get("ts").is_none());
+    // An id a peer got wrong (not Slack's shape) is not sent to Slack: the message is posted.
+    d.receiver_data = [("channelId".to_string(), s("C1")), ("threadTs".to_string(), s("x\"}"))].into();
+    i[0].notifier.notify(&d).await.unwrap();
+    assert_eq!(path_of(&got, 4).0, "api/chat.postMessage");
+    // A 5xx on the update is retried as an update, not turned into a second message.
+    d.receiver_data = again;
+    answers
+        .lock()
+        .unwrap()
+        .insert("api/chat.update".into(), (503, "text/plain", "busy".into()));
+    assert!(i[0].notifier.notify(&d).await.unwrap_err().retryable);
+    assert_eq!(got.lock().unwrap().len(), 6, "no post after a retryable failure");
 }
 
 #[tokio::test]

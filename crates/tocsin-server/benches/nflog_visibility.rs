@@ -80,6 +80,7 @@ async fn main() {
             &rk,
             vec![i as u64, 7, 9],
             vec![],
+            Default::default(),
             apps[0].clock.now(),
             Duration::from_secs(7200),
             Duration::from_secs(7200),

@@ -1097,6 +1097,7 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
                             external_url: app.settings.external_url.clone(),
                             alerts: alerts.iter().map(|a| Alert::clone(a)).collect(),
                             route_labels: LabelSet::default(),
+                            receiver_data: Default::default(),
                         };
                         l.render(&d, now).0
                     }

@@ -267,6 +267,12 @@ impl App {
         } else {
             alerts.iter().filter(|a| !a.resolved_at(look_now)).cloned().collect()
         };
+        // What the integration kept at the group's last notification (Slack's message id),
+        // carried to the next entry.
+        let mut kept = self
+            .state
+            .view(group_key, &rk, |v| v.entry.map(|e| e.receiver_data.clone()))
+            .unwrap_or_default();
         if !to_send.is_empty() {
             let mut data = NotifyData {
                 receiver: route.receiver.clone(),
@@ -276,6 +282,7 @@ impl App {
                 external_url: self.settings.external_url.clone(),
                 route_labels: Default::default(),
                 alerts: to_send,
+                receiver_data: std::mem::take(&mut kept),
             };
             // Route labels are templates from the configuration: rendered off the runtime.
             if let Some(labels) = active.route_labels.get(route.index).cloned().flatten() {
@@ -310,12 +317,15 @@ impl App {
                     debug!(integration = integ.kind, "a peer delivered while this replica retried");
                     return true;
                 }
-                Ok(Sent::Delivered { .. }) => debug!(
-                    integration = integ.kind,
-                    alerts = data.alerts.len(),
-                    reason = reason.as_str(),
-                    "notify success"
-                ),
+                Ok(Sent::Delivered { kept: k, .. }) => {
+                    debug!(
+                        integration = integ.kind,
+                        alerts = data.alerts.len(),
+                        reason = reason.as_str(),
+                        "notify success"
+                    );
+                    kept = k.unwrap_or(data.receiver_data);
+                }
                 Err(e) => {
                     if let Some(release) = machine.failed(self.clock.now()) {
                         self.state.claim(&release);
@@ -343,6 +353,7 @@ impl App {
             &rk,
             firing,
             resolved,
+            kept,
             at,
             route.repeat_interval * 2,
             self.settings.retention,

@@ -20,7 +20,7 @@ use tocsin_core::admit::{Bounds, Refusal, Refused};
 use tocsin_core::claim::{Claim, Claims};
 use tocsin_core::delivery::View;
 use tocsin_core::labels::NameValidation;
-use tocsin_core::nflog::{Entry, Nflog, ReceiverKey};
+use tocsin_core::nflog::{Entry, Nflog, ReceiverData, ReceiverKey};
 use tocsin_core::silence::{Limits, MeshSilence, Silence, SilenceError, Silences};
 use tokio::sync::watch;
 
@@ -217,6 +217,7 @@ impl ReplicatedState {
         rk: &ReceiverKey,
         firing: Vec<u64>,
         resolved: Vec<u64>,
+        receiver_data: ReceiverData,
         at: Timestamp,
         expiry: Duration,
         retention: Duration,
@@ -224,7 +225,7 @@ impl ReplicatedState {
         let logged = self
             .nflog
             .lock()
-            .log(group_key, rk, firing, resolved, at, expiry, retention)
+            .log(group_key, rk, firing, resolved, receiver_data, at, expiry, retention)
             .cloned();
         if let Some(e) = logged {
             self.peer().broadcast_nflog(&e);

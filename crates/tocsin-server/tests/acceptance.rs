@@ -13,7 +13,7 @@ use tocsin_core::alert::{Alert, PostedAlert};
 use tocsin_core::config::Receiver;
 use tocsin_core::labels::LabelSet;
 use tocsin_core::time::{ZERO, is_zero};
-use tocsin_notify::{BoxFuture, Notifier, NotifyData, NotifyError};
+use tocsin_notify::{BoxFuture, Kept, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
 use tocsin_server::reload::read_config;
@@ -79,11 +79,11 @@ fn describe(a: &Alert) -> String {
 }
 
 impl Notifier for Recorder {
-    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn notify<'a>(&'a self, data: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
         Box::pin(async move {
             let now = (Instant::now() - self.start).as_secs_f64();
             match (self.behaviour)(now) {
-                Reply::Swallow => return Ok(()),
+                Reply::Swallow => return Ok(None),
                 Reply::SlowThenRecord(d) => tokio::time::sleep(Duration::from_secs_f64(d)).await,
                 Reply::Record => {}
             }
@@ -95,7 +95,7 @@ impl Notifier for Recorder {
                 .lock()
                 .unwrap()
                 .push((self.name.clone(), arrived, alerts));
-            Ok(())
+            Ok(None)
         })
     }
 }

@@ -12,10 +12,10 @@ use jiff::{SignedDuration, Timestamp};
 use tocsin_core::alert::PostedAlert;
 use tocsin_core::claim::Claim;
 use tocsin_core::config::{Receiver, load};
-use tocsin_core::nflog::Entry;
+use tocsin_core::nflog::{DataValue, Entry};
 use tocsin_core::silence::{MeshSilence, Silence};
 use tocsin_core::time::{ZERO, is_zero};
-use tocsin_notify::{BoxFuture, FailureReason, Notifier, NotifyData, NotifyError};
+use tocsin_notify::{BoxFuture, FailureReason, Kept, Notifier, NotifyData, NotifyError};
 use tocsin_server::app::{App, NotifierFactory, Settings};
 use tocsin_server::clock::Clock;
 use tocsin_server::peer::{self, Peer};
@@ -44,15 +44,20 @@ struct Receiving {
     retryable: bool,
 }
 
+/// Per notification: the node that sent it, and the node named in the receiver data it was
+/// given (what the integration kept at the group's previous notification, wherever it was).
+type Kepts = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 struct Recorder {
     node: String,
     start: Instant,
     log: Log,
+    kepts: Kepts,
     receiving: Receiving,
 }
 
 impl Notifier for Recorder {
-    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn notify<'a>(&'a self, d: &'a NotifyData) -> BoxFuture<'a, Result<Kept, NotifyError>> {
         Box::pin(async move {
             let t = ((Instant::now() - self.start).as_secs_f64() * 1000.0).round() / 1000.0;
             let alerts = d
@@ -67,6 +72,11 @@ impl Notifier for Recorder {
                 })
                 .collect();
             self.log.lock().unwrap().push((self.node.clone(), t, alerts));
+            let had = match d.receiver_data.get("sent_by") {
+                Some(DataValue::Str(s)) => Some(s.clone()),
+                _ => None,
+            };
+            self.kepts.lock().unwrap().push((self.node.clone(), had));
             tokio::time::sleep(self.receiving.takes).await;
             if self.receiving.fails && self.receiving.retryable {
                 return Err(NotifyError::retryable(
@@ -77,7 +87,10 @@ impl Notifier for Recorder {
             if self.receiving.fails {
                 return Err(NotifyError::fatal(FailureReason::ClientError, "400 Bad Request"));
             }
-            Ok(())
+            // As Slack's message id is kept for update_message.
+            Ok(Some(
+                [("sent_by".to_string(), DataValue::Str(self.node.clone()))].into(),
+            ))
         })
     }
 }
@@ -179,6 +192,7 @@ struct Cluster {
     peers: Vec<Arc<SimPeer>>,
     net: Arc<Net>,
     log: Log,
+    kepts: Kepts,
     start: Instant,
     config: String,
     peer_timeout: Duration,
@@ -207,6 +221,7 @@ impl Cluster {
             peers: Vec::new(),
             net: Arc::new(Net::default()),
             log: Log::default(),
+            kepts: Kepts::default(),
             start: Instant::now(),
             config: config.to_string(),
             peer_timeout,
@@ -225,12 +240,14 @@ impl Cluster {
     /// Starts node `i` at its current generation, with empty state.
     fn node(&self, i: usize) -> (Arc<App>, Arc<SimPeer>) {
         let (l, start, rcv) = (self.log.clone(), self.start, (self.receiving)(i));
+        let kepts = self.kepts.clone();
         let factory: NotifierFactory = Arc::new(move |r: &Receiver, _: &tocsin_notify::Shared| {
             Ok(tocsin_notify::webhooks_with(r, |_| {
                 Arc::new(Recorder {
                     node: format!("n{i}"),
                     start,
                     log: l.clone(),
+                    kepts: kepts.clone(),
                     receiving: rcv,
                 })
             }))
@@ -484,6 +501,32 @@ async fn claimant_that_crashes_mid_send_does_not_block_delivery() {
             got("n0", 2.0 + SETTLE, &["test1"]),
             got("n1", 17.0 + SETTLE, &["test1"])
         ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_an_integration_kept_reaches_the_replica_that_sends_next() {
+    // n0 posts the group's message and keeps its id (as Slack's update_message does); n0 then
+    // crashes, a new alert joins the group, and n1, sending in its place (at the end of the
+    // wait its position gave its flush at 2), is given that id to update the message rather
+    // than post a second one.
+    let c = Cluster::start(3);
+    c.push(1.0, &[0, 1, 2], "test1", 0.0).await;
+    c.until(5.0).await;
+    c.net.down.lock().unwrap().insert(0);
+    c.positions(&[0, 0, 1]);
+    c.push(6.0, &[1, 2], "test2", 0.0).await;
+    let all = c.received(60.0).await;
+    assert_eq!(
+        all,
+        vec![
+            got("n0", 2.0 + SETTLE, &["test1"]),
+            got("n1", 17.0 + SETTLE, &["test1", "test2"])
+        ]
+    );
+    assert_eq!(
+        *c.kepts.lock().unwrap(),
+        vec![("n0".to_string(), None), ("n1".to_string(), Some("n0".to_string()))]
     );
 }
 

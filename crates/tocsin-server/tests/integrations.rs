@@ -317,3 +317,97 @@ receivers:
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("invalid label name \"\" in route labels"), "{text}");
 }
+
+/// (API method, body) of each call to the Slack stand-in.
+type SlackCalls = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A Slack Web API stand-in: each `chat.postMessage` gets a new message timestamp; each
+/// `chat.update` answers with the timestamp it was given. Records (method, body).
+async fn slack_api(
+    State(got): State<SlackCalls>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> impl IntoResponse {
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let method = uri.path().rsplit('/').next().unwrap().to_string();
+    let mut got = got.lock().unwrap();
+    let ts = match v["ts"].as_str() {
+        Some(ts) if method == "chat.update" => ts.to_string(),
+        _ => format!("1700000000.{:06}", got.len() + 1),
+    };
+    got.push((method, v));
+    (
+        [("content-type", "application/json; charset=utf-8")],
+        json!({"ok": true, "channel": "C024BE91L", "ts": ts}).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_update_message_edits_the_groups_message_even_after_a_restart() {
+    let got = SlackCalls::default();
+    let app = Router::new()
+        .route("/api/{method}", post(slack_api))
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = format!(
+        r#"route:
+  receiver: chat
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+receivers:
+- name: chat
+  slack_configs:
+  - api_url: http://{addr}/api/chat.postMessage
+    channel: '#ops'
+    update_message: true
+    send_resolved: true
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let c = reqwest::Client::new();
+    let post_alerts = async |t: &common::Tocsin, instances: &[&str]| {
+        let alerts: Vec<Value> = instances
+            .iter()
+            .map(|i| json!({"labels": {"alertname": "Down", "instance": i}}))
+            .collect();
+        assert!(
+            common::post_alerts(&c, &t.base, &json!(alerts))
+                .await
+                .status()
+                .is_success()
+        );
+    };
+    let nth =
+        async |n: usize| common::wait_for(&format!("Slack call {n}"), || got.lock().unwrap().get(n - 1).cloned()).await;
+    let mut t = common::start_in(dir.path(), &config, &[]);
+    post_alerts(&t, &["a"]).await;
+    let (method, first) = nth(1).await;
+    assert_eq!(
+        (method.as_str(), first["channel"].as_str()),
+        ("chat.postMessage", Some("#ops"))
+    );
+    assert!(first.get("ts").is_none());
+    // A second alert in the group: the same message is edited.
+    post_alerts(&t, &["a", "b"]).await;
+    let (method, second) = nth(2).await;
+    assert_eq!(method, "chat.update");
+    assert_eq!(
+        (second["channel"].as_str(), second["ts"].as_str()),
+        (Some("C024BE91L"), Some("1700000000.000001"))
+    );
+    assert_eq!(second["attachments"][0]["title"], "[FIRING:2] Down ");
+    // The message id is in the notification log, which a restart reads back from disk.
+    assert!(t.terminate().success());
+    let t = common::start_in(dir.path(), &config, &[]);
+    post_alerts(&t, &["a", "b", "c"]).await;
+    let (method, third) = nth(3).await;
+    assert_eq!(
+        (method.as_str(), third["ts"].as_str()),
+        ("chat.update", Some("1700000000.000001"))
+    );
+    assert_eq!(third["attachments"][0]["title"], "[FIRING:3] Down ");
+    assert_eq!(got.lock().unwrap().len(), 3);
+}

@@ -263,6 +263,7 @@ fn snapshots() -> Target {
             firing_alerts: vec![1, 2, u64::MAX],
             resolved_alerts: vec![3],
             expires_at: t(3600),
+            receiver_data: Default::default(),
         })
         .collect();
     let nflog = encode_nflog(entries.iter());

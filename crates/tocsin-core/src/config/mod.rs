@@ -243,6 +243,9 @@ pub struct SlackConfig {
     pub url: SecretSource,
     /// An app token, sent as `Authorization: Bearer`.
     pub app_token: Option<SecretSource>,
+    /// With `update_message`: where a group's message, once posted, is updated
+    /// (`chat.update` beside `api_url`'s `chat.postMessage`).
+    pub update_url: Option<String>,
     /// `channel`.
     pub channel: String,
     /// `username`.
@@ -1783,6 +1786,18 @@ fn jira_config(c: &raw::RawJiraConfig, g: &raw::RawGlobal, http: HttpClientConfi
     })
 }
 
+/// Whether a URL is a `chat.postMessage` endpoint: its path's last segment, with no query.
+fn post_message_url(u: &str) -> bool {
+    url_path(u).is_some_and(|p| p.ends_with("/chat.postMessage"))
+}
+
+/// The path of an absolute http(s) URL without query or fragment, if it is one.
+fn url_path(u: &str) -> Option<&str> {
+    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"))?;
+    let path = &rest[rest.find('/')?..];
+    (!path.contains(['?', '#'])).then_some(path)
+}
+
 /// The default template of a Slack field.
 fn slack_default(name: &str) -> String {
     format!("{{{{ template \"slack.default.{name}\" . }}}}")
@@ -1799,11 +1814,20 @@ fn slack_config(
     if api_url.is_some() && app_token.is_some() {
         return err("at most one of api_url/api_url_file & app_token/app_token_file must be configured");
     }
-    if c.update_message == Some(true) {
-        // It keeps Slack's message ids in the notification log; Tocsin's log has no room for
-        // them yet. Refused rather than ignored: the user expects messages to be updated.
-        return err("slack_configs update_message is not supported by Tocsin yet (see docs/compatibility.md)");
-    }
+    // Alertmanager allows only Slack's own chat.postMessage URL, given inline, and updates at
+    // Slack's chat.update. Tocsin takes any URL ending in chat.postMessage (a Slack-compatible
+    // gateway, a test server) and updates beside it (docs/compatibility.md).
+    let update_url = match (&api_url, c.update_message) {
+        (_, None | Some(false)) => None,
+        (Some(SecretSource::Inline(u)), Some(true)) if post_message_url(u) => {
+            Some(format!("{}chat.update", &u[..u.len() - "chat.postMessage".len()]))
+        }
+        _ => {
+            return err(
+                "update_message can only be used with bot tokens. api_url must be set to https://slack.com/api/chat.postMessage",
+            );
+        }
+    };
     for f in c.fields.iter().flatten() {
         if f.title.as_deref().unwrap_or("").is_empty() {
             return err("missing title in Slack field configuration");
@@ -1891,6 +1915,7 @@ fn slack_config(
         http,
         url,
         app_token,
+        update_url,
         channel: plain(&c.channel),
         username: t(&c.username, "username"),
         color: t(&c.color, "color"),

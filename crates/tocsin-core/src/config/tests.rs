@@ -218,9 +218,33 @@ fn slack_configs_are_validated_with_alertmanagers_messages() {
         e("slack_configs: [{api_url: 'ftp://h/'}]"),
         "unsupported scheme \"ftp\" for URL"
     );
-    assert!(
-        e("slack_configs: [{api_url: 'https://slack.com/api/chat.postMessage', update_message: true}]")
-            .contains("update_message is not supported by Tocsin yet")
+    // update_message: only with a chat.postMessage URL given inline, as Alertmanager requires
+    // (which also takes no other host), and then messages are updated beside it.
+    for bad in [
+        "{api_url: 'https://hooks.slack.com/services/X', update_message: true}",
+        "{api_url_file: /dev/null, update_message: true}",
+        "{update_message: true}",
+        "{app_token: t, update_message: true}",
+        "{api_url: 'https://slack.com/api/chat.postMessage?x=1', update_message: true}",
+    ] {
+        assert_eq!(
+            e(&format!("slack_configs: [{bad}]")),
+            "update_message can only be used with bot tokens. api_url must be set to https://slack.com/api/chat.postMessage",
+            "{bad}"
+        );
+    }
+    let update = |api: &str| {
+        let i = format!("slack_configs: [{{api_url: '{api}', update_message: true}}]");
+        let c = receiver_with(&i, "resolve_timeout: 5m").unwrap();
+        c.receivers["r"].slacks[0].update_url.clone()
+    };
+    assert_eq!(
+        update("https://slack.com/api/chat.postMessage").as_deref(),
+        Some("https://slack.com/api/chat.update")
+    );
+    assert_eq!(
+        update("http://127.0.0.1:9/slack/api/chat.postMessage").as_deref(),
+        Some("http://127.0.0.1:9/slack/api/chat.update")
     );
     // The globals: an API URL, or an app token with the app URL.
     let c = receiver_with(
