@@ -18,6 +18,7 @@ pub mod claim;
 pub mod config;
 pub mod delivery;
 pub mod duration;
+pub mod events;
 pub mod group;
 pub mod inhibit;
 pub mod labels;

@@ -46,6 +46,11 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
             get(crate::api_silences::get_silence).delete(crate::api_silences::delete_silence),
         )
         .route("/api/v2/{*rest}", any(api_not_found))
+        .route("/api/tocsin/v1/events", get(crate::api_events::get_events))
+        .route(
+            "/api/tocsin/v1/groups/{group_key}/history",
+            get(crate::api_events::get_history),
+        )
         .route_layer(axum::middleware::from_fn_with_state(limiter, limit));
     let api = Router::new()
         .merge(v2)

@@ -152,7 +152,12 @@ pub(crate) async fn delete_silence(State(app): State<Arc<App>>, Path(id): Path<S
         return e.into_response();
     }
     match app.state.expire_silence(&id) {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(()) => {
+            let mut e = tocsin_core::events::Event::new(tocsin_core::events::Kind::SilenceExpired);
+            e.silence_id = id;
+            app.record(e);
+            StatusCode::OK.into_response()
+        }
         Err(SilenceError::NotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => error_string(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -362,6 +367,25 @@ fn decode(body: &[u8], app: &App) -> Result<Silence, ApiError> {
     })
 }
 
+/// A silence in one line for its event: matchers, end, author and comment.
+fn silence_summary(s: &tocsin_core::silence::Silence) -> String {
+    let sets: Vec<String> = s
+        .matcher_sets
+        .iter()
+        .map(|set| {
+            let ms: Vec<String> = set.iter().map(ToString::to_string).collect();
+            format!("{{{}}}", ms.join(", "))
+        })
+        .collect();
+    format!(
+        "{} until {} by {}: {}",
+        sets.join(" or "),
+        s.ends_at,
+        s.created_by,
+        s.comment
+    )
+}
+
 pub(crate) async fn post_silence(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let s = match decode(&body, &app) {
         Ok(s) => s,
@@ -380,10 +404,21 @@ pub(crate) async fn post_silence(State(app): State<Arc<App>>, body: Bytes) -> Re
             "Failed to create silence: end time can't be in the past",
         );
     }
+    let (asked, what) = (s.id.clone(), silence_summary(&s));
     let result = app.state.set_silence(s, || uuid::Uuid::new_v4().to_string());
     match result {
         Ok(id) => {
             tracing::debug!(silence_id = %id, "silence set");
+            // A new id is a new silence (also when it replaced one that could not be updated).
+            let kind = if id == asked {
+                tocsin_core::events::Kind::SilenceUpdated
+            } else {
+                tocsin_core::events::Kind::SilenceCreated
+            };
+            let mut e = tocsin_core::events::Event::new(kind);
+            e.silence_id.clone_from(&id);
+            e.reason = what;
+            app.record(e);
             json_response(StatusCode::OK, &json!({"silenceID": id}))
         }
         Err(SilenceError::NotFound) => error_string(StatusCode::NOT_FOUND, "silence not found"),

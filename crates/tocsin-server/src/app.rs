@@ -90,6 +90,11 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// `--web.request-memory`: bytes of request bodies read or handled at once.
     pub request_memory: u64,
+    /// `--events.max-size-bytes` and `--events.retention`.
+    pub events: crate::events::Limits,
+    /// `--cluster.peer-name`: names this replica in its events when it runs alone (the host
+    /// name when empty).
+    pub peer_name: String,
 }
 
 /// Tocsin's bounds on what one alert and the store may hold.
@@ -158,6 +163,8 @@ impl Settings {
             snapshot_mode: 0o600,
             body_read_timeout: Duration::from_secs(60),
             request_memory: 1 << 30,
+            events: crate::events::Limits::default(),
+            peer_name: String::new(),
         }
     }
 }
@@ -212,6 +219,10 @@ pub struct App {
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
     /// When the replica started.
     pub started: Timestamp,
+    /// The event history.
+    pub events: crate::events::EventLog,
+    /// The position this replica last decided at (for `position_changed`).
+    last_position: std::sync::atomic::AtomicUsize,
 }
 
 /// Why an alert of a batch was rejected.
@@ -257,7 +268,19 @@ impl App {
         metrics
             .config_hash
             .set(crate::metrics::config_hash(&active.config.original));
+        let events = match &settings.storage_path {
+            Some(dir) => crate::events::EventLog::open(
+                &dir.join("events"),
+                settings.events,
+                settings.snapshot_mode,
+                metrics.events.clone(),
+            )
+            .map_err(|e| format!("cannot open the event log under {}: {e}", dir.display()))?,
+            None => crate::events::EventLog::memory(metrics.events.clone()),
+        };
         Ok(Arc::new(App {
+            events,
+            last_position: std::sync::atomic::AtomicUsize::new(0),
             metrics,
             state,
             inflight: std::sync::atomic::AtomicUsize::new(0),
@@ -282,6 +305,32 @@ impl App {
             factory,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Records an event done by this replica now.
+    pub fn record(&self, e: tocsin_core::events::Event) {
+        self.events
+            .record(e, self.replica_name(&*self.peer()), self.clock.now());
+    }
+
+    /// The name this replica acts under: its cluster name, else `--cluster.peer-name` (the
+    /// event log falls back to the host name).
+    pub(crate) fn replica_name<'a>(&'a self, peer: &'a dyn Peer) -> &'a str {
+        match peer.name() {
+            "" => &self.settings.peer_name,
+            n => n,
+        }
+    }
+
+    /// Records a `position_changed` event when `position` differs from the last one seen.
+    pub(crate) fn note_position(&self, position: usize) {
+        let before = self.last_position.swap(position, std::sync::atomic::Ordering::Relaxed);
+        if before != position {
+            let mut e = tocsin_core::events::Event::new(tocsin_core::events::Kind::PositionChanged);
+            e.position = Some(u32::try_from(position).unwrap_or(u32::MAX));
+            e.reason = format!("from {before}");
+            self.record(e);
+        }
     }
 
     /// Joins a cluster (before the scheduler starts).
@@ -333,6 +382,8 @@ impl App {
         // Alerts of one rule arrive together with the same generator URL: they share one copy
         // (48 of the ~420 bytes a stored alert takes).
         let mut last_url: Option<Arc<str>> = None;
+        let peer = self.peer();
+        let replica = self.replica_name(&*peer);
         for (index, p) in batch.into_iter().enumerate() {
             match prepare(p, now, resolve_timeout, names) {
                 Ok(mut a) => {
@@ -361,7 +412,7 @@ impl App {
                         _ => last_url = Some(a.generator_url.clone()),
                     }
                     let is_resolved = a.resolved_at(now);
-                    let Some(put) = self.store.put(a, now) else {
+                    let Some((put, new)) = self.store.put_new(a, now) else {
                         self.refuse_alert("store_full");
                         limited += 1;
                         rejected.push(Rejected {
@@ -374,6 +425,15 @@ impl App {
                         continue;
                     };
                     resolved += usize::from(is_resolved);
+                    if new {
+                        let mut e = tocsin_core::events::Event::new(tocsin_core::events::Kind::AlertCreated);
+                        e.labels = put.labels.clone();
+                        e.alerts = vec![tocsin_core::events::EventAlert {
+                            fingerprint: put.fingerprint.to_string(),
+                            status: if is_resolved { "resolved" } else { "firing" }.into(),
+                        }];
+                        self.events.record(e, replica, now);
+                    }
                     stored.push(put);
                 }
                 Err(message) => rejected.push(Rejected { index, message }),

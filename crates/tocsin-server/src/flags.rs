@@ -42,6 +42,12 @@ pub struct Flags {
     /// Maximum number of alerts stored per alertname (0 = no limit).
     #[arg(long = "alerts.per-alertname-limit", default_value_t = 0)]
     pub alerts_per_alertname_limit: usize,
+    /// Tocsin: the event history's size on disk at most, in bytes (0: no history is recorded).
+    #[arg(long = "events.max-size-bytes", default_value_t = 256 * 1024 * 1024)]
+    pub events_max_size_bytes: u64,
+    /// Tocsin: how long the event history keeps an event.
+    #[arg(long = "events.retention", default_value = "120h", value_parser = duration)]
+    pub events_retention: Duration,
     /// Tocsin: a request body must arrive within this time of its headers (408 otherwise).
     #[arg(long = "web.body-read-timeout", default_value = "1m", value_parser = duration)]
     pub web_body_read_timeout: Duration,

@@ -7,12 +7,14 @@
 
 pub mod alerts_body;
 pub mod api;
+mod api_events;
 mod api_silences;
 pub mod app;
 pub mod clock;
 pub mod cluster;
 mod cluster_tls;
 pub mod dispatch;
+pub mod events;
 pub mod flags;
 pub mod http_server;
 mod json_out;
@@ -223,6 +225,11 @@ pub async fn run_with(
         snapshot_mode: if flags.storage_group_readable { 0o640 } else { 0o600 },
         body_read_timeout: flags.web_body_read_timeout,
         request_memory: flags.web_request_memory,
+        peer_name: flags.cluster_peer_name.clone(),
+        events: events::Limits {
+            max_bytes: flags.events_max_size_bytes,
+            retention: flags.events_retention,
+        },
         alert_bounds: app::AlertBounds {
             max_alerts: flags.alerts_max_alerts,
             max_labels: flags.alerts_max_labels,
@@ -239,6 +246,9 @@ pub async fn run_with(
         let peer = cluster::join(&app, opts, tcp, shutdown_rx.clone()).await?;
         app.set_cluster(peer);
     }
+    let mut started = tocsin_core::events::Event::new(tocsin_core::events::Kind::Startup);
+    started.reason = format!("version {}", env!("CARGO_PKG_VERSION"));
+    app.record(started);
     let scheduler = tokio::spawn(app.clone().run_scheduler(shutdown_rx.clone()));
     let maintenance = tokio::spawn(storage::run_maintenance(app.clone(), storage, shutdown_rx.clone()));
     spawn_sighup(app.clone());
@@ -278,6 +288,9 @@ pub async fn run_with(
     signals.abort();
     let _ = scheduler.await;
     let _ = maintenance.await;
+    app.record(tocsin_core::events::Event::new(tocsin_core::events::Kind::Shutdown));
+    let closing = app.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.events.close()).await;
     info!("stopped");
     Ok(())
 }

@@ -219,6 +219,8 @@ pub struct Metrics {
     pub cluster_traffic: tocsin_cluster::replication::Traffic,
     /// Every known integration type's series, see [`Metrics::integration`].
     integrations: Vec<(&'static str, IntegrationMetrics)>,
+    /// The event history's (`tocsin_events_*`, `tocsin_event_log_*`).
+    pub events: crate::events::EventMetrics,
 }
 
 impl Default for Metrics {
@@ -276,6 +278,7 @@ impl Metrics {
             silences_gossip: Counter::default(),
             cluster_traffic: Default::default(),
             integrations: Vec::new(),
+            events: Default::default(),
             registry: Registry::default(),
         };
         // Counters are registered without `_total`; the encoder appends it.
@@ -461,6 +464,26 @@ impl Metrics {
             build,
         );
         let t = root.sub_registry_with_prefix("tocsin");
+        t.register(
+            "events_recorded",
+            "Events recorded in the event history.",
+            m.events.recorded.clone(),
+        );
+        t.register(
+            "events_dropped",
+            "Events dropped because the event log's writer fell behind.",
+            m.events.dropped.clone(),
+        );
+        t.register(
+            "event_log_write_errors",
+            "Failed writes or deletions of the event log's files.",
+            m.events.write_errors.clone(),
+        );
+        t.register(
+            "event_log_bytes",
+            "Size of the event log on disk.",
+            m.events.bytes.clone(),
+        );
         t.register(
             "notifications_deduplicated",
             "Flushes of a group to an integration that sent nothing because the notification log showed its state already notified, by this replica or a peer.",

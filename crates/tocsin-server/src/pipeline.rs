@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tocsin_core::alert::Alert;
-use tocsin_core::delivery::{Delivery, Logged, Look, NodeId, Params, Step};
+use tocsin_core::delivery::{Delivery, Logged, Look, NodeId, Params, Step, WaitReason};
+use tocsin_core::events::{Event as History, EventAlert, Kind};
 use tocsin_core::labels::hash_alert;
 use tocsin_core::nflog::ReceiverKey;
 use tocsin_core::route::Route;
@@ -63,6 +64,7 @@ impl App {
         let peer = self.peer();
         peer.wait_ready().await;
         let position = peer.position();
+        self.note_position(position);
         let alerts = self.look_at(active, route, &job.sent, job.now, true);
         if alerts.is_empty() {
             return true;
@@ -97,15 +99,42 @@ impl App {
     /// One look at a group's alerts at `now`: inhibited, time-muted and silenced alerts are
     /// dropped (and counted, when `count`: the tick's look is counted, later looks are not).
     fn look_at(&self, active: &Active, route: &Route, sent: &[Alert], now: Timestamp, count: bool) -> Vec<Alert> {
+        let record = count;
         let count = |reason: &str, n: usize| {
             if count {
                 self.count_suppressed(reason, n);
             }
         };
+        // The tick's look records what muted each alert (later looks of the same flush do not).
+        let muted = |kind: Kind, a: &Alert, why: String, silence: &str| {
+            if record {
+                let mut e = History::new(kind);
+                e.receiver.clone_from(&route.receiver);
+                e.labels = a.labels.clone();
+                e.alerts = vec![EventAlert {
+                    fingerprint: a.fingerprint.to_string(),
+                    status: if a.resolved_at(now) { "resolved" } else { "firing" }.into(),
+                }];
+                e.reason = why;
+                e.silence_id = silence.to_string();
+                self.record(e);
+            }
+        };
         let alerts: Vec<Alert> = {
             let ih = self.inhibitor.read();
             sent.iter()
-                .filter(|a| ih.inhibited_by(&a.labels, now).is_none())
+                .filter(|a| match ih.inhibited_by(&a.labels, now) {
+                    None => true,
+                    Some(source) => {
+                        muted(
+                            Kind::InhibitionMutedAlert,
+                            a,
+                            format!("inhibited by alert {source}"),
+                            "",
+                        );
+                        false
+                    }
+                })
                 .cloned()
                 .collect()
         };
@@ -113,7 +142,7 @@ impl App {
         if alerts.is_empty() {
             return alerts;
         }
-        if self.muted_by_time(active, route, now).is_some() {
+        if let Some(intervals) = self.muted_by_time(active, route, now) {
             let hit = |n: &String| {
                 active
                     .config
@@ -127,6 +156,14 @@ impl App {
                 "mute_time_interval"
             };
             count(reason, alerts.len());
+            for a in &alerts {
+                muted(
+                    Kind::TimeMutedAlert,
+                    a,
+                    format!("{reason}: {}", intervals.join(", ")),
+                    "",
+                );
+            }
             return Vec::new();
         }
         let before = alerts.len();
@@ -134,7 +171,13 @@ impl App {
             let sil = self.state.silences();
             alerts
                 .into_iter()
-                .filter(|a| sil.silenced_by(&a.labels, now).is_empty())
+                .filter(|a| {
+                    let by = sil.silenced_by(&a.labels, now);
+                    for id in &by {
+                        muted(Kind::SilenceMutedAlert, a, "silenced".into(), id);
+                    }
+                    by.is_empty()
+                })
                 .collect()
         };
         count("silence", before - alerts.len());
@@ -209,12 +252,54 @@ impl App {
             }
             ok
         };
+        let event = |kind: Kind, alerts: &[Alert], now: Timestamp| {
+            let mut e = History::new(kind);
+            e.group_key.clone_from(group_key);
+            e.receiver.clone_from(&route.receiver);
+            e.integration = format!("{}[{}]", integ.kind, integ.idx);
+            e.labels = job.labels.clone();
+            e.position = Some(u32::try_from(position).unwrap_or(u32::MAX));
+            e.alerts = alerts
+                .iter()
+                .map(|a| EventAlert {
+                    fingerprint: a.fingerprint.to_string(),
+                    status: if a.resolved_at(now) { "resolved" } else { "firing" }.into(),
+                })
+                .collect();
+            e
+        };
+        let mut waited_on: Option<String> = None;
         let (reason, within) = loop {
             replicated.borrow_and_update();
             let (sleep, on_change) = match self.state.view(group_key, &rk, |v| machine.decide(v, look.as_ref())) {
                 Step::Quiet => {
                     self.metrics.integration(integ.kind).deduplicated.inc();
                     debug!(integration = integ.kind, "notification deduplicated");
+                    // Recorded when a peer logged this round's notification while this replica
+                    // waited its turn: a quiet tick of an unchanged group is not an event.
+                    let fresh_after = job
+                        .now
+                        .checked_sub(
+                            SignedDuration::try_from(self.settings.peer_timeout.min(route.group_interval / 2))
+                                .unwrap_or(SignedDuration::ZERO),
+                        )
+                        .unwrap_or(job.now);
+                    let by_peer = self.state.view(group_key, &rk, |v| {
+                        let entry = v.entry.filter(|e| e.timestamp > fresh_after)?;
+                        let claimant = v
+                            .claims
+                            .of(group_key, &rk)
+                            .filter(|c| c.sender != peer.name())
+                            .max_by_key(|c| c.created)
+                            .map(|c| c.sender.clone());
+                        Some((entry.timestamp, claimant))
+                    });
+                    if let Some((at, claimant)) = by_peer {
+                        let mut e = event(Kind::NotificationDeduplicated, &alerts, look_now);
+                        e.reason = format!("the log shows it notified at {at}");
+                        e.peer = claimant.unwrap_or_default();
+                        self.record(e);
+                    }
                     return abandon(&mut machine, true);
                 }
                 Step::Send {
@@ -227,6 +312,10 @@ impl App {
                             integration = integ.kind,
                             "sending after a peer's claim ended without a log entry"
                         );
+                        let mut e = event(Kind::ClaimExpiredSend, &alerts, look_now);
+                        e.reason = "a peer's claim ended without a log entry".into();
+                        e.peer = waited_on.clone().unwrap_or_default();
+                        self.record(e);
                     }
                     break (reason, within);
                 }
@@ -240,6 +329,15 @@ impl App {
                     why,
                 } => {
                     debug!(integration = integ.kind, ?why, ?duration, "waiting before deciding");
+                    if let WaitReason::PeerClaim { claimant } = &why
+                        && waited_on.as_ref() != Some(claimant)
+                    {
+                        let mut e = event(Kind::ClaimWaited, &alerts, look_now);
+                        e.reason = format!("a live peer is sending it; waiting up to {duration:?}");
+                        e.peer.clone_from(claimant);
+                        self.record(e);
+                        waited_on = Some(claimant.clone());
+                    }
                     (duration, on_change)
                 }
             };
@@ -317,13 +415,36 @@ impl App {
                     debug!(integration = integ.kind, "a peer delivered while this replica retried");
                     return true;
                 }
-                Ok(Sent::Delivered { kept: k, .. }) => {
+                Ok(Sent::Delivered { kept: k, attempts }) => {
                     debug!(
                         integration = integ.kind,
                         alerts = data.alerts.len(),
                         reason = reason.as_str(),
                         "notify success"
                     );
+                    let now = self.clock.now();
+                    let mut e = event(Kind::Notification, &data.alerts, look_now);
+                    e.reason = if attempts > 1 {
+                        format!("{} (attempt {attempts})", reason.as_str())
+                    } else {
+                        reason.as_str().to_string()
+                    };
+                    if waited_on.is_some() {
+                        e.peer = waited_on.clone().unwrap_or_default();
+                    }
+                    self.record(e);
+                    for a in data.alerts.iter().filter(|a| a.resolved_at(look_now)) {
+                        let mut e = History::new(Kind::AlertResolved);
+                        e.group_key.clone_from(group_key);
+                        e.receiver.clone_from(&route.receiver);
+                        e.integration = format!("{}[{}]", integ.kind, integ.idx);
+                        e.labels = a.labels.clone();
+                        e.alerts = vec![EventAlert {
+                            fingerprint: a.fingerprint.to_string(),
+                            status: "resolved".into(),
+                        }];
+                        self.events.record(e, self.replica_name(&*peer), now);
+                    }
                     kept = k.unwrap_or(data.receiver_data);
                 }
                 Err(e) => {
@@ -335,6 +456,9 @@ impl App {
                         reason: e.reason.as_str().into(),
                     };
                     self.metrics.notifications_failed.get_or_create(&fl).inc();
+                    let mut ev = event(Kind::NotificationFailed, &data.alerts, look_now);
+                    ev.reason = format!("{}: {e}", e.reason.as_str());
+                    self.record(ev);
                     warn!(
                         group_key = %group_key,
                         receiver = %route.receiver,

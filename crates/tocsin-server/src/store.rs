@@ -49,20 +49,25 @@ impl AlertStore {
     /// or `None` when the alert is new and the store holds its maximum (an update of a stored
     /// alert, a resolve above all, is always taken).
     pub fn put(&self, alert: Alert, now: Timestamp) -> Option<Arc<Alert>> {
+        self.put_new(alert, now).map(|(a, _)| a)
+    }
+
+    /// [`AlertStore::put`], and whether the alert's fingerprint was not stored before.
+    pub fn put_new(&self, alert: Alert, now: Timestamp) -> Option<(Arc<Alert>, bool)> {
         let mut shard = self.shard(alert.fingerprint).write();
         // One probe of the shard for the lookup and the replacement.
         match shard.entry(alert.fingerprint) {
             Entry::Occupied(mut e) => {
                 let merged = Arc::new(Alert::store_merge(e.get(), alert, now));
                 e.insert(merged.clone());
-                Some(merged)
+                Some((merged, false))
             }
             Entry::Vacant(e) => {
                 if self.max > 0 && self.count.load(Ordering::Relaxed) >= self.max {
                     return None;
                 }
                 self.count.fetch_add(1, Ordering::Relaxed);
-                Some(e.insert(Arc::new(alert)).clone())
+                Some((e.insert(Arc::new(alert)).clone(), true))
             }
         }
     }

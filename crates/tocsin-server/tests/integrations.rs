@@ -323,11 +323,7 @@ type SlackCalls = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// A Slack Web API stand-in: each `chat.postMessage` gets a new message timestamp; each
 /// `chat.update` answers with the timestamp it was given. Records (method, body).
-async fn slack_api(
-    State(got): State<SlackCalls>,
-    uri: axum::http::Uri,
-    body: Bytes,
-) -> impl IntoResponse {
+async fn slack_api(State(got): State<SlackCalls>, uri: axum::http::Uri, body: Bytes) -> impl IntoResponse {
     let v: Value = serde_json::from_slice(&body).unwrap();
     let method = uri.path().rsplit('/').next().unwrap().to_string();
     let mut got = got.lock().unwrap();
