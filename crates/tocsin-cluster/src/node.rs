@@ -34,6 +34,8 @@ pub trait Wire: Send + Sync + 'static {
     fn failed(&self) -> HashMap<String, String>;
     /// Forgets what is kept per peer (connections, failures) for addresses not in `live`.
     fn prune(&self, _live: &HashSet<String>) {}
+    /// Asks the peer at `addr` a read-only question ([`Replicated::answer`]).
+    fn ask<'a>(&'a self, addr: &'a str, kind: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, String>>;
 }
 
 impl Wire for Replicator {
@@ -52,6 +54,9 @@ impl Wire for Replicator {
     }
     fn prune(&self, live: &HashSet<String>) {
         Replicator::prune(self, live);
+    }
+    fn ask<'a>(&'a self, addr: &'a str, kind: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, String>> {
+        Box::pin(Replicator::ask(self, addr, kind, body))
     }
 }
 
@@ -201,6 +206,16 @@ impl Wire for MemoryWire {
     fn prune(&self, live: &HashSet<String>) {
         lock(&self.failed).retain(|a, _| live.contains(a));
     }
+
+    fn ask<'a>(&'a self, addr: &'a str, kind: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<Vec<Vec<u8>>, String>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.net.latency).await;
+            self.net.maybe_stall(addr).await;
+            let peer = self.net.reach(&self.me, addr)?;
+            self.net.reach(addr, &self.me)?;
+            peer.answer(kind, &body).map(crate::replication::within_answer)
+        })
+    }
 }
 
 /// The replication side of joining.
@@ -229,6 +244,8 @@ pub const PARALLEL_SYNCS: usize = 4;
 /// Parts waiting to be pushed to one peer; past this, new ones are dropped (anti-entropy
 /// repairs them) rather than held in memory for a peer that does not read.
 pub const PUSH_QUEUE: usize = 10_000;
+/// The longest [`ClusterNode::ask_all`] waits for a peer's answer.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most parts one push carries.
 pub const PUSH_BATCH: usize = 256;
 
@@ -310,6 +327,34 @@ impl ClusterNode {
                 Some((m, err))
             })
             .collect()
+    }
+
+    /// Asks every other live member a read-only question at once; each answer (or why there is
+    /// none) by member name. A peer that does not answer within [`ASK_TIMEOUT`] is reported as
+    /// such: one slow peer holds the caller no longer than that.
+    pub async fn ask_all(&self, kind: &str, body: &[u8]) -> Vec<(String, Result<Vec<Vec<u8>>, String>)> {
+        let me = self.membership.node_id().to_string();
+        let mut set = tokio::task::JoinSet::new();
+        for m in self.members() {
+            let (Some(addr), false) = (m.grpc_addr.clone(), m.name == me) else {
+                continue;
+            };
+            let (wire, kind, body) = (self.wire.clone(), kind.to_string(), body.to_vec());
+            set.spawn(async move {
+                let r = tokio::time::timeout(ASK_TIMEOUT, wire.ask(&addr, &kind, body))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("ask {addr}: no answer within {ASK_TIMEOUT:?}")));
+                (m.name, r)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Queues a part for every other live member. Each peer has one pushing task that sends

@@ -12,7 +12,9 @@ use prometheus_client::metrics::family::Family;
 
 use tocsin_proto::cluster::replication_client::ReplicationClient;
 use tocsin_proto::cluster::replication_server::{Replication, ReplicationServer};
-use tocsin_proto::cluster::{GossipAck, GossipPacket, Part, PushRequest, PushResponse, SyncRequest};
+use tocsin_proto::cluster::{
+    AskRequest, AskResponse, GossipAck, GossipPacket, Part, PushRequest, PushResponse, SyncRequest,
+};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -34,7 +36,19 @@ pub trait Replicated: Send + Sync + 'static {
         let _ = sender;
         self.merge(part)
     }
+    /// Answers a peer's read-only question (see [`Replicator::ask`]); may block (run off the
+    /// runtime).
+    ///
+    /// # Errors
+    /// A question this state does not answer, or a bad one.
+    fn answer(&self, kind: &str, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let _ = body;
+        Err(format!("no answer to {kind:?}"))
+    }
 }
+
+/// The most an answer to [`Replicator::ask`] carries, in bytes (below tonic's 4 MiB limit).
+pub const MAX_ANSWER_BYTES: usize = 3 << 20;
 
 /// `msg_type`: `update` for pushes, `full_state` for syncs (Alertmanager's values).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -182,6 +196,30 @@ impl Replication for Service {
         inbox.deliver(from, payload);
         Ok(Response::new(GossipAck {}))
     }
+
+    async fn ask(&self, req: Request<AskRequest>) -> Result<Response<AskResponse>, Status> {
+        let AskRequest { kind, body, .. } = req.into_inner();
+        let state = self.state.clone();
+        let items = tokio::task::spawn_blocking(move || state.answer(&kind, &body))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::invalid_argument)?;
+        Ok(Response::new(AskResponse {
+            items: within_answer(items),
+        }))
+    }
+}
+
+/// The first items of an answer that fit in [`MAX_ANSWER_BYTES`].
+pub fn within_answer(items: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut total = 0;
+    items
+        .into_iter()
+        .take_while(|i| {
+            total += i.len();
+            total <= MAX_ANSWER_BYTES
+        })
+        .collect()
 }
 
 /// The cluster port's security: TLS for every connection and gossip carried over it.
@@ -382,6 +420,22 @@ impl Replicator {
         .await
         .map(|_| ())
         .map_err(|e| format!("gossip to {to}: {}", e.message()))
+    }
+
+    /// Asks the peer at `addr` a read-only question; its answer's items (untrusted).
+    ///
+    /// # Errors
+    /// The peer is unreachable, refused the question, or did not answer in time.
+    pub async fn ask(&self, addr: &str, kind: &str, body: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+        let mut c = self.client(addr)?;
+        c.ask(AskRequest {
+            from: self.node_id.clone(),
+            kind: kind.to_string(),
+            body,
+        })
+        .await
+        .map(|r| r.into_inner().items)
+        .map_err(|e| format!("ask {addr}: {}", e.message()))
     }
 
     /// Streams a peer's full state into `state`; returns (records received, records merged).

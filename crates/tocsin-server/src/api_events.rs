@@ -8,13 +8,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tocsin_core::events::{DEFAULT_PAGE, Kind, MAX_PAGE, Query};
+use tocsin_core::events::{DEFAULT_PAGE, Event, Kind, MAX_PAGE, Query};
 
 use crate::api::{ApiError, json_response, query_pairs};
 use crate::app::App;
 
 /// A query and its page size, parsed from a query string.
-fn parse(app: &App, raw: Option<String>) -> Result<(Query, usize), ApiError> {
+pub(crate) fn parse(app: &App, raw: Option<String>) -> Result<(Query, usize), ApiError> {
     let bad = |m: String| ApiError::handler(StatusCode::BAD_REQUEST, m);
     let time = |k: &str, v: &str| {
         v.parse::<jiff::Timestamp>()
@@ -83,20 +83,113 @@ pub(crate) async fn get_events(State(app): State<Arc<App>>, RawQuery(raw): RawQu
     }
 }
 
+/// A group's history query: the query string's filters, for that group, its delivery
+/// decisions unless `type` says otherwise.
+///
+/// # Errors
+/// A bad parameter.
+pub(crate) fn history_query(app: &App, raw: Option<String>, group_key: String) -> Result<(Query, usize), ApiError> {
+    let (mut q, limit) = parse(app, raw)?;
+    q.group_key = Some(group_key);
+    if q.kinds.is_empty() {
+        q.kinds = Kind::ALL.into_iter().filter(|k| k.is_delivery()).collect();
+    }
+    // Ids are per replica: a history spanning replicas pages by time (`until`).
+    q.before = None;
+    Ok((q, limit))
+}
+
+/// What a replica asks its peers for a group's history.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct HistoryAsk {
+    /// The API request's query string.
+    pub query: Option<String>,
+    /// The group key.
+    pub group_key: String,
+}
+
 /// `GET /api/tocsin/v1/groups/{group key}/history`: the group's notifications, failures,
-/// deduplications and claim decisions, newest first (the other filters apply too).
+/// deduplications and claim decisions on every live replica, merged newest first. Each
+/// replica that answered, or why it did not, is listed under `replicas`; `next` is the
+/// `until` of the following page.
 pub(crate) async fn get_history(
     State(app): State<Arc<App>>,
     Path(group_key): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (mut q, limit) = match parse(&app, raw) {
+    let (q, limit) = match history_query(&app, raw.clone(), group_key.clone()) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    q.group_key = Some(group_key);
-    if q.kinds.is_empty() {
-        q.kinds = Kind::ALL.into_iter().filter(|k| k.is_delivery()).collect();
+    let Ok(_permit) = app.heavy_reads.clone().acquire_owned().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let (reader, local_q) = (app.clone(), q.clone());
+    let local = tokio::task::spawn_blocking(move || reader.events.query(&local_q, limit));
+    let ask = serde_json::to_vec(&HistoryAsk { query: raw, group_key }).unwrap_or_default();
+    let answers = match app.cluster() {
+        Some(c) => c.ask_all(HISTORY, &ask).await,
+        None => Vec::new(),
+    };
+    let mut events = local.await.unwrap_or_default();
+    let mut full = events.len() == limit;
+    let own = app.replica_name(&*app.peer()).to_string();
+    let mut replicas = vec![json!({"name": own, "events": events.len()})];
+    for (name, answer) in answers {
+        match answer {
+            Ok(items) => {
+                // A peer's events are untrusted: each must parse and match the query.
+                let theirs: Vec<Event> = items
+                    .iter()
+                    .filter_map(|i| serde_json::from_slice::<Event>(i).ok())
+                    .filter(|e| q.matches(e))
+                    .take(limit)
+                    .collect();
+                full |= theirs.len() == limit;
+                replicas.push(json!({"name": name, "events": theirs.len()}));
+                events.extend(theirs);
+            }
+            Err(e) => replicas.push(json!({"name": name, "error": e})),
+        }
     }
-    page(&app, q, limit).await
+    events.sort_by(|a, b| {
+        b.time
+            .cmp(&a.time)
+            .then_with(|| a.replica.cmp(&b.replica))
+            .then(b.id.cmp(&a.id))
+    });
+    full |= events.len() > limit;
+    events.truncate(limit);
+    let next = if full {
+        events.last().map(|e| e.time.to_string())
+    } else {
+        None
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({"events": events, "next": next, "replicas": replicas}),
+    )
+}
+
+/// The question a peer answers with its part of a group's history.
+pub(crate) const HISTORY: &str = "history";
+
+/// A peer's question answered from this replica's event log (blocking).
+///
+/// # Errors
+/// An unknown question or a bad query.
+pub(crate) fn answer(app: &App, kind: &str, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if kind != HISTORY {
+        return Err(format!("no answer to {kind:?}"));
+    }
+    let ask: HistoryAsk = serde_json::from_slice(body).map_err(|e| format!("history: {e}"))?;
+    let (q, limit) = history_query(app, ask.query, ask.group_key).map_err(|e| match e {
+        ApiError::Handler(_, m) | ApiError::Validation(_, _, m) => m,
+    })?;
+    Ok(app
+        .events
+        .query(&q, limit)
+        .iter()
+        .filter_map(|e| serde_json::to_vec(e).ok())
+        .collect())
 }

@@ -163,6 +163,12 @@ impl Replicated for AppState {
         self.merge(part)
     }
 
+    /// A peer's question about this replica's own records (its event history).
+    fn answer(&self, kind: &str, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let app = self.app.upgrade().ok_or("shutting down")?;
+        crate::api_events::answer(&app, kind, body)
+    }
+
     /// The nflog's and the silences' (claims are short-lived by design and left out).
     fn digest(&self) -> u64 {
         let Some(app) = self.app.upgrade() else { return 0 };
@@ -223,6 +229,11 @@ impl ClusterPeer {
     /// Returns whether the replica has settled.
     pub fn is_ready(&self) -> bool {
         self.node.is_ready()
+    }
+
+    /// Asks every other live member a read-only question; answers by member name.
+    pub async fn ask_all(&self, kind: &str, body: &[u8]) -> Vec<(String, Result<Vec<Vec<u8>>, String>)> {
+        self.node.ask_all(kind, body).await
     }
 
     /// Stops gossiping, as a process that dies (simulations).

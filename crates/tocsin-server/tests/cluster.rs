@@ -681,3 +681,144 @@ async fn an_oversized_silence_in_a_snapshot_does_not_stop_the_rest_of_a_sync() {
     assert_eq!(ids, vec![small.silence.id.clone()], "the oversized silence stays on r1");
     assert!(common::metric(&c, &r1.base, "tocsin_cluster_records_oversized_total").await >= 1.0);
 }
+
+/// A group's history as r asks the cluster for it: (replica, type, firing, resolved) per event,
+/// oldest first, and the replicas that answered.
+async fn history(c: &reqwest::Client, t: &Tocsin, types: &str) -> (Vec<(String, String, usize, usize)>, Value) {
+    let key = "%7B%7D%3A%7Balertname%3D%22Incident%22%7D";
+    let h: Value = get_json(c, format!("{}/api/tocsin/v1/groups/{key}/history?type={types}", t.base)).await;
+    let mut v: Vec<(String, String, usize, usize)> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let alerts = e["alerts"].as_array().cloned().unwrap_or_default();
+            let n = |s: &str| alerts.iter().filter(|a| a["status"] == s).count();
+            (
+                e["replica"].as_str().unwrap().to_string(),
+                e["type"].as_str().unwrap().to_string(),
+                n("firing"),
+                n("resolved"),
+            )
+        })
+        .collect();
+    v.reverse();
+    (v, h["replicas"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_history_lists_what_the_receiver_got_with_its_sender_across_the_cluster() {
+    let (sink, url) = start_sink().await;
+    let c = reqwest::Client::new();
+    let (dirs, [mut r1, r2, r3]) = start_three(&c, &url).await;
+    let alert = |instance: &str, resolved: bool| {
+        let mut a = json!({"labels": {"alertname": "Incident", "instance": instance}});
+        if resolved {
+            a["endsAt"] = json!(jiff::Timestamp::now().to_string());
+        }
+        a
+    };
+    let got = sink.got.clone();
+    let received = async |n: usize| {
+        wait_for(&format!("notification {n}"), || {
+            (got.lock().unwrap().len() >= n).then_some(())
+        })
+        .await;
+    };
+    // Fire: r1 (position 0) sends; r2 and r3 find it in the log.
+    let marks = log_marks(&[&r1, &r2, &r3]);
+    post_all(&c, &[&r1, &r2, &r3], &json!([alert("a", false)])).await;
+    received(1).await;
+    wait_deduplicated(&[&r1, &r2, &r3], &marks, &["Incident"]).await;
+    // Failover: r1 dies; r2 is first now and sends the next change.
+    r1.kill();
+    wait_members(&c, &[&r2, &r3], 2).await;
+    let marks = log_marks(&[&r2, &r3]);
+    post_all(&c, &[&r2, &r3], &json!([alert("a", false), alert("b", false)])).await;
+    received(2).await;
+    wait_deduplicated(&[&r2, &r3], &marks, &["Incident"]).await;
+    // A silence on r3 mutes a third alert everywhere: no notification for it.
+    let now = jiff::Timestamp::now();
+    common::create_silence(
+        &c,
+        &r3.base,
+        &json!({"matchers": [{"name": "instance", "value": "c", "isRegex": false}],
+            "startsAt": now.to_string(),
+            "endsAt": now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap().to_string(),
+            "createdBy": "ops", "comment": "known"}),
+    )
+    .await;
+    wait_for_async("the silence on r2", async || {
+        get_json::<Value>(&c, format!("{}/api/v2/silences", r2.base))
+            .await
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+    // Resolve: the resolved notification comes from r2.
+    let marks = log_marks(&[&r2, &r3]);
+    post_all(
+        &c,
+        &[&r2, &r3],
+        &json!([alert("a", true), alert("b", true), alert("c", false)]),
+    )
+    .await;
+    received(3).await;
+    // (r2 removed the resolved alerts it sent; the silenced one is all its group holds now,
+    // so it has nothing to decide.)
+    wait_deduplicated(&[&r3], &marks[1..], &["Incident"]).await;
+    // r1 comes back on its disk: its part of the history is there again.
+    let seed = status(&c, &r2).await["cluster"]["peers"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r1b = start(dirs[0].path(), &url, "r1", Some(&seed));
+    wait_members(&c, &[&r1b, &r2, &r3], 3).await;
+    let got: Vec<(String, usize, usize)> = sink
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(who, _, v)| {
+            let n = |s: &str| {
+                v["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|a| a["status"] == s)
+                    .count()
+            };
+            (who.clone(), n("firing"), n("resolved"))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("r1".to_string(), 1, 0),
+            ("r2".to_string(), 2, 0),
+            ("r2".to_string(), 0, 2)
+        ]
+    );
+    // Asked of r3, the history holds exactly those notifications, each with its sender.
+    let (sent, replicas) = history(&c, &r3, "notification").await;
+    let sent: Vec<(String, usize, usize)> = sent.into_iter().map(|(r, _, f, res)| (r, f, res)).collect();
+    assert_eq!(sent, got, "{replicas}");
+    let names: Vec<&str> = replicas
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["r3", "r1", "r2"]);
+    // And why the others stayed quiet: each round, the replicas that did not send found it
+    // in the log.
+    let (all, _) = history(&c, &r1b, "").await;
+    let quiet = |who: &str| {
+        all.iter()
+            .filter(|(r, t, _, _)| r == who && t == "notification_deduplicated")
+            .count()
+    };
+    assert_eq!((quiet("r1"), quiet("r2"), quiet("r3")), (0, 1, 3), "{all:?}");
+}
