@@ -263,6 +263,11 @@ impl Email {
             rcpts.into_iter().map(|m| m.email).collect(),
         )
         .map_err(|e| fatal(format!("envelope: {e}")))?;
+        if let Some(c) = &self.shared.capture {
+            let url = format!("smtp://{}:{}", cfg.host, cfg.port);
+            c.record("email", "SMTP", &url, "message/rfc822", &msg.formatted());
+            return Ok(());
+        }
 
         let params = tls_parameters(&cfg.host, &cfg.tls).map_err(fatal)?;
         let tls = if cfg.implicit_tls {

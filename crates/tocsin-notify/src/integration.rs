@@ -109,7 +109,7 @@ impl<E: Encoder> HttpIntegration<E> {
     /// A template that does not parse, or a client that cannot be built.
     pub fn new(enc: E, user_agent: &str, shared: &Shared) -> Result<Self, String> {
         let fields = compile(&enc, &shared.templates)?;
-        let sender = HttpSender::new(E::KIND, enc.http(), user_agent)?;
+        let sender = HttpSender::new(E::KIND, enc.http(), user_agent)?.with_capture(shared.capture.clone());
         let endpoint = sender.endpoint(enc.endpoint());
         Ok(HttpIntegration {
             enc: Arc::new(enc),
@@ -123,6 +123,9 @@ impl<E: Encoder> HttpIntegration<E> {
     async fn send(&self, d: &NotifyData) -> Result<Kept, NotifyError> {
         let fatal = |m: String| NotifyError::fatal(FailureReason::Other, m);
         let secrets = self.enc.secrets().map_err(fatal)?;
+        if let Some(c) = self.sender.capture() {
+            c.secrets(&secrets);
+        }
         let (enc, fields, d2) = (self.enc.clone(), self.fields.clone(), d.clone());
         // Templates come from the configuration: rendered on the blocking pool, within their
         // budgets, never on a runtime worker.

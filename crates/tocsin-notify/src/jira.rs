@@ -147,7 +147,7 @@ impl Jira {
     /// A template that does not parse, or a client that cannot be built.
     pub fn new(cfg: JiraConfig, user_agent: &str, shared: &Shared) -> Result<Self, String> {
         let fields = Fields::compile(&shared.templates, templated(&cfg)).map_err(|e| format!("jira_configs {e}"))?;
-        let sender = HttpSender::new("jira", &cfg.http, user_agent)?;
+        let sender = HttpSender::new("jira", &cfg.http, user_agent)?.with_capture(shared.capture.clone());
         Ok(Jira {
             cfg: Arc::new(cfg),
             fields: Arc::new(fields),

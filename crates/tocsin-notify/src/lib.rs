@@ -9,6 +9,7 @@
 //! Depends on `tocsin-core` for the domain types; must not depend on the server, the cluster or
 //! on any global state. It performs network and file I/O (secrets in `*_file`) at send time.
 
+pub mod capture;
 pub mod chat;
 pub mod email;
 pub mod fields;
@@ -223,6 +224,8 @@ pub struct Shared {
     pub templates: Arc<tocsin_template::Template>,
     /// Counts notifications sent with a fallback body because a template failed.
     pub template_errors: prometheus_client::metrics::counter::Counter,
+    /// Set for a dry run: requests are recorded here instead of sent.
+    pub capture: Option<capture::Capture>,
 }
 
 /// Builds the integrations of a receiver, in Alertmanager's registration order.

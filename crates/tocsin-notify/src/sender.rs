@@ -117,6 +117,7 @@ pub struct HttpSender {
     cfg: HttpClientConfig,
     user_agent: String,
     oauth2: Option<crate::http::OAuth2Tokens>,
+    capture: Option<crate::capture::Capture>,
 }
 
 impl HttpSender {
@@ -136,7 +137,20 @@ impl HttpSender {
             cfg: cfg.clone(),
             user_agent: user_agent.to_string(),
             oauth2,
+            capture: None,
         })
+    }
+
+    /// Records requests in `capture` instead of sending them (a dry run), when set.
+    #[must_use]
+    pub fn with_capture(mut self, capture: Option<crate::capture::Capture>) -> Self {
+        self.capture = capture;
+        self
+    }
+
+    /// The dry run's capture, when this sender records instead of sending.
+    pub fn capture(&self) -> Option<&crate::capture::Capture> {
+        self.capture.as_ref()
     }
 
     /// The endpoint at `url`: an inline URL is parsed now (parsing it per send was a fiftieth
@@ -171,6 +185,15 @@ impl HttpSender {
     /// failed in transport.
     pub async fn post(&self, req: Request<'_>) -> Result<Reply, NotifyError> {
         let fatal = |e: String| NotifyError::fatal(FailureReason::Other, e);
+        // A dry run: recorded before any credential is read or token fetched.
+        if let Some(c) = &self.capture {
+            let url = match &req.endpoint.parsed {
+                Some(u) => u.to_string(),
+                None => read_secret(&req.endpoint.source).unwrap_or_default(),
+            };
+            c.record(self.kind, req.method, &url, req.content_type, &req.body);
+            return Ok(crate::capture::accepted());
+        }
         let auth = match (req.authorization, &self.oauth2) {
             (Some(a), _) => Some(a),
             // A token the endpoint refused is not retried blindly: 4xx is final, like a receiver's.

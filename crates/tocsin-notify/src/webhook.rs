@@ -171,7 +171,8 @@ impl Webhook {
     /// # Errors
     /// As [`crate::http::build_client`], or a template that does not parse.
     pub fn with_templates(conf: WebhookConfig, user_agent: &str, shared: &crate::Shared) -> Result<Self, String> {
-        let sender = crate::sender::HttpSender::new("webhook", &conf.http, user_agent)?;
+        let sender =
+            crate::sender::HttpSender::new("webhook", &conf.http, user_agent)?.with_capture(shared.capture.clone());
         let endpoint = sender.endpoint(conf.url.clone());
         let url_template = match &conf.url {
             tocsin_core::config::SecretSource::Inline(u) => u.contains("{{").then(|| u.clone()),

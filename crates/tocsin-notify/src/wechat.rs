@@ -92,7 +92,7 @@ impl Wechat {
     /// A template that does not parse, or a client that cannot be built.
     pub fn new(cfg: WechatConfig, user_agent: &str, shared: &Shared) -> Result<Self, String> {
         let fields = Fields::compile(&shared.templates, templated(&cfg)).map_err(|e| format!("wechat_configs {e}"))?;
-        let sender = HttpSender::new("wechat", &cfg.http, user_agent)?;
+        let sender = HttpSender::new("wechat", &cfg.http, user_agent)?.with_capture(shared.capture.clone());
         Ok(Wechat {
             cfg: Arc::new(cfg),
             fields: Arc::new(fields),

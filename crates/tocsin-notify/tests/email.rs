@@ -69,6 +69,7 @@ fn shared() -> Shared {
     Shared {
         templates: Arc::new(Template::with_defaults()),
         template_errors: Default::default(),
+        capture: None,
     }
 }
 

@@ -47,6 +47,7 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         )
         .route("/api/v2/{*rest}", any(api_not_found))
         .route("/api/tocsin/v1/events", get(crate::api_events::get_events))
+        .route("/api/tocsin/v1/dry-run", post(crate::dry_run::dry_run))
         .route(
             "/api/tocsin/v1/groups/{group_key}/history",
             get(crate::api_events::get_history),

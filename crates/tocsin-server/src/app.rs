@@ -247,7 +247,7 @@ impl App {
     ) -> Result<Arc<Self>, String> {
         let inhibitor = Inhibitor::new(config.inhibit_rules.clone());
         let metrics = crate::metrics::Metrics::new();
-        let active = build_active(config, &factory, &metrics.template_errors)?;
+        let active = build_active(config, &factory, &metrics.template_errors, None)?;
         let state = ReplicatedState::new(
             clock.clone(),
             settings.retention,

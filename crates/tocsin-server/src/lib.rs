@@ -14,6 +14,7 @@ pub mod clock;
 pub mod cluster;
 mod cluster_tls;
 pub mod dispatch;
+mod dry_run;
 pub mod events;
 pub mod flags;
 pub mod http_server;

@@ -45,10 +45,12 @@ pub(crate) fn build_active(
     config: Config,
     factory: &NotifierFactory,
     template_errors: &Counter,
+    capture: Option<tocsin_notify::capture::Capture>,
 ) -> Result<Active, String> {
     let shared = Shared {
         templates: Arc::new(load_templates(&config.templates)?),
         template_errors: template_errors.clone(),
+        capture,
     };
     let mut integrations = HashMap::new();
     for r in config.active_receivers() {
@@ -119,7 +121,12 @@ impl App {
     /// Returns a message when an integration cannot be built (the old configuration stays).
     pub fn apply(self: &Arc<Self>, config: Config) -> Result<(), String> {
         let mut inhibitor = Inhibitor::new(config.inhibit_rules.clone());
-        let active = Arc::new(build_active(config, &self.factory, &self.metrics.template_errors)?);
+        let active = Arc::new(build_active(
+            config,
+            &self.factory,
+            &self.metrics.template_errors,
+            None,
+        )?);
         let alerts = self.store.list();
         for a in &alerts {
             inhibitor.observe(a);

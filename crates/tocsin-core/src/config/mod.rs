@@ -799,7 +799,7 @@ pub struct Receiver {
 }
 
 /// A validated configuration.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// The file's text as loaded.
     pub original: String,

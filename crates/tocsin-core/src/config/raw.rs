@@ -77,7 +77,7 @@ impl Serialize for Opaque {
 }
 
 /// Top level of `alertmanager.yml`.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +101,7 @@ pub struct RawConfig {
 }
 
 /// `tracing:` (accepted; Tocsin does not export traces).
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTracing {
     #[serde(default, skip_serializing_if = "Option::is_none")]

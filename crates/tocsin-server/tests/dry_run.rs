@@ -1,0 +1,165 @@
+//! `POST /api/tocsin/v1/dry-run` against the binary: the route, group and mutes it reports, the
+//! requests it renders (the same bytes the receiver then gets), the log's verdict, a candidate
+//! configuration, and its errors.
+
+mod common;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn config(sink: &str) -> String {
+    format!(
+        r#"route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  routes:
+  - matchers: ['team="db"']
+    receiver: db
+    group_by: [alertname, team]
+receivers:
+- name: hook
+  webhook_configs:
+  - url: {sink}/hook
+- name: db
+  webhook_configs:
+  - url: {sink}/db
+  email_configs:
+  - to: db@example.org
+    from: tocsin@example.org
+    smarthost: 127.0.0.1:1
+    require_tls: false
+  pagerduty_configs:
+  - routing_key: rk-0123456789
+    url: {sink}/pd
+"#
+    )
+}
+
+async fn dry_run(c: &reqwest::Client, base: &str, body: &Value) -> reqwest::Response {
+    c.post(format!("{base}/api/tocsin/v1/dry-run"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn ok(c: &reqwest::Client, base: &str, body: &Value) -> Value {
+    let r = dry_run(c, base, body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+fn request<'a>(route: &'a Value, integration: &str) -> &'a Value {
+    route["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["integration"] == integration)
+        .unwrap_or_else(|| panic!("no {integration} in {route:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_shows_the_route_the_mutes_and_the_bytes_that_are_then_sent() {
+    let (sink, url) = common::start_sink().await;
+    let t = common::start_tocsin(&config(&url), &[]);
+    let c = reqwest::Client::new();
+    let alert = json!({"labels": {"alertname": "Down", "team": "db"},
+        "annotations": {"summary": "db is down"}, "startsAt": "2026-12-07T10:00:00Z"});
+    let d = ok(&c, &t.base, &alert).await;
+    assert_eq!(d["config"], "active");
+    let route = &d["routes"][0];
+    assert_eq!(d["routes"].as_array().unwrap().len(), 1);
+    assert_eq!(route["receiver"], "db");
+    assert_eq!(route["path"][1]["matchers"], r#"{team="db"}"#);
+    assert_eq!(route["groupKey"], r#"{}/{team="db"}:{alertname="Down", team="db"}"#);
+    assert_eq!(route["group"]["exists"], false);
+    assert_eq!(route["muted"], false);
+    let hook = request(route, "webhook[0]");
+    assert_eq!(
+        (hook["wouldNotify"].as_bool(), hook["why"].as_str()),
+        (Some(true), Some("first notification"))
+    );
+    let rendered = hook["requests"][0]["body"].as_str().unwrap().to_string();
+    assert_eq!(hook["requests"][0]["url"], format!("{url}/<secret>"));
+    let email = request(route, "email[0]");
+    let msg = email["requests"][0]["body"].as_str().unwrap();
+    assert!(msg.contains("Subject: [FIRING:1] Down db \r\n"), "{msg}");
+    assert!(msg.contains("To: db@example.org"), "{msg}");
+    let pd = request(route, "pagerduty[0]");
+    let pd_body: Value = serde_json::from_str(pd["requests"][0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(pd_body["routing_key"], "<secret>", "a secret is never shown");
+    assert_eq!(pd_body["payload"]["summary"], "[FIRING:1] Down db ");
+    assert!(sink.raw.lock().unwrap().is_empty(), "a dry run sends nothing");
+    // The same alert posted: the receiver gets the bytes the dry run showed.
+    common::post_alerts(&c, &t.base, &json!([alert])).await;
+    let got = common::wait_for("the webhook", || {
+        sink.got
+            .lock()
+            .unwrap()
+            .iter()
+            .position(|(p, _, _)| p == "db")
+            .map(|i| sink.raw.lock().unwrap()[i].clone())
+    })
+    .await;
+    assert_eq!(got, rendered);
+    common::wait_for("pagerduty", || {
+        sink.got.lock().unwrap().iter().any(|(p, _, _)| p == "pd").then_some(())
+    })
+    .await;
+    // Now the log says it was sent, and the group holds it.
+    let again = ok(&c, &t.base, &alert).await;
+    let route = &again["routes"][0];
+    assert_eq!(route["group"]["alerts"].as_array().unwrap().len(), 1);
+    let hook = request(route, "webhook[0]");
+    assert_eq!(hook["wouldNotify"], false);
+    assert!(
+        hook["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("the notification log shows this state notified at"),
+        "{hook}"
+    );
+    // A silence mutes it, by id.
+    let now = jiff::Timestamp::now();
+    let id = common::create_silence(
+        &c,
+        &t.base,
+        &json!({"matchers": [{"name": "team", "value": "db", "isRegex": false}],
+            "startsAt": now.to_string(),
+            "endsAt": now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap().to_string(),
+            "createdBy": "ops", "comment": "migration"}),
+    )
+    .await;
+    let muted = ok(&c, &t.base, &alert).await;
+    let route = &muted["routes"][0];
+    assert_eq!(
+        (route["muted"].as_bool(), route["silencedBy"][0]["id"].as_str()),
+        (Some(true), Some(id.as_str()))
+    );
+    assert_eq!(request(route, "webhook[0]")["why"], "every alert of the group is muted");
+    // A candidate configuration: who would be paged after this reload?
+    let candidate = config(&url).replace("receiver: db\n", "receiver: hook\n");
+    let mut body = alert.clone();
+    body["config"] = json!(candidate);
+    let c2 = ok(&c, &t.base, &body).await;
+    assert_eq!(
+        (c2["config"].as_str(), c2["routes"][0]["receiver"].as_str()),
+        (Some("candidate"), Some("hook"))
+    );
+    // Errors say what is wrong.
+    for (body, msg) in [
+        (json!({"labels": {"alertname": "x"}, "config": "route: {}"}), "config: "),
+        (
+            json!({"annotations": {}}),
+            "invalid dry-run request: missing field `labels`",
+        ),
+        (json!({"labels": {}}), "at least one label pair required"),
+    ] {
+        let r = dry_run(&c, &t.base, &body).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let text: String = r.json().await.unwrap();
+        assert!(text.contains(msg), "{body}: {text}");
+    }
+}
