@@ -49,6 +49,10 @@ pub fn router(app: Arc<App>, prefix: &str) -> Router {
         .route("/api/tocsin/v1/events", get(crate::api_events::get_events))
         .route("/api/tocsin/v1/dry-run", post(crate::dry_run::dry_run))
         .route(
+            "/api/tocsin/v1/receivers/{name}/test",
+            post(crate::dry_run::test_receiver),
+        )
+        .route(
             "/api/tocsin/v1/groups/{group_key}/history",
             get(crate::api_events::get_history),
         )

@@ -163,3 +163,67 @@ async fn a_dry_run_shows_the_route_the_mutes_and_the_bytes_that_are_then_sent() 
         assert!(text.contains(msg), "{body}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_test_sends_through_each_integration_and_reports_each_outcome() {
+    let (sink, url) = common::start_sink().await;
+    let t = common::start_tocsin(&config(&url), &[]);
+    let c = reqwest::Client::new();
+    let test = async |name: &str| {
+        let r = c
+            .post(format!("{}/api/tocsin/v1/receivers/{name}/test", t.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    let (status, hook) = test("hook").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (hook["ok"].as_bool(), hook["integrations"][0]["integration"].as_str()),
+        (Some(true), Some("webhook[0]"))
+    );
+    let got = common::wait_for("the test notification", || sink.got.lock().unwrap().first().cloned()).await;
+    assert_eq!(got.0, "hook");
+    assert_eq!(got.2["alerts"][0]["labels"]["alertname"], "TestAlert");
+    assert_eq!(got.2["alerts"][0]["annotations"]["summary"], "Notification test");
+    // One integration failing does not hide the others' outcomes.
+    let (_, db) = test("db").await;
+    assert_eq!(db["ok"], false);
+    let outcome: Vec<(String, bool)> = db["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["integration"].as_str().unwrap().to_string(),
+                i["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("webhook[0]".to_string(), true),
+            ("email[0]".to_string(), false),
+            ("pagerduty[0]".to_string(), true)
+        ],
+        "Alertmanager's order of integrations"
+    );
+    let email_error = db["integrations"][1]["error"].as_str().unwrap();
+    assert!(email_error.contains("127.0.0.1:1"), "{email_error}");
+    // The outcomes are in the event history.
+    let events: Value = common::get_json(&c, format!("{}/api/tocsin/v1/events?receiver=db", t.base)).await;
+    let failed = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "notification_failed")
+        .count();
+    assert_eq!(failed, 1);
+    let (status, missing) = test("nobody").await;
+    assert_eq!(
+        (status, missing.as_str()),
+        (StatusCode::NOT_FOUND, Some("receiver \"nobody\" not found"))
+    );
+}
