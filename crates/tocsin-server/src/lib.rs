@@ -10,6 +10,7 @@ pub mod api;
 mod api_events;
 mod api_silences;
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod cluster;
 mod cluster_tls;

@@ -9,6 +9,20 @@ use clap::Parser;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
+    // `tocsin events|history|dry-run|test-receiver …` talk to a running replica.
+    let args: Vec<String> = std::env::args().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| tocsin_server::cli::COMMANDS.contains(&a.as_str()))
+    {
+        return match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(tocsin_server::cli::main(args)),
+            Err(e) => {
+                eprintln!("unable to start the runtime: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let flags = tocsin_server::flags::Flags::parse();
     tocsin_server::logging::init(&flags.log_level, flags.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

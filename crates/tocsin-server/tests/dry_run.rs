@@ -227,3 +227,81 @@ async fn a_receiver_test_sends_through_each_integration_and_reports_each_outcome
         (StatusCode::NOT_FOUND, Some("receiver \"nobody\" not found"))
     );
 }
+
+/// Runs `tocsin <args>` (a command talking to a replica); (exit success, stdout, stderr).
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_asks_a_replica_what_it_did_and_would_do() {
+    let (sink, url) = common::start_sink().await;
+    let t = common::start_tocsin(&config(&url), &["--cluster.peer-name=replica-a"]);
+    let c = reqwest::Client::new();
+    let at = format!("--alertmanager.url={}", t.base);
+    let (ok, out, err) = cli(&["dry-run", &at, "alertname=Down", "team=db", "--annotation=summary=down"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("receiver  db"), "{out}");
+    assert!(
+        out.contains(r#"group     {}/{team="db"}:{alertname="Down", team="db"} (new)"#),
+        "{out}"
+    );
+    assert!(out.contains("webhook[0]  would notify: first notification"), "{out}");
+    // A candidate configuration from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let candidate = dir.path().join("next.yml");
+    std::fs::write(&candidate, config(&url).replace("receiver: db\n", "receiver: hook\n")).unwrap();
+    let (_, out, _) = cli(&[
+        "dry-run",
+        &at,
+        "alertname=Down",
+        "team=db",
+        "--config.file",
+        candidate.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["routes"][0]["receiver"], "hook");
+    // What happened, and a group's history.
+    common::post_alerts(&c, &t.base, &json!([{"labels": {"alertname": "Down", "team": "db"}}])).await;
+    common::wait_for("the notification", || sink.got.lock().unwrap().first().cloned()).await;
+    common::wait_for_async("the notification events", async || {
+        let out = cli(&["events", &at, "--type=notification"]).1;
+        out.contains("replica-a  notification") && out.contains("pagerduty[0]") && out.contains("webhook[0]")
+    })
+    .await;
+    let (ok, out, _) = cli(&["history", &at, r#"{}/{team="db"}:{alertname="Down", team="db"}"#]);
+    assert!(ok);
+    // Webhook and PagerDuty delivered; the email (to a closed port) is still being retried.
+    assert_eq!(
+        out.lines().filter(|l| l.contains("  notification  ")).count(),
+        2,
+        "{out}"
+    );
+    assert!(out.contains("integration=webhook[0]"), "{out}");
+    // A receiver test's outcome is the exit code.
+    let (ok, out, _) = cli(&["test-receiver", &at, "hook"]);
+    assert!(ok, "{out}");
+    assert_eq!(out, "webhook[0]  ok\n");
+    let (ok, out, _) = cli(&["test-receiver", &at, "db"]);
+    assert!(!ok);
+    assert!(out.contains("email[0]  failed: "), "{out}");
+    // Errors name what is wrong.
+    let (ok, _, err) = cli(&["events", &at, "--type=nope"]);
+    assert!(!ok);
+    assert!(
+        err.contains("400 Bad Request: type: unknown event type \"nope\""),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["dry-run", &at, "novalue"]);
+    assert!(!ok && err.contains("\"novalue\": expected name=value"), "{err}");
+}
