@@ -16,7 +16,7 @@ use tocsin_core::silence::Limits;
 use tocsin_notify::{Integration, Shared};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
@@ -95,6 +95,8 @@ pub struct Settings {
     /// `--cluster.peer-name`: names this replica in its events when it runs alone (the host
     /// name when empty).
     pub peer_name: String,
+    /// `--enable-feature=event-recorder`: the config's `event_recorder` outputs export events.
+    pub event_recorder: bool,
 }
 
 /// Tocsin's bounds on what one alert and the store may hold.
@@ -165,6 +167,7 @@ impl Settings {
             request_memory: 1 << 30,
             events: crate::events::Limits::default(),
             peer_name: String::new(),
+            event_recorder: false,
         }
     }
 }
@@ -305,6 +308,28 @@ impl App {
             factory,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
+        .inspect(|app| app.start_event_outputs(&app.active().config))
+    }
+
+    /// Starts the `event_recorder` outputs of `config` (with `--enable-feature=event-recorder`);
+    /// when one cannot be built, the outputs running stay, as in Alertmanager.
+    pub(crate) fn start_event_outputs(&self, config: &Config) {
+        if !self.settings.event_recorder {
+            if !config.event_recorder.is_empty() {
+                warn!(
+                    "event_recorder is configured but --enable-feature=event-recorder is not set: events are not exported"
+                );
+            }
+            return;
+        }
+        match crate::event_outputs::Outputs::start(
+            &config.event_recorder,
+            &crate::user_agent(),
+            &self.metrics.event_outputs,
+        ) {
+            Ok(o) => self.events.set_outputs(o),
+            Err(e) => warn!(err = %e, "event_recorder outputs could not be built; the previous ones stay"),
+        }
     }
 
     /// Records an event done by this replica now.
@@ -382,8 +407,7 @@ impl App {
         // Alerts of one rule arrive together with the same generator URL: they share one copy
         // (48 of the ~420 bytes a stored alert takes).
         let mut last_url: Option<Arc<str>> = None;
-        let peer = self.peer();
-        let replica = self.replica_name(&*peer);
+        let mut created = Vec::new();
         for (index, p) in batch.into_iter().enumerate() {
             match prepare(p, now, resolve_timeout, names) {
                 Ok(mut a) => {
@@ -426,13 +450,7 @@ impl App {
                     };
                     resolved += usize::from(is_resolved);
                     if new {
-                        let mut e = tocsin_core::events::Event::new(tocsin_core::events::Kind::AlertCreated);
-                        e.labels = put.labels.clone();
-                        e.alerts = vec![tocsin_core::events::EventAlert {
-                            fingerprint: put.fingerprint.to_string(),
-                            status: if is_resolved { "resolved" } else { "firing" }.into(),
-                        }];
-                        self.events.record(e, replica, now);
+                        created.push((put.clone(), is_resolved));
                     }
                     stored.push(put);
                 }
@@ -464,6 +482,8 @@ impl App {
                 "alerts refused over --alerts.per-alertname-limit"
             );
         }
+        let peer = self.peer();
+        self.events.created(created, self.replica_name(&*peer), now);
         self.route_alerts(&active, &stored, now);
         rejected
     }

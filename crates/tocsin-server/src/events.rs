@@ -6,20 +6,23 @@
 //! while the total is over that size, and once their last write is older than
 //! `--events.retention`. A line cut short by a crash is skipped when read.
 //!
-//! Recording is `try_send` into a queue of [`QUEUE`] events: when the writer falls behind,
-//! events are dropped and counted (`tocsin_events_dropped_total`), never waited for.
+//! Recording appends to a queue of at most [`QUEUE`] events that the writer takes every
+//! [`FLUSH_IDLE`]: no system call and no wake-up on the caller's path. When the writer falls
+//! behind, events are dropped and counted (`tocsin_events_dropped_total`), never waited for.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use tocsin_core::events::{Event, Query};
+use tocsin_core::alert::Alert;
+use tocsin_core::events::{Event, EventAlert, Kind, Query};
 use tracing::warn;
 
 /// Events waiting for the writer at most.
@@ -30,6 +33,11 @@ const MEMORY_EVENTS: usize = 100_000;
 const MIN_SEGMENT: u64 = 64 * 1024;
 /// How often the writer deletes segments past the retention.
 const AGE_CHECK: Duration = Duration::from_secs(10);
+/// How often an idle writer updates the size gauge and checks the age.
+const SIZE_CHECK: Duration = Duration::from_secs(1);
+/// How often the writer takes the queue and writes it out (a query sees an event within
+/// about that).
+const FLUSH_IDLE: Duration = Duration::from_millis(20);
 
 /// `--events.max-size-bytes` and `--events.retention`.
 #[derive(Clone, Copy, Debug)]
@@ -62,11 +70,84 @@ pub struct EventMetrics {
     pub bytes: Gauge,
 }
 
+/// An event waiting for the writer: built by the writer (off the caller's path) when it is an
+/// alert's creation, which ingest records for every new alert.
+struct Pending {
+    id: u64,
+    time: jiff::Timestamp,
+    replica: Arc<str>,
+    what: What,
+}
+
+enum What {
+    Event(Box<Event>),
+    Created { alert: Arc<Alert>, resolved: bool },
+}
+
+impl Pending {
+    /// Appends the event's JSON line body (no newline) as `serde_json` writes the [`Event`];
+    /// an alert's creation, the one kind ingest records per alert, without building the event
+    /// (serialising it through serde cost a quarter of ingest throughput on two cores).
+    /// `time` caches the last timestamp's text: a batch of alerts shares its time.
+    fn write(self, buf: &mut Vec<u8>, time: &mut (jiff::Timestamp, String)) -> serde_json::Result<()> {
+        let What::Created { alert, resolved } = &self.what else {
+            return serde_json::to_writer(buf, &self.into_event());
+        };
+        use crate::json_out::{push_fingerprint, push_labels, push_str};
+        use std::io::Write as _;
+        if time.0 != self.time || time.1.is_empty() {
+            *time = (self.time, self.time.to_string());
+        }
+        let _ = write!(buf, "{{\"id\":{},\"time\":\"{}\",\"replica\":", self.id, time.1);
+        push_str(buf, &self.replica);
+        buf.extend_from_slice(br#","type":"alert_created""#);
+        if !alert.labels.is_empty() {
+            buf.extend_from_slice(br#","labels":"#);
+            push_labels(buf, &alert.labels);
+        }
+        buf.extend_from_slice(br#","alerts":[{"fingerprint":"#);
+        push_fingerprint(buf, alert.fingerprint);
+        buf.extend_from_slice(if *resolved {
+            br#","status":"resolved"}]}"#
+        } else {
+            br#","status":"firing"}]}"#
+        });
+        Ok(())
+    }
+
+    fn into_event(self) -> Event {
+        let mut e = match self.what {
+            What::Event(e) => *e,
+            What::Created { alert, resolved } => {
+                let mut e = Event::new(Kind::AlertCreated);
+                e.labels = alert.labels.clone();
+                e.alerts = vec![EventAlert {
+                    fingerprint: alert.fingerprint.to_string(),
+                    status: if resolved { "resolved" } else { "firing" }.into(),
+                }];
+                e
+            }
+        };
+        e.id = self.id;
+        e.time = self.time;
+        e.replica = self.replica.to_string();
+        e
+    }
+}
+
+/// The queue between recorders and the writer thread: recorders append under a lock (no system
+/// call, no wake-up); the writer takes the whole queue every [`FLUSH_IDLE`].
+#[derive(Default)]
+struct Queue {
+    pending: Mutex<Vec<Pending>>,
+    closed: AtomicBool,
+    /// New `event_recorder` outputs for the writer to take (a reload's).
+    outputs: Mutex<Option<crate::event_outputs::Outputs>>,
+}
+
 enum Sink {
-    /// Recording is off (`--events.max-size-bytes=0`).
-    Off,
-    /// The writer thread's queue (`None` once closed).
-    Disk(RwLock<Option<SyncSender<Box<Event>>>>),
+    /// The writer thread's queue.
+    Disk(Arc<Queue>),
     /// No storage: the newest events in memory.
     Memory(Mutex<VecDeque<Event>>),
 }
@@ -74,24 +155,38 @@ enum Sink {
 /// The event history of one replica.
 pub struct EventLog {
     sink: Sink,
+    /// Whether events are recorded: the history is kept, or an output exports them.
+    enabled: AtomicBool,
+    /// The history is kept on disk (`--events.max-size-bytes` > 0).
+    keep: bool,
     dir: Option<PathBuf>,
     next_id: AtomicU64,
     host: String,
+    /// The replica name of the last event (shared by the events that follow under it).
+    replica: RwLock<Arc<str>>,
     metrics: EventMetrics,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl EventLog {
-    /// A log in memory (no storage): the newest [`MEMORY_EVENTS`] events.
-    pub fn memory(metrics: EventMetrics) -> EventLog {
+    fn with(sink: Sink, dir: Option<PathBuf>, next_id: u64, metrics: EventMetrics) -> EventLog {
+        let host = hostname();
         EventLog {
-            sink: Sink::Memory(Mutex::new(VecDeque::new())),
-            dir: None,
-            next_id: AtomicU64::new(1),
-            host: hostname(),
+            enabled: AtomicBool::new(true),
+            keep: true,
+            sink,
+            dir,
+            next_id: AtomicU64::new(next_id),
+            replica: RwLock::new(Arc::from(host.as_str())),
+            host,
             metrics,
             writer: Mutex::new(None),
         }
+    }
+
+    /// A log in memory (no storage): the newest [`MEMORY_EVENTS`] events.
+    pub fn memory(metrics: EventMetrics) -> EventLog {
+        Self::with(Sink::Memory(Mutex::new(VecDeque::new())), None, 1, metrics)
     }
 
     /// Opens the log under `dir` (created), its ids going on from the last event written.
@@ -99,77 +194,135 @@ impl EventLog {
     /// # Errors
     /// The directory cannot be created.
     pub fn open(dir: &Path, limits: Limits, mode: u32, metrics: EventMetrics) -> std::io::Result<EventLog> {
-        if limits.max_bytes == 0 {
-            return Ok(EventLog {
-                sink: Sink::Off,
-                dir: None,
-                next_id: AtomicU64::new(1),
-                host: hostname(),
-                metrics,
-                writer: Mutex::new(None),
-            });
-        }
-        std::fs::create_dir_all(dir)?;
-        let last = segments(dir)
-            .last()
-            .and_then(|(_, p)| read_lines_rev(p).into_iter().next().map(|e| e.id));
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let keep = limits.max_bytes > 0;
+        let last = if keep {
+            std::fs::create_dir_all(dir)?;
+            segments(dir).last().and_then(|(_, p)| last_event(p)).map(|e| e.id)
+        } else {
+            None
+        };
+        let queue = Arc::new(Queue::default());
         let w = Writer {
             dir: dir.to_path_buf(),
+            keep,
             limits,
             mode,
             metrics: metrics.clone(),
         };
+        let q = queue.clone();
         let handle = std::thread::Builder::new()
             .name("tocsin-events".into())
-            .spawn(move || w.run(rx))?;
-        Ok(EventLog {
-            sink: Sink::Disk(RwLock::new(Some(tx))),
-            dir: Some(dir.to_path_buf()),
-            next_id: AtomicU64::new(last.map_or(1, |id| id + 1)),
-            host: hostname(),
+            .spawn(move || w.run(&q))?;
+        let mut log = Self::with(
+            Sink::Disk(queue),
+            keep.then(|| dir.to_path_buf()),
+            last.map_or(1, |id| id + 1),
             metrics,
-            writer: Mutex::new(Some(handle)),
-        })
+        );
+        log.keep = keep;
+        log.enabled = AtomicBool::new(keep);
+        *log.writer.lock() = Some(handle);
+        Ok(log)
     }
 
-    /// Records `e` as done by `replica` (the host name when empty) at `now`; never waits.
-    pub fn record(&self, mut e: Event, replica: &str, now: jiff::Timestamp) {
-        if matches!(self.sink, Sink::Off) {
+    /// Hands the writer the `event_recorder` outputs of a (re)loaded configuration; events are
+    /// recorded while the history is kept or an output exports them. Without storage (tests)
+    /// there is no writer and outputs are ignored.
+    pub fn set_outputs(&self, outputs: crate::event_outputs::Outputs) {
+        if let Sink::Disk(q) = &self.sink {
+            self.enabled.store(self.keep || !outputs.is_empty(), Ordering::SeqCst);
+            *q.outputs.lock() = Some(outputs);
+        }
+    }
+
+    /// The shared name for `replica` (the host name when empty).
+    fn replica(&self, replica: &str) -> Arc<str> {
+        let name = if replica.is_empty() {
+            self.host.as_str()
+        } else {
+            replica
+        };
+        let current = self.replica.read().clone();
+        if &*current == name {
+            return current;
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        *self.replica.write() = fresh.clone();
+        fresh
+    }
+
+    fn push(&self, what: What, replica: &str, now: jiff::Timestamp) {
+        if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
-        e.id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        e.time = now;
-        e.replica = if replica.is_empty() {
-            self.host.clone()
-        } else {
-            replica.to_string()
+        let p = Pending {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            time: now,
+            replica: self.replica(replica),
+            what,
         };
         match &self.sink {
-            Sink::Off => {}
             Sink::Memory(m) => {
                 let mut m = m.lock();
                 if m.len() >= MEMORY_EVENTS {
                     m.pop_front();
                 }
-                m.push_back(e);
+                m.push_back(p.into_event());
                 self.metrics.recorded.inc();
             }
-            Sink::Disk(tx) => {
-                let sent = match tx.read().as_ref() {
-                    Some(tx) => !matches!(
-                        tx.try_send(Box::new(e)),
-                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_))
-                    ),
-                    None => false,
-                };
-                if sent {
-                    self.metrics.recorded.inc();
-                } else {
+            Sink::Disk(q) => {
+                let mut pending = q.pending.lock();
+                if pending.len() >= QUEUE || q.closed.load(Ordering::Relaxed) {
+                    drop(pending);
                     self.metrics.dropped.inc();
+                } else {
+                    pending.push(p);
+                    drop(pending);
+                    self.metrics.recorded.inc();
                 }
             }
         }
+    }
+
+    /// Records `e` as done by `replica` (the host name when empty) at `now`; never waits.
+    pub fn record(&self, e: Event, replica: &str, now: jiff::Timestamp) {
+        self.push(What::Event(Box::new(e)), replica, now);
+    }
+
+    /// Records the creation of a batch's new alerts (`resolved` with each): one lock, one id
+    /// range and one count for the batch, and the events are built by the writer, off ingest's
+    /// path.
+    pub fn created(&self, alerts: Vec<(Arc<Alert>, bool)>, replica: &str, now: jiff::Timestamp) {
+        if alerts.is_empty() || !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let Sink::Disk(q) = &self.sink else {
+            for (alert, resolved) in alerts {
+                self.push(What::Created { alert, resolved }, replica, now);
+            }
+            return;
+        };
+        let n = alerts.len() as u64;
+        let first = self.next_id.fetch_add(n, Ordering::Relaxed);
+        let replica = self.replica(replica);
+        let mut pending = q.pending.lock();
+        let room = QUEUE.saturating_sub(pending.len()).min(alerts.len());
+        let room = if q.closed.load(Ordering::Relaxed) { 0 } else { room };
+        pending.extend(
+            alerts
+                .into_iter()
+                .take(room)
+                .zip(first..)
+                .map(|((alert, resolved), id)| Pending {
+                    id,
+                    time: now,
+                    replica: replica.clone(),
+                    what: What::Created { alert, resolved },
+                }),
+        );
+        drop(pending);
+        self.metrics.recorded.inc_by(room as u64);
+        self.metrics.dropped.inc_by(n - room as u64);
     }
 
     /// The newest events selected by `q`, at most `limit`, newest first (blocking: run it off
@@ -177,7 +330,6 @@ impl EventLog {
     pub fn query(&self, q: &Query, limit: usize) -> Vec<Event> {
         let mut out = Vec::new();
         match &self.sink {
-            Sink::Off => {}
             Sink::Memory(m) => {
                 out.extend(m.lock().iter().rev().filter(|e| q.matches(e)).take(limit).cloned());
             }
@@ -206,12 +358,13 @@ impl EventLog {
         out
     }
 
-    /// Stops the writer after it wrote every event queued (bounded by the queue's size).
+    /// Stops the writer after it wrote every event queued.
     pub fn close(&self) {
-        if let Sink::Disk(tx) = &self.sink {
-            tx.write().take();
+        if let Sink::Disk(q) = &self.sink {
+            q.closed.store(true, Ordering::SeqCst);
         }
         if let Some(h) = self.writer.lock().take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
@@ -240,6 +393,32 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
         .collect();
     v.sort();
     v
+}
+
+/// The last whole event of a segment, read from its end (a start-up must not parse a segment
+/// of hundreds of MiB to learn the next id).
+fn last_event(path: &Path) -> Option<Event> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let start = len.saturating_sub(window);
+        f.seek(SeekFrom::Start(start)).ok()?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).ok()?;
+        // The first line of the window may be cut: only lines after a newline count, unless
+        // the window starts the file.
+        let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+        let whole = if start == 0 { &lines[..] } else { &lines[1..] };
+        if let Some(e) = whole.iter().rev().find_map(|l| serde_json::from_slice::<Event>(l).ok()) {
+            return Some(e);
+        }
+        if start == 0 {
+            return None;
+        }
+        window *= 4;
+    }
 }
 
 /// A segment's events, newest first; lines that do not parse (one cut short by a crash) are
@@ -271,6 +450,8 @@ fn ends_with_newline(path: &Path) -> bool {
 
 struct Writer {
     dir: PathBuf,
+    /// Segments are written (else only the outputs get the events).
+    keep: bool,
     limits: Limits,
     mode: u32,
     metrics: EventMetrics,
@@ -287,21 +468,38 @@ impl Writer {
         (self.limits.max_bytes / 8).max(MIN_SEGMENT)
     }
 
-    fn run(self, rx: Receiver<Box<Event>>) {
+    fn run(self, queue: &Queue) {
         let mut open: Option<Open> = None;
-        let mut last_age_check = std::time::Instant::now();
+        let mut last_check = std::time::Instant::now();
         self.enforce(true);
-        while let Ok(first) = rx.recv() {
-            let mut line = Vec::with_capacity(512);
-            for e in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok()).take(4096)) {
+        let mut line = Vec::with_capacity(512);
+        let mut batch = Vec::new();
+        let mut time = (jiff::Timestamp::UNIX_EPOCH, String::new());
+        let mut outputs: Option<crate::event_outputs::Outputs> = None;
+        loop {
+            let closing = queue.closed.load(Ordering::SeqCst);
+            if let Some(o) = queue.outputs.lock().take() {
+                outputs = Some(o);
+            }
+            std::mem::swap(&mut batch, &mut *queue.pending.lock());
+            // Ids are taken before the queue's lock: the file keeps them in order.
+            batch.sort_by_key(|p| p.id);
+            for p in batch.drain(..) {
+                let id = p.id;
                 line.clear();
-                if serde_json::to_writer(&mut line, &e).is_err() {
+                if p.write(&mut line, &mut time).is_err() {
                     self.metrics.write_errors.inc();
                     continue;
                 }
                 line.push(b'\n');
+                if let Some(o) = outputs.as_mut() {
+                    o.send(&line);
+                }
+                if !self.keep {
+                    continue;
+                }
                 if open.is_none() {
-                    open = self.open_segment(e.id);
+                    open = self.open_segment(id);
                 }
                 let Some(o) = open.as_mut() else { continue };
                 if o.file.write_all(&line).is_err() {
@@ -315,7 +513,8 @@ impl Writer {
                         self.metrics.write_errors.inc();
                     }
                     open = None;
-                    self.enforce(false);
+                    self.enforce(last_check.elapsed() >= AGE_CHECK);
+                    last_check = std::time::Instant::now();
                 }
             }
             if let Some(o) = open.as_mut()
@@ -324,15 +523,16 @@ impl Writer {
                 self.metrics.write_errors.inc();
                 open = None;
             }
-            let age = last_age_check.elapsed() >= AGE_CHECK;
-            if age {
-                last_age_check = std::time::Instant::now();
+            if closing {
+                break;
             }
-            self.enforce(age);
+            if last_check.elapsed() >= SIZE_CHECK {
+                self.enforce(true);
+                last_check = std::time::Instant::now();
+            }
+            std::thread::park_timeout(FLUSH_IDLE);
         }
-        if let Some(mut o) = open {
-            let _ = o.file.flush();
-        }
+        self.enforce(false);
     }
 
     /// Opens the newest segment for appending when it has room, else a new one from `id`.
@@ -376,6 +576,9 @@ impl Writer {
     /// Deletes the oldest segments while the log is over its size, and (when `age`) those last
     /// written before the retention; the newest segment stays. Updates the size gauge.
     fn enforce(&self, age: bool) {
+        if !self.keep {
+            return;
+        }
         let segs = segments(&self.dir);
         let mut sized: Vec<(PathBuf, u64, Option<SystemTime>)> = segs
             .into_iter()
@@ -429,6 +632,35 @@ mod tests {
                 return got;
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    proptest::proptest! {
+        /// An alert's creation is written as serde writes its event.
+        #[test]
+        fn a_created_alert_is_written_as_serde_writes_it(
+            labels in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 0..5),
+            resolved: bool,
+            secs in 0i64..4_000_000_000,
+            nanos in 0i32..1_000_000_000,
+            replica in "\\PC{0,10}",
+        ) {
+            let labels: tocsin_core::labels::LabelSet = labels.into_iter().collect();
+            let alert = Arc::new(Alert {
+                fingerprint: tocsin_core::labels::fingerprint(&labels),
+                labels,
+                ..Alert::default()
+            });
+            let pending = || Pending {
+                id: 42,
+                time: jiff::Timestamp::new(secs, nanos).unwrap(),
+                replica: Arc::from(replica.as_str()),
+                what: What::Created { alert: alert.clone(), resolved },
+            };
+            let mut fast = Vec::new();
+            pending().write(&mut fast, &mut (jiff::Timestamp::UNIX_EPOCH, String::new())).unwrap();
+            let slow = serde_json::to_vec(&pending().into_event()).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(slow).unwrap());
         }
     }
 

@@ -16,6 +16,7 @@ pub mod cluster;
 mod cluster_tls;
 pub mod dispatch;
 mod dry_run;
+pub mod event_outputs;
 pub mod events;
 pub mod flags;
 pub mod http_server;
@@ -228,6 +229,11 @@ pub async fn run_with(
         body_read_timeout: flags.web_body_read_timeout,
         request_memory: flags.web_request_memory,
         peer_name: flags.cluster_peer_name.clone(),
+        event_recorder: flags
+            .features()
+            .map_err(anyhow::Error::msg)?
+            .iter()
+            .any(|f| f == "event-recorder"),
         events: events::Limits {
             max_bytes: flags.events_max_size_bytes,
             retention: flags.events_retention,

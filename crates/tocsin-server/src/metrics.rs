@@ -221,6 +221,8 @@ pub struct Metrics {
     integrations: Vec<(&'static str, IntegrationMetrics)>,
     /// The event history's (`tocsin_events_*`, `tocsin_event_log_*`).
     pub events: crate::events::EventMetrics,
+    /// The `event_recorder` outputs' (`tocsin_event_output_*`).
+    pub event_outputs: crate::event_outputs::OutputMetrics,
 }
 
 impl Default for Metrics {
@@ -279,6 +281,7 @@ impl Metrics {
             cluster_traffic: Default::default(),
             integrations: Vec::new(),
             events: Default::default(),
+            event_outputs: Default::default(),
             registry: Registry::default(),
         };
         // Counters are registered without `_total`; the encoder appends it.
@@ -478,6 +481,16 @@ impl Metrics {
             "event_log_write_errors",
             "Failed writes or deletions of the event log's files.",
             m.events.write_errors.clone(),
+        );
+        t.register(
+            "event_output_errors",
+            "Writes and requests of the event_recorder outputs that failed for good.",
+            m.event_outputs.errors.clone(),
+        );
+        t.register(
+            "event_output_drops",
+            "Events an event_recorder output dropped because its queue was full.",
+            m.event_outputs.drops.clone(),
         );
         t.register(
             "event_log_bytes",

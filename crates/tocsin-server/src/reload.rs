@@ -142,6 +142,7 @@ impl App {
         };
         self.state
             .set_bounds(self.settings.max_clock_skew, crate::app::claim_cap(&active.config));
+        self.start_event_outputs(&active.config);
         let _ = old.cancel.send(true);
         self.wake.notify_one();
         self.metrics.reload_ok.set(1);

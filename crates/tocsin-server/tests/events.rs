@@ -133,6 +133,11 @@ async fn the_history_says_what_was_sent_what_was_muted_and_survives_a_restart() 
     // A restart keeps the history; ids go on.
     assert!(t.terminate().success());
     let t = common::start_in(dir.path(), &config, &["--cluster.peer-name=tocsin-a"]);
+    // Events reach the disk within a few tens of milliseconds.
+    common::wait_for_async("the start-up event", async || {
+        types(&events(&c, &t.base, "limit=1").await) == ["alertmanager_startup_event"]
+    })
+    .await;
     let after = events(&c, &t.base, "limit=3").await;
     assert_eq!(
         types(&after),
@@ -146,4 +151,60 @@ async fn the_history_says_what_was_sent_what_was_muted_and_survives_a_restart() 
     let m = common::metric(&c, &t.base, "tocsin_events_recorded_total").await;
     assert!(m >= 1.0, "{m}");
     assert!(common::metric(&c, &t.base, "tocsin_event_log_bytes").await > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_recorder_outputs_export_events_with_the_feature_flag() {
+    let (sink, url) = common::start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}event_recorder:\n  file_outputs:\n  - path: exported.jsonl\n  webhook_outputs:\n  - url: {url}/events\n    batch: true\n    batch_flush_interval: 50ms\n",
+        CONFIG.replace("SINK", &url)
+    );
+    let mut t = common::start_in(dir.path(), &config, &["--enable-feature=event-recorder"]);
+    let c = reqwest::Client::new();
+    common::post_alerts(&c, &t.base, &json!([{"labels": {"alertname": "Exported"}}])).await;
+    // The file (beside the config), one JSON event per line.
+    let file = dir.path().join("exported.jsonl");
+    let lines = common::wait_for("the exported notification", || {
+        let text = std::fs::read_to_string(&file).ok()?;
+        text.contains(r#""type":"notification""#).then_some(text)
+    })
+    .await;
+    let kinds: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds[..2], ["alertmanager_startup_event", "alert_created"], "{lines}");
+    // The webhook, in batches (JSON arrays).
+    let batches = common::wait_for("the webhook output", || {
+        let got = sink.got.lock().unwrap();
+        let events: Vec<Value> = got
+            .iter()
+            .filter(|(p, _, _)| p == "events")
+            .flat_map(|(_, _, v)| v.as_array().unwrap().clone())
+            .collect();
+        events.iter().any(|e| e["type"] == "notification").then_some(events)
+    })
+    .await;
+    assert_eq!(batches[0]["type"], "alertmanager_startup_event");
+    assert!(t.terminate().success());
+    // Without the flag the outputs stay off, and the start-up log says so.
+    let _ = std::fs::remove_file(&file);
+    let t = common::start_in(dir.path(), &config, &[]);
+    common::wait_for("the warning", || {
+        t.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("--enable-feature=event-recorder is not set"))
+            .then_some(())
+    })
+    .await;
+    assert!(!file.exists());
 }

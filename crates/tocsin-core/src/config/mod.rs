@@ -807,6 +807,8 @@ pub struct Config {
     pub raw: RawConfig,
     /// `global.resolve_timeout`.
     pub resolve_timeout: Duration,
+    /// `event_recorder` (0.33): where events are exported.
+    pub event_recorder: EventRecorder,
     /// The routing tree.
     pub route: RouteTree,
     /// Receivers by name.
@@ -2027,6 +2029,126 @@ fn pagerduty_config(
     })
 }
 
+/// `event_recorder` (0.33): the outputs events are exported to, with
+/// `--enable-feature=event-recorder`.
+#[derive(Clone, Debug, Default)]
+pub struct EventRecorder {
+    /// `file_outputs`: files events are appended to, one JSON line each.
+    pub files: Vec<PathBuf>,
+    /// `webhook_outputs`.
+    pub webhooks: Vec<EventWebhook>,
+    /// How many `stdout_outputs` (events go to stdout once however many).
+    pub stdout: usize,
+}
+
+impl EventRecorder {
+    /// Whether any output is configured.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.webhooks.is_empty() && self.stdout == 0
+    }
+}
+
+/// An `event_recorder` `webhook_outputs` item, defaults applied.
+#[derive(Clone, Debug)]
+pub struct EventWebhook {
+    /// `url`.
+    pub url: String,
+    /// `http_config` (Prometheus' defaults; the global one is not inherited).
+    pub http: HttpClientConfig,
+    /// `timeout` (10s).
+    pub timeout: Duration,
+    /// `workers` (4): requests under way at once.
+    pub workers: usize,
+    /// `max_retries` (3): attempts per request in all.
+    pub max_retries: u32,
+    /// `retry_backoff` (500ms), doubled per attempt up to 30s.
+    pub retry_backoff: Duration,
+    /// `batch`: the body is a JSON array of events.
+    pub batch: bool,
+    /// `batch_max_events` (100).
+    pub batch_max_events: usize,
+    /// `batch_max_bytes` (1 MiB, soft: one larger event goes alone).
+    pub batch_max_bytes: usize,
+    /// `batch_flush_interval` (100ms).
+    pub batch_flush_interval: Duration,
+}
+
+fn event_recorder(raw: Option<&raw::RawEventRecorder>, base: &Path) -> Result<EventRecorder, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(EventRecorder::default());
+    };
+    if raw.kafka_outputs.as_ref().is_some_and(|k| !k.is_empty()) {
+        return err(
+            "event_recorder kafka_outputs is not supported by Tocsin (see docs/compatibility.md); use file, webhook or stdout outputs",
+        );
+    }
+    let mut out = EventRecorder {
+        stdout: raw.stdout_outputs.as_ref().map_or(0, Vec::len),
+        ..EventRecorder::default()
+    };
+    for f in raw.file_outputs.iter().flatten() {
+        let path = f.path.clone().unwrap_or_default();
+        if path.is_empty() {
+            return err("event_recorder file output requires a path");
+        }
+        out.files.push(base.join(path));
+    }
+    for w in raw.webhook_outputs.iter().flatten() {
+        let url = w.url.as_ref().map(|u| u.0.clone()).unwrap_or_default();
+        if url.is_empty() {
+            return err("event_recorder webhook output requires a url");
+        }
+        if check_url(&url, "url").is_err() {
+            return err("event_recorder webhook output requires an absolute http(s) url");
+        }
+        let (events, bytes) = (w.batch_max_events.unwrap_or(0), w.batch_max_bytes.unwrap_or(0));
+        let interval = w.batch_flush_interval.as_ref().map_or(Duration::ZERO, |d| d.0);
+        if events < 0 || bytes < 0 || w.workers.unwrap_or(0) < 0 || w.max_retries.unwrap_or(0) < 0 {
+            return err("event_recorder webhook batch settings cannot be negative");
+        }
+        if !w.batch.unwrap_or(false)
+            && (w.batch_max_events.is_some() || w.batch_max_bytes.is_some() || w.batch_flush_interval.is_some())
+        {
+            return err("event_recorder webhook batch settings require batch: true");
+        }
+        let positive = |v: i64, default: usize| {
+            if v > 0 {
+                usize::try_from(v).unwrap_or(default)
+            } else {
+                default
+            }
+        };
+        out.webhooks.push(EventWebhook {
+            url,
+            http: match &w.http_config {
+                Some(h) => http_config(h, base)?,
+                None => HttpClientConfig::default(),
+            },
+            timeout: w
+                .timeout
+                .as_ref()
+                .map_or(Duration::from_secs(10), |d| d.0)
+                .max(Duration::from_millis(1)),
+            workers: positive(w.workers.unwrap_or(0), 4),
+            max_retries: u32::try_from(positive(w.max_retries.unwrap_or(0), 3)).unwrap_or(3),
+            retry_backoff: w
+                .retry_backoff
+                .as_ref()
+                .map_or(Duration::from_millis(500), |d| d.0)
+                .max(Duration::from_millis(1)),
+            batch: w.batch.unwrap_or(false),
+            batch_max_events: positive(events, 100),
+            batch_max_bytes: positive(bytes, 1 << 20),
+            batch_flush_interval: if interval.is_zero() {
+                Duration::from_millis(100)
+            } else {
+                interval
+            },
+        });
+    }
+    Ok(out)
+}
+
 fn check_url(u: &str, what: &str) -> Result<(), ConfigError> {
     let Some((scheme, rest)) = u.split_once("://") else {
         return err(format!("invalid {what}: {u:?} is not an absolute URL"));
@@ -2521,8 +2643,10 @@ pub fn validate(raw: RawConfig, text: &str, base: &Path, opts: &LoadOptions) -> 
     }
 
     let templates = raw.templates.iter().flatten().map(|t| resolve(base, t)).collect();
+    let event_recorder = event_recorder(raw.event_recorder.as_ref(), base)?;
     Ok(Config {
         original: text.to_string(),
+        event_recorder,
         raw,
         resolve_timeout,
         route: tree,

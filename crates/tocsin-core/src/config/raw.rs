@@ -97,8 +97,27 @@ pub struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<RawTracing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_recorder: Option<Opaque>,
+    pub event_recorder: Option<RawEventRecorder>,
 }
+
+/// `event_recorder:` (0.33).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEventRecorder {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_outputs: Option<Vec<RawFileOutput>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_outputs: Option<Vec<RawEventWebhook>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_outputs: Option<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_outputs: Option<Vec<RawStdoutOutput>>,
+}
+
+/// A `stdout_outputs` item: no keys.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStdoutOutput {}
 
 /// `tracing:` (accepted; Tocsin does not export traces).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -367,6 +386,29 @@ opt_fields! {
         max_alerts: u64,
         timeout: PromDuration,
         payload: serde_json::Value,
+    }
+}
+
+opt_fields! {
+    /// An `event_recorder` `file_outputs` item.
+    pub struct RawFileOutput {
+        path: String,
+    }
+}
+
+opt_fields! {
+    /// An `event_recorder` `webhook_outputs` item.
+    pub struct RawEventWebhook {
+        url: Secret,
+        http_config: RawHttpConfig,
+        timeout: PromDuration,
+        workers: i64,
+        max_retries: i64,
+        retry_backoff: PromDuration,
+        batch: bool,
+        batch_max_events: i64,
+        batch_max_bytes: i64,
+        batch_flush_interval: PromDuration,
     }
 }
 

@@ -463,3 +463,66 @@ fn global_secrets_given_twice_are_refused_even_when_unused() {
         "at most one of slack_app_token/slack_app_token_file & slack_api_url/slack_api_url_file must be configured"
     );
 }
+
+#[test]
+fn event_recorder_outputs_are_validated_with_alertmanagers_messages() {
+    let e = |er: &str| {
+        load_str(&format!(
+            "route: {{receiver: r}}\nreceivers: [{{name: r}}]\nevent_recorder:\n{er}"
+        ))
+        .unwrap_err()
+        .0
+    };
+    assert_eq!(
+        e("  file_outputs: [{}]\n"),
+        "event_recorder file output requires a path"
+    );
+    assert_eq!(
+        e("  webhook_outputs: [{}]\n"),
+        "event_recorder webhook output requires a url"
+    );
+    assert_eq!(
+        e("  webhook_outputs: [{url: /x}]\n"),
+        "event_recorder webhook output requires an absolute http(s) url"
+    );
+    assert_eq!(
+        e("  webhook_outputs: [{url: 'http://h/', batch_max_events: 5}]\n"),
+        "event_recorder webhook batch settings require batch: true"
+    );
+    assert_eq!(
+        e("  webhook_outputs: [{url: 'http://h/', batch: true, batch_max_bytes: -1}]\n"),
+        "event_recorder webhook batch settings cannot be negative"
+    );
+    assert!(
+        e("  kafka_outputs: [{brokers: [b:9092], topic: t}]\n").contains("kafka_outputs is not supported by Tocsin")
+    );
+    assert!(e("  stdout_outputs: [{x: 1}]\n").contains("unknown field"));
+    let c = load_str(
+        "route: {receiver: r}\nreceivers: [{name: r}]\nevent_recorder:\n  file_outputs: [{path: ev.jsonl}]\n  stdout_outputs: [{}]\n  webhook_outputs: [{url: 'http://h/e', batch: true}]\n",
+    )
+    .unwrap();
+    let er = &c.event_recorder;
+    assert_eq!((er.files.len(), er.stdout, er.webhooks.len()), (1, 1, 1));
+    let w = &er.webhooks[0];
+    assert_eq!(
+        (
+            w.timeout,
+            w.workers,
+            w.max_retries,
+            w.retry_backoff,
+            w.batch_max_events,
+            w.batch_max_bytes,
+            w.batch_flush_interval
+        ),
+        (
+            Duration::from_secs(10),
+            4,
+            3,
+            Duration::from_millis(500),
+            100,
+            1 << 20,
+            Duration::from_millis(100)
+        ),
+        "Alertmanager's defaults"
+    );
+}
