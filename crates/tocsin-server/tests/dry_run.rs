@@ -213,14 +213,16 @@ async fn a_receiver_test_sends_through_each_integration_and_reports_each_outcome
     let email_error = db["integrations"][1]["error"].as_str().unwrap();
     assert!(email_error.contains("127.0.0.1:1"), "{email_error}");
     // The outcomes are in the event history.
-    let events: Value = common::get_json(&c, format!("{}/api/tocsin/v1/events?receiver=db", t.base)).await;
-    let failed = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "notification_failed")
-        .count();
-    assert_eq!(failed, 1);
+    common::wait_for_async("the failed test's event", async || {
+        let events: Value = common::get_json(
+            &c,
+            format!("{}/api/tocsin/v1/events?receiver=db&type=notification_failed", t.base),
+        )
+        .await;
+        let failed = events["events"].as_array().unwrap();
+        failed.len() == 1 && failed[0]["reason"].as_str().unwrap().starts_with("receiver test: ")
+    })
+    .await;
     let (status, missing) = test("nobody").await;
     assert_eq!(
         (status, missing.as_str()),
