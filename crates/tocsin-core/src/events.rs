@@ -9,7 +9,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::labels::LabelSet;
+use crate::labels::{Fingerprint, LabelSet};
 use crate::matchers::Matcher;
 
 /// What happened.
@@ -114,12 +114,37 @@ impl Kind {
 }
 
 /// One alert of an event: its fingerprint and whether it was firing or resolved.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventAlert {
     /// The alert's fingerprint (16 hex digits, as the API shows it).
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     /// `firing` or `resolved`.
-    pub status: String,
+    pub status: Status,
+}
+
+/// An alert's state in an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Firing.
+    Firing,
+    /// Resolved.
+    Resolved,
+}
+
+impl Status {
+    /// `resolved` when `resolved`, else `firing`.
+    pub fn of(resolved: bool) -> Status {
+        if resolved { Status::Resolved } else { Status::Firing }
+    }
+
+    /// The name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
 }
 
 /// One recorded event. Empty fields are left out of its JSON.
@@ -216,8 +241,8 @@ impl Query {
             && self.group_key.as_ref().is_none_or(|g| *g == e.group_key)
             && self.receiver.as_ref().is_none_or(|r| *r == e.receiver)
             && self.fingerprint.as_ref().is_none_or(|f| {
-                e.alerts.iter().any(|a| a.fingerprint == *f)
-                    || (!e.labels.is_empty() && crate::labels::fingerprint(&e.labels).to_string() == *f)
+                e.alerts.iter().any(|a| a.fingerprint.hex() == f.as_bytes())
+                    || (!e.labels.is_empty() && crate::labels::fingerprint(&e.labels).hex() == f.as_bytes())
             })
             && self.matchers.iter().all(|m| m.matches(&e.labels))
     }
@@ -250,8 +275,8 @@ mod tests {
         let mut e = ev(7, Kind::Notification, &[("alertname", "Down")]);
         e.replica = "tocsin-0".into();
         e.alerts.push(EventAlert {
-            fingerprint: "00000000000000aa".into(),
-            status: "firing".into(),
+            fingerprint: Fingerprint(0xaa),
+            status: Status::Firing,
         });
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(

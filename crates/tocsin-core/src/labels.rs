@@ -27,6 +27,14 @@ impl serde::Serialize for Fingerprint {
     }
 }
 
+/// Parses the hex string `Serialize` writes.
+impl<'de> serde::Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
+        Fingerprint::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("not a fingerprint: {s:?}")))
+    }
+}
+
 impl Fingerprint {
     /// The 16 lower-case hex digits of `Display`, without allocating.
     pub fn hex(self) -> [u8; 16] {

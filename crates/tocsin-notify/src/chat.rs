@@ -308,6 +308,10 @@ impl Encoder for Telegram {
         };
         Ok(vec![token, chat])
     }
+    /// The chat id is not a secret (Alertmanager shows it).
+    fn redacted(&self, secrets: &[String]) -> Vec<String> {
+        secrets.iter().take(1).cloned().collect()
+    }
     fn encode(&self, _: &NotifyData, secrets: &[String], r: &mut Render<'_>) -> Result<Vec<Encoded>, String> {
         let [token, chat_id] = secrets else {
             return Err("telegram: the bot token and chat id were not read".into());

@@ -75,6 +75,11 @@ pub trait Encoder: Send + Sync + 'static {
     fn secrets(&self) -> Result<Vec<String>, String> {
         Ok(Vec::new())
     }
+    /// Of what [`Encoder::secrets`] read, the values a dry run must not show (all of them,
+    /// unless some are not secret, as Telegram's chat id).
+    fn redacted(&self, secrets: &[String]) -> Vec<String> {
+        secrets.to_vec()
+    }
     /// The requests for one notification (pure), sent one after another until one fails (most
     /// integrations make one).
     ///
@@ -124,7 +129,7 @@ impl<E: Encoder> HttpIntegration<E> {
         let fatal = |m: String| NotifyError::fatal(FailureReason::Other, m);
         let secrets = self.enc.secrets().map_err(fatal)?;
         if let Some(c) = self.sender.capture() {
-            c.secrets(&secrets);
+            c.secrets(&self.enc.redacted(&secrets));
         }
         let (enc, fields, d2) = (self.enc.clone(), self.fields.clone(), d.clone());
         // Templates come from the configuration: rendered on the blocking pool, within their

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tocsin_core::alert::Alert;
 use tocsin_core::delivery::{Delivery, Logged, Look, NodeId, Params, Step, WaitReason};
-use tocsin_core::events::{Event as History, EventAlert, Kind};
+use tocsin_core::events::{Event as History, EventAlert, Kind, Status};
 use tocsin_core::labels::hash_alert;
 use tocsin_core::nflog::ReceiverKey;
 use tocsin_core::route::Route;
@@ -112,8 +112,8 @@ impl App {
                 e.receiver.clone_from(&route.receiver);
                 e.labels = a.labels.clone();
                 e.alerts = vec![EventAlert {
-                    fingerprint: a.fingerprint.to_string(),
-                    status: if a.resolved_at(now) { "resolved" } else { "firing" }.into(),
+                    fingerprint: a.fingerprint,
+                    status: Status::of(a.resolved_at(now)),
                 }];
                 e.reason = why;
                 e.silence_id = silence.to_string();
@@ -262,8 +262,8 @@ impl App {
             e.alerts = alerts
                 .iter()
                 .map(|a| EventAlert {
-                    fingerprint: a.fingerprint.to_string(),
-                    status: if a.resolved_at(now) { "resolved" } else { "firing" }.into(),
+                    fingerprint: a.fingerprint,
+                    status: Status::of(a.resolved_at(now)),
                 })
                 .collect();
             e
@@ -440,8 +440,8 @@ impl App {
                         e.integration = format!("{}[{}]", integ.kind, integ.idx);
                         e.labels = a.labels.clone();
                         e.alerts = vec![EventAlert {
-                            fingerprint: a.fingerprint.to_string(),
-                            status: "resolved".into(),
+                            fingerprint: a.fingerprint,
+                            status: Status::Resolved,
                         }];
                         self.events.record(e, self.replica_name(&*peer), now);
                     }

@@ -1,8 +1,10 @@
 //! Property: a dry run shows what is then sent. Over generated routing trees (matchers,
 //! `continue`, `group_by`, nesting) and label sets, the requests a dry run renders for an alert
 //! (one per route it takes and integration of that route's receiver: webhook, Slack, PagerDuty,
-//! Opsgenie, Discord, Teams) are, byte for byte and to the same endpoints, the requests the
-//! receivers get when the alert is posted (secrets redacted alike).
+//! Opsgenie, Discord, both Teams, Telegram, Webex, VictorOps, Mattermost, Rocket.Chat,
+//! incident.io, Jira and WeChat, each multi-step protocol's every request included) are, byte
+//! for byte and to the same endpoints, the requests the receivers get when the alert is posted
+//! (secrets redacted alike).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,11 +24,14 @@ use tower::ServiceExt;
 /// (path, body) of each request the stand-in receivers got.
 type Got = Arc<Mutex<Vec<(String, String)>>>;
 
-async fn receive(State(got): State<Got>, uri: axum::http::Uri, body: Bytes) -> &'static str {
+/// Records the request and answers as every integration's judge takes for success (the answer
+/// a dry run's capture gives too).
+async fn receive(State(got): State<Got>, uri: axum::http::Uri, body: Bytes) -> impl axum::response::IntoResponse {
     got.lock()
         .unwrap()
         .push((uri.path().to_string(), String::from_utf8_lossy(&body).into_owned()));
-    "ok"
+    let reply = tocsin_notify::capture::accepted();
+    ([("content-type", "application/json")], reply.body)
 }
 
 /// A generated route: a matcher on `a` or `b`, `continue`, its group_by, and maybe one child.
@@ -101,7 +106,22 @@ fn receiver_yaml(name: &str, sink: &str, kinds: &[usize]) -> String {
             2 => format!("  pagerduty_configs: [{{routing_key: 'rk-{name}-secret', url: '{sink}/{name}/pd'}}]\n"),
             3 => format!("  opsgenie_configs: [{{api_key: 'ok-{name}', api_url: '{sink}/{name}/og/'}}]\n"),
             4 => format!("  discord_configs: [{{webhook_url: '{sink}/{name}/discord'}}]\n"),
-            _ => format!("  msteamsv2_configs: [{{webhook_url: '{sink}/{name}/teams'}}]\n"),
+            5 => format!("  msteamsv2_configs: [{{webhook_url: '{sink}/{name}/teams'}}]\n"),
+            6 => format!("  msteams_configs: [{{webhook_url: '{sink}/{name}/teams1'}}]\n"),
+            7 => format!("  telegram_configs: [{{api_url: '{sink}/{name}/tg', bot_token: 'tok-{name}-secret', chat_id: -1001}}]\n"),
+            8 => format!(
+                "  webex_configs: [{{api_url: '{sink}/{name}/webex', room_id: room, http_config: {{authorization: {{credentials: t}}}}}}]\n"
+            ),
+            9 => format!("  victorops_configs: [{{api_key: 'vo-{name}-secret', routing_key: team, api_url: '{sink}/{name}/vo/'}}]\n"),
+            10 => format!("  mattermost_configs: [{{webhook_url: '{sink}/{name}/mm'}}]\n"),
+            11 => format!("  rocketchat_configs: [{{api_url: '{sink}/{name}/rc/', token: t, token_id: i, channel: '#c'}}]\n"),
+            12 => format!("  incidentio_configs: [{{url: '{sink}/{name}/incident', alert_source_token: 'io-{name}-secret'}}]\n"),
+            13 => format!(
+                "  jira_configs: [{{api_url: '{sink}/{name}/rest/api/2', project: OPS, issue_type: Bug, http_config: {{basic_auth: {{username: u, password: p}}}}}}]\n"
+            ),
+            _ => format!(
+                "  wechat_configs: [{{api_url: '{sink}/{name}/wx/', corp_id: corp, api_secret: 'wx-{name}-secret', to_user: alice}}]\n"
+            ),
         });
     }
     y
@@ -118,7 +138,7 @@ fn gen_case(sink: String) -> impl Strategy<Value = Case> {
         prop::collection::vec(gen_route(1), 1..4),
         prop::sample::select(vec!["x", "y", ""]),
         prop::sample::select(vec!["x", "y", ""]),
-        prop::collection::vec(prop::sample::subsequence(vec![0usize, 1, 2, 3, 4, 5], 1..3), 8),
+        prop::collection::vec(prop::sample::subsequence((0usize..15).collect::<Vec<_>>(), 1..4), 8),
     )
         .prop_map(move |(routes, a, b, kinds)| {
             let (mut n, mut receivers) = (1, vec!["r0".to_string()]);
@@ -198,7 +218,9 @@ async fn run_case(case: &Case, got: &Got, sink: &str) -> (Vec<(String, String)>,
             // Redacted as the dry run redacts: the URL to its origin, the routing keys.
             let mut b = body.clone();
             for r in 0..16 {
-                b = b.replace(&format!("rk-r{r}-secret"), "<secret>");
+                for kind in ["rk", "vo", "io", "tok", "wx"] {
+                    b = b.replace(&format!("{kind}-r{r}-secret"), "<secret>");
+                }
             }
             (origin.clone(), b)
         })
@@ -218,13 +240,25 @@ fn a_dry_run_renders_exactly_what_is_then_sent() {
     let got = Got::default();
     let sink = rt.block_on(async {
         let app = Router::new()
-            .route("/{*path}", axum::routing::post(receive))
+            .route("/{*path}", axum::routing::any(receive))
             .with_state(got.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         format!("http://{addr}")
     });
+    // Every integration at once, whatever the generator picks below.
+    let every = Case {
+        config: format!(
+            "route:\n  receiver: r0\n  group_wait: 0s\nreceivers:\n{}",
+            receiver_yaml("r0", &sink, &(0..15).collect::<Vec<_>>())
+        ),
+        labels: [("alertname".to_string(), "Down".to_string())].into(),
+    };
+    let (shown, sent) = rt.block_on(run_case(&every, &got, &sink));
+    // Jira searches, then creates; WeChat fetches its token, then sends.
+    assert_eq!(shown.len(), 17, "{shown:#?}");
+    assert_eq!(shown, sent);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 24,
         failure_persistence: None,
