@@ -102,7 +102,10 @@ impl TimeInterval {
                     if !ok(a) || !ok(b) {
                         return Err(format!("{s:?} is out of range for {what}"));
                     }
-                    if (a.signum() == b.signum()) && a > b {
+                    // Days of the month may mix a day and a count from the end (`1:-1`); a
+                    // weekday range may not wrap (`monday:sunday` is 1:0, refused as by
+                    // Alertmanager, where it would otherwise never match).
+                    if a > b && (what != "day of month" || a.signum() == b.signum()) {
                         return Err(format!("start day cannot be after end day: {s}"));
                     }
                     Ok((a, b))
@@ -215,6 +218,11 @@ mod tests {
     #[test]
     fn invalid_specs_are_rejected() {
         let mut r = raw();
+        r.weekdays = Some(vec!["monday:sunday".into()]);
+        assert!(
+            TimeInterval::from_raw(&r, &TimeZone::UTC).is_err(),
+            "a weekday range that wraps"
+        );
         r.weekdays = Some(vec!["funday".into()]);
         assert!(TimeInterval::from_raw(&r, &TimeZone::UTC).is_err());
         let mut r = raw();

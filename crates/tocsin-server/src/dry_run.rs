@@ -192,6 +192,20 @@ async fn describe(
             .collect()
     };
     let muted_by_time = app.muted_by_time(dry, route, now);
+    // Every time interval the route names, and whether it is in effect now.
+    let intervals: Vec<Value> = route
+        .mute_time_intervals
+        .iter()
+        .map(|n| (n, "mute"))
+        .chain(route.active_time_intervals.iter().map(|n| (n, "active")))
+        .map(|(name, kind)| {
+            let now_in = config
+                .time_intervals
+                .get(name)
+                .is_some_and(|i| tocsin_core::timeinterval::any_contains(i, now));
+            json!({"name": name, "kind": kind, "inEffect": now_in})
+        })
+        .collect();
     // What the flush would send: the group's alerts that nothing mutes.
     {
         let ih = app.inhibitor.read();
@@ -301,6 +315,7 @@ async fn describe(
         "silencedBy": silenced_by,
         "inhibitedBy": inhibited_by.map(|f| json!({"fingerprint": f.to_string()})),
         "mutedByTime": muted_by_time,
+        "timeIntervals": intervals,
         "muted": inhibited_by.is_some() || !silenced_by.is_empty() || muted_by_time.is_some(),
         "notifications": notifications,
     })

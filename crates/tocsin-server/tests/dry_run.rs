@@ -148,6 +148,21 @@ async fn a_dry_run_shows_the_route_the_mutes_and_the_bytes_that_are_then_sent() 
         (c2["config"].as_str(), c2["routes"][0]["receiver"].as_str()),
         (Some("candidate"), Some("hook"))
     );
+    // ... and one that mutes the route with a time interval: which intervals apply now.
+    let candidate = config(&url).replace(
+        "    receiver: db\n",
+        "    receiver: db\n    mute_time_intervals: [always]\n    active_time_intervals: [never]\n",
+    ) + "time_intervals:\n- name: always\n  time_intervals: [{weekdays: ['sunday:saturday']}]\n- name: never\n  time_intervals: [{months: ['february'], days_of_month: ['30']}]\n";
+    body["config"] = json!(candidate);
+    let c3 = ok(&c, &t.base, &body).await;
+    let route = &c3["routes"][0];
+    // Outside its only active interval, the route is muted by that first.
+    assert_eq!(route["mutedByTime"], json!(["never"]));
+    assert_eq!(
+        route["timeIntervals"],
+        json!([{"name": "always", "kind": "mute", "inEffect": true}, {"name": "never", "kind": "active", "inEffect": false}])
+    );
+    assert_eq!(request(route, "webhook[0]")["why"], "every alert of the group is muted");
     // Errors say what is wrong.
     for (body, msg) in [
         (json!({"labels": {"alertname": "x"}, "config": "route: {}"}), "config: "),
