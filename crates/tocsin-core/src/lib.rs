@@ -7,7 +7,8 @@
 //! ([`timeinterval`]), the notification log with the dedup decision ([`nflog`]), the delivery state
 //! machine of one flush to one integration ([`delivery`]), in-flight send claims
 //! ([`claim`]), silences
-//! ([`silence`]) and the Alertmanager-compatible snapshot codec ([`snapshot`]).
+//! ([`silence`]), the Alertmanager-compatible snapshot codec ([`snapshot`]) and the event
+//! history's records and queries ([`events`]).
 //!
 //! This crate must not touch sockets, files, the wall clock or an async runtime: time enters as a
 //! `now` argument and files are named, never read. `tocsin-server` and `tocsin-notify` do the I/O.

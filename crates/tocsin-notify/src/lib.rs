@@ -4,7 +4,8 @@
 //! integrations from validated config), [`send_with_retry`] (Alertmanager's RetryStage) and
 //! [`webhook::payload`] (the version 4 webhook body, a pure function), [`email::Email`] (SMTP
 //! with bodies rendered by `tocsin-template`) and [`http1::Origin`] (the lean HTTP/1.1 client
-//! that sends webhooks to plain `http://` URLs; reqwest sends the rest).
+//! that sends webhooks to plain `http://` URLs; reqwest sends the rest). Integrations built with
+//! a [`capture::Capture`] record their requests instead of sending them (dry runs).
 //!
 //! Depends on `tocsin-core` for the domain types; must not depend on the server, the cluster or
 //! on any global state. It performs network and file I/O (secrets in `*_file`) at send time.

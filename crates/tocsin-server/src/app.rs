@@ -1,5 +1,5 @@
 //! The running replica: the alert store and ingest, the dispatcher's scheduler, and the seams
-//! the other stages hang on: [`crate::pipeline`] (one flush, inhibit → mute → silence → the
+//! the other stages hang on: `pipeline.rs` (one flush, inhibit → mute → silence → the
 //! delivery machine), [`crate::replicated`] (nflog, silences, claims) and [`crate::reload`].
 
 use std::collections::HashMap;

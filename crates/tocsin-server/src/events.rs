@@ -28,7 +28,7 @@ use tracing::warn;
 /// Events waiting for the writer at most.
 pub const QUEUE: usize = 65_536;
 /// Events kept when there is no storage (tests, simulations).
-const MEMORY_EVENTS: usize = 100_000;
+pub const MEMORY_EVENTS: usize = 100_000;
 /// Smallest segment, whatever the size limit.
 const MIN_SEGMENT: u64 = 64 * 1024;
 /// How often the writer deletes segments past the retention.
@@ -37,7 +37,7 @@ const AGE_CHECK: Duration = Duration::from_secs(10);
 const SIZE_CHECK: Duration = Duration::from_secs(1);
 /// How often the writer takes the queue and writes it out (a query sees an event within
 /// about that).
-const FLUSH_IDLE: Duration = Duration::from_millis(20);
+pub const FLUSH_IDLE: Duration = Duration::from_millis(20);
 
 /// `--events.max-size-bytes` and `--events.retention`.
 #[derive(Clone, Copy, Debug)]

@@ -2,7 +2,8 @@
 //!
 //! Entry points: [`run`] (what `main` calls), [`app::App`] (a replica, usable in-process by
 //! tests with an injected [`app::NotifierFactory`] and tokio's paused clock) and
-//! [`api::router`]. This crate is the composition root: it may depend on every other crate; no
+//! [`api::router`]; the event history is [`events::EventLog`], and [`cli::main`] runs the
+//! `tocsin events|history|dry-run|test-receiver` commands. This crate is the composition root: it may depend on every other crate; no
 //! other crate depends on it. The wall clock is read once, in [`clock::Clock::system`].
 
 pub mod alerts_body;
