@@ -86,13 +86,21 @@ pub(crate) async fn dry_run(State(app): State<Arc<App>>, body: Bytes) -> Respons
             Ok(a) => Arc::new(a),
             Err(e) => return bad(e),
         };
-    // The integrations of the configuration, built again to capture instead of send.
+    // The integrations of the receivers the alert routes to, built again to capture instead of
+    // send; all of a candidate configuration's, so that one a reload would refuse is refused.
+    let receivers: std::collections::HashSet<String> = config
+        .route
+        .match_routes(&alert.labels)
+        .iter()
+        .map(|r| r.receiver.clone())
+        .collect();
     let capture = Capture::default();
-    let dry = match crate::reload::build_active(
+    let dry = match crate::reload::build_active_for(
         (*config).clone(),
         &app.factory,
         &prometheus_client::metrics::counter::Counter::default(),
         Some(capture.clone()),
+        |name| candidate || receivers.contains(name),
     ) {
         Ok(a) => a,
         Err(e) => return bad(format!("config: {e}")),

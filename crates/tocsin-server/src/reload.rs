@@ -47,13 +47,25 @@ pub(crate) fn build_active(
     template_errors: &Counter,
     capture: Option<tocsin_notify::capture::Capture>,
 ) -> Result<Active, String> {
+    build_active_for(config, factory, template_errors, capture, |_| true)
+}
+
+/// [`build_active`] with the integrations of the receivers `wanted` keeps only (a dry run
+/// builds those its alert routes to, not every client of a large configuration).
+pub(crate) fn build_active_for(
+    config: Config,
+    factory: &NotifierFactory,
+    template_errors: &Counter,
+    capture: Option<tocsin_notify::capture::Capture>,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Active, String> {
     let shared = Shared {
         templates: Arc::new(load_templates(&config.templates)?),
         template_errors: template_errors.clone(),
         capture,
     };
     let mut integrations = HashMap::new();
-    for r in config.active_receivers() {
+    for r in config.active_receivers().into_iter().filter(|r| wanted(&r.name)) {
         integrations.insert(r.name.clone(), factory(r, &shared)?);
     }
     let route_labels = config
