@@ -407,3 +407,54 @@ async fn a_peer_that_stops_answering_does_not_stop_repair_between_the_others() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_history_question_to_a_peer_that_does_not_answer_costs_at_most_the_ask_timeout() {
+    use tocsin_core::events::{Event, Kind};
+    let r = Replicas::start(3).await;
+    wait_positions(&r, &[0, 1, 2], 10.0).await;
+    for a in &r.apps {
+        a.peer().wait_ready().await;
+    }
+    let seen = Instant::now();
+    while r.apps[0].cluster().unwrap().members().len() < 3 {
+        assert!(
+            Instant::now() - seen < Duration::from_secs(30),
+            "n0 never listed three members"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for a in &r.apps {
+        let mut e = Event::new(Kind::Notification);
+        e.group_key = "{}:{}".into();
+        a.record(e);
+    }
+    // n2 accepts the question and never answers.
+    r.wires.stall(&gossip_addr(2).to_string());
+    let t0 = Instant::now();
+    let answers = r.apps[0]
+        .cluster()
+        .unwrap()
+        .ask_all("history", br#"{"query":null,"group_key":"{}:{}"}"#)
+        .await;
+    let took = Instant::now() - t0;
+    assert!(
+        took <= tocsin_cluster::node::ASK_TIMEOUT + Duration::from_millis(100),
+        "{took:?}"
+    );
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let (name, one) = &answers[0];
+    let events: Vec<Event> = one
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|i| serde_json::from_slice(i).unwrap())
+        .collect();
+    assert_eq!(
+        (name.as_str(), events.len(), events[0].replica.as_str()),
+        ("n1", 1, "n1")
+    );
+    let (name, two) = &answers[1];
+    assert_eq!(name, "n2");
+    assert!(two.as_ref().unwrap_err().contains("no answer within 3s"), "{two:?}");
+}

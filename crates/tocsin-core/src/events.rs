@@ -223,7 +223,7 @@ pub struct Query {
     pub group_key: Option<String>,
     /// This receiver.
     pub receiver: Option<String>,
-    /// An event naming this alert (as the labels' fingerprint or among its alerts).
+    /// An event naming this alert among its alerts (every event about an alert lists it).
     pub fingerprint: Option<String>,
     /// Every matcher holds on the event's labels.
     pub matchers: Vec<Matcher>,
@@ -240,10 +240,10 @@ impl Query {
             && (self.kinds.is_empty() || self.kinds.contains(&e.kind))
             && self.group_key.as_ref().is_none_or(|g| *g == e.group_key)
             && self.receiver.as_ref().is_none_or(|r| *r == e.receiver)
-            && self.fingerprint.as_ref().is_none_or(|f| {
-                e.alerts.iter().any(|a| a.fingerprint.hex() == f.as_bytes())
-                    || (!e.labels.is_empty() && crate::labels::fingerprint(&e.labels).hex() == f.as_bytes())
-            })
+            && self
+                .fingerprint
+                .as_ref()
+                .is_none_or(|f| e.alerts.iter().any(|a| a.fingerprint.hex() == f.as_bytes()))
             && self.matchers.iter().all(|m| m.matches(&e.labels))
     }
 }
@@ -288,7 +288,11 @@ mod tests {
 
     #[test]
     fn a_query_holds_every_criterion() {
-        let down = ev(5, Kind::AlertCreated, &[("alertname", "Down"), ("team", "db")]);
+        let mut down = ev(5, Kind::AlertCreated, &[("alertname", "Down"), ("team", "db")]);
+        down.alerts.push(EventAlert {
+            fingerprint: crate::labels::fingerprint(&down.labels),
+            status: Status::Firing,
+        });
         let fp = crate::labels::fingerprint(&down.labels).to_string();
         let ms = |s: &str| parse_matchers(s, ParseMode::Fallback).unwrap();
         let q = |f: &dyn Fn(&mut Query)| {

@@ -11,7 +11,7 @@
 //! behind, events are dropped and counted (`tocsin_events_dropped_total`), never waited for.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -386,12 +386,10 @@ impl EventLog {
                     // A segment last written before `since` holds nothing later, nor do older ones.
                     let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
                     let stale = matches!((since, modified), (Some(s), Some(m)) if m < s);
-                    out.extend(
-                        read_lines_rev(&path)
-                            .into_iter()
-                            .filter(|e| q.matches(e))
-                            .take(limit - out.len()),
-                    );
+                    // Parsed from the end only as far as the page needs (a segment is up to an
+                    // eighth of the log: parsing all of it made every page cost the whole segment).
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    out.extend(events_rev(&bytes).filter(|e| q.matches(e)).take(limit - out.len()));
                     if out.len() >= limit || stale {
                         break;
                     }
@@ -461,9 +459,12 @@ fn last_event(path: &Path) -> Option<Event> {
         f.read_to_end(&mut buf).ok()?;
         // The first line of the window may be cut: only lines after a newline count, unless
         // the window starts the file.
-        let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
-        let whole = if start == 0 { &lines[..] } else { &lines[1..] };
-        if let Some(e) = whole.iter().rev().find_map(|l| serde_json::from_slice::<Event>(l).ok()) {
+        let whole = match (start, buf.iter().position(|b| *b == b'\n')) {
+            (0, _) => &buf[..],
+            (_, Some(i)) => &buf[i + 1..],
+            (_, None) => &[][..],
+        };
+        if let Some(e) = events_rev(whole).next() {
             return Some(e);
         }
         if start == 0 {
@@ -473,19 +474,12 @@ fn last_event(path: &Path) -> Option<Event> {
     }
 }
 
-/// A segment's events, newest first; lines that do not parse (one cut short by a crash) are
-/// skipped.
-fn read_lines_rev(path: &Path) -> Vec<Event> {
-    let Ok(f) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let mut v: Vec<Event> = std::io::BufReader::new(f)
-        .split(b'\n')
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_slice(&l).ok())
-        .collect();
-    v.reverse();
-    v
+/// The events of a segment's bytes, newest first, parsed as they are taken; lines that do not
+/// parse (one cut short by a crash) are skipped.
+fn events_rev(bytes: &[u8]) -> impl Iterator<Item = Event> + '_ {
+    bytes
+        .rsplit(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<Event>(l).ok())
 }
 
 /// Whether a file's last byte is a newline.

@@ -434,15 +434,9 @@ impl App {
                     }
                     self.record(e);
                     for a in data.alerts.iter().filter(|a| a.resolved_at(look_now)) {
-                        let mut e = History::new(Kind::AlertResolved);
-                        e.group_key.clone_from(group_key);
-                        e.receiver.clone_from(&route.receiver);
-                        e.integration = format!("{}[{}]", integ.kind, integ.idx);
+                        let mut e = event(Kind::AlertResolved, std::slice::from_ref(a), look_now);
                         e.labels = a.labels.clone();
-                        e.alerts = vec![EventAlert {
-                            fingerprint: a.fingerprint,
-                            status: Status::Resolved,
-                        }];
+                        e.position = None;
                         self.events.record(e, self.replica_name(&*peer), now);
                     }
                     kept = k.unwrap_or(data.receiver_data);
