@@ -25,6 +25,10 @@ pub struct Captured {
     pub content_type: String,
     /// The body (an email: the whole message, headers included), secrets replaced.
     pub body: String,
+    /// For a request without a body (Pushover's notification, WeChat's token request), the
+    /// query string's parameters, which are then its content, secrets replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 /// Where integrations record their requests during a dry run; clones share the record.
@@ -37,16 +41,32 @@ pub struct Capture {
 impl Capture {
     /// Records one request, with every secret noted so far replaced in its body.
     pub fn record(&self, integration: &str, method: &str, url: &str, content_type: &str, body: &[u8]) {
-        let mut body = String::from_utf8_lossy(body).into_owned();
-        for s in lock(&self.secrets).iter().filter(|s| s.len() >= 4) {
-            body = body.replace(s.as_str(), "<secret>");
-        }
+        let secrets = lock(&self.secrets).clone();
+        let redact = |mut s: String| {
+            for secret in secrets.iter().filter(|s| s.len() >= 4) {
+                s = s.replace(secret.as_str(), "<secret>");
+            }
+            s
+        };
+        let query = if body.is_empty() {
+            url::Url::parse(url).ok().and_then(|u| {
+                u.query()?;
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in u.query_pairs() {
+                    q.append_pair(&k, &redact(v.into_owned()));
+                }
+                Some(q.finish())
+            })
+        } else {
+            None
+        };
         lock(&self.got).push(Captured {
             integration: integration.to_string(),
             method: method.to_string(),
             url: origin_only(url),
             content_type: content_type.to_string(),
-            body,
+            body: redact(String::from_utf8_lossy(body).into_owned()),
+            query,
         });
     }
 
@@ -73,7 +93,8 @@ pub fn origin_only(url: &str) -> String {
             if let Some(p) = u.port() {
                 out.push_str(&format!(":{p}"));
             }
-            if u.path() != "/" || u.query().is_some() {
+            // `smtp://host:port` has an empty path, `http://host:port` has `/`.
+            if !matches!(u.path(), "" | "/") || u.query().is_some() {
                 out.push_str("/<secret>");
             }
             out
@@ -122,5 +143,24 @@ mod tests {
             "short strings are not taken for secrets"
         );
         assert!(c.take().is_empty());
+        assert_eq!(
+            origin_only("smtp://mail.example.org:587"),
+            "smtp://mail.example.org:587"
+        );
+        c.secrets(&["t0ken-value".into()]);
+        c.record(
+            "pushover",
+            "POST",
+            "https://api.pushover.net/1/messages.json?token=t0ken-value&title=a+b%26c",
+            "text/plain",
+            b"",
+        );
+        let got = c.take();
+        assert_eq!(got[0].url, "https://api.pushover.net/<secret>");
+        assert_eq!(
+            got[0].query.as_deref(),
+            Some("token=%3Csecret%3E&title=a+b%26c"),
+            "the parameters, their secrets replaced"
+        );
     }
 }

@@ -83,6 +83,10 @@ impl Encoder for Sns {
         };
         Ok(vec![access, secret, token, region])
     }
+    /// The region is not a secret (it is in the endpoint's host and in topic ARNs).
+    fn redacted(&self, secrets: &[String]) -> Vec<String> {
+        secrets.iter().take(3).cloned().collect()
+    }
     fn encode(&self, d: &NotifyData, secrets: &[String], r: &mut Render<'_>) -> Result<Vec<Encoded>, String> {
         let c = &self.0;
         let [access, secret, token, region] = secrets else {

@@ -206,6 +206,10 @@ impl Wechat {
             self.shared.template_errors.inc();
             warn!(group_key = %d.group_key, receiver = %d.receiver, integration = "wechat", ?errors, "template error; sending the default text for those fields");
         }
+        // A dry run shows the token request's parameters: the secret among them is redacted.
+        if let Some(c) = self.sender.capture() {
+            c.secrets(std::slice::from_ref(&secret));
+        }
         let token = self.access_token(&corp_id, &secret).await?;
         let ep = self.endpoint("message/send", &[("access_token", &token)], true);
         let mut body = serde_json::to_vec(&msg).map_err(|e| fatal(e.to_string()))?;

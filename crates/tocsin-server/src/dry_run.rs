@@ -331,7 +331,7 @@ async fn describe(
 
 /// `POST /api/tocsin/v1/receivers/{name}/test` (optional body: the test alert's `labels` and
 /// `annotations`): sends one test notification through each of the receiver's integrations, one
-/// attempt each within [`RENDER_TIMEOUT`], and reports each outcome. Nothing is logged in the
+/// attempt each, all at once, and reports each outcome within [`RENDER_TIMEOUT`]. Nothing is logged in the
 /// notification log; each outcome is recorded as an event.
 pub(crate) async fn test_receiver(
     State(app): State<Arc<App>>,
@@ -421,16 +421,36 @@ pub(crate) async fn test_receiver(
         alerts: vec![alert.clone()],
         receiver_data: Default::default(),
     };
+    // The integrations at once: the answer comes within RENDER_TIMEOUT however many there are.
+    let data = Arc::new(data);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, integ) in integrations.iter().enumerate() {
+        let (notifier, data) = (integ.notifier.clone(), data.clone());
+        tasks.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let outcome = tokio::time::timeout(RENDER_TIMEOUT, notifier.notify(&data)).await;
+            let error = match outcome {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.message),
+                Err(_) => Some(format!("no answer within {RENDER_TIMEOUT:?}")),
+            };
+            (i, error, started.elapsed())
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                return crate::api::error_string(StatusCode::INTERNAL_SERVER_ERROR, format!("receiver test: {e}"));
+            }
+        }
+    }
+    outcomes.sort_by_key(|o| o.0);
     let mut results = Vec::new();
     let mut all_ok = true;
-    for integ in &integrations {
-        let started = std::time::Instant::now();
-        let outcome = tokio::time::timeout(RENDER_TIMEOUT, integ.notifier.notify(&data)).await;
-        let error = match outcome {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(e.message),
-            Err(_) => Some(format!("no answer within {RENDER_TIMEOUT:?}")),
-        };
+    for (i, error, took) in outcomes {
+        let integ = &integrations[i];
         all_ok &= error.is_none();
         let label = format!("{}[{}]", integ.kind, integ.idx);
         let mut e = tocsin_core::events::Event::new(if error.is_none() {
@@ -451,7 +471,7 @@ pub(crate) async fn test_receiver(
             "integration": label,
             "ok": error.is_none(),
             "error": error,
-            "durationSeconds": started.elapsed().as_secs_f64(),
+            "durationSeconds": took.as_secs_f64(),
         }));
     }
     json_response(

@@ -20,6 +20,24 @@ const REOPEN_CHECK: Duration = Duration::from_secs(1);
 /// The longest backoff between two attempts of a webhook request.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The waits between the attempts of one webhook request: `retry_backoff`, doubled per attempt
+/// up to [`MAX_BACKOFF`]; `max_retries` attempts in all (at least one).
+pub fn backoffs(cfg: &EventWebhook) -> Vec<Duration> {
+    let mut out = Vec::new();
+    let mut backoff = cfg.retry_backoff;
+    for _ in 1..cfg.max_retries.max(1) {
+        out.push(backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    out
+}
+
+/// The longest one webhook request is tried before it is given up and counted as an error:
+/// every attempt's `timeout` and the waits between them.
+pub fn given_up_within(cfg: &EventWebhook) -> Duration {
+    cfg.timeout * cfg.max_retries.max(1) + backoffs(cfg).into_iter().sum::<Duration>()
+}
+
 /// The outputs' metrics.
 #[derive(Clone, Debug, Default)]
 pub struct OutputMetrics {
@@ -173,8 +191,8 @@ async fn webhook(
         let (sender, endpoint, cfg, metrics) = (sender.clone(), endpoint.clone(), cfg.clone(), metrics.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let mut backoff = cfg.retry_backoff;
-            for attempt in 1..=cfg.max_retries.max(1) {
+            let mut waits = backoffs(&cfg).into_iter();
+            for attempt in 1.. {
                 let req = tocsin_notify::sender::Request {
                     endpoint: &endpoint,
                     method: "POST",
@@ -190,14 +208,56 @@ async fn webhook(
                     Ok(Err(e)) => format!("event recorder webhook POST failed: {e}"),
                     Err(_) => format!("event recorder webhook POST failed: no answer within {:?}", cfg.timeout),
                 };
-                if attempt == cfg.max_retries.max(1) {
+                let Some(wait) = waits.next() else {
                     metrics.errors.inc();
                     warn!(err = %error, attempts = attempt, "event recorder webhook gave up on a request");
                     return;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                };
+                tokio::time::sleep(wait).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(max_retries: u32, retry_backoff: Duration) -> EventWebhook {
+        EventWebhook {
+            url: "http://127.0.0.1:1/".into(),
+            http: Default::default(),
+            timeout: Duration::from_secs(10),
+            workers: 1,
+            max_retries,
+            retry_backoff,
+            batch: false,
+            batch_max_events: 1,
+            batch_max_bytes: 1,
+            batch_flush_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_webhook_request_is_given_up_within_its_attempts_and_backoffs() {
+        // Alertmanager's defaults: 3 attempts of 10 s, 500 ms then 1 s between them.
+        let d = webhook(3, Duration::from_millis(500));
+        assert_eq!(backoffs(&d), [Duration::from_millis(500), Duration::from_secs(1)]);
+        assert_eq!(given_up_within(&d), Duration::from_millis(31_500));
+        // Doubling stops at 30 s; 0 retries still makes one attempt.
+        let long = webhook(10, Duration::from_secs(4));
+        assert_eq!(
+            backoffs(&long)[2..5],
+            [
+                Duration::from_secs(16),
+                Duration::from_secs(30),
+                Duration::from_secs(30)
+            ]
+        );
+        assert_eq!(given_up_within(&long), Duration::from_secs(100 + 4 + 8 + 16 + 30 * 6));
+        assert_eq!(
+            given_up_within(&webhook(0, Duration::from_secs(1))),
+            Duration::from_secs(10)
+        );
     }
 }

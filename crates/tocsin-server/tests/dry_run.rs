@@ -322,3 +322,83 @@ async fn the_cli_asks_a_replica_what_it_did_and_would_do() {
     let (ok, _, err) = cli(&["dry-run", &at, "novalue"]);
     assert!(!ok && err.contains("\"novalue\": expected name=value"), "{err}");
 }
+
+/// A receiver whose integration never answers: never delivers, never fails.
+struct Hangs;
+
+impl tocsin_notify::Notifier for Hangs {
+    fn notify<'a>(
+        &'a self,
+        _: &'a tocsin_notify::NotifyData,
+    ) -> tocsin_notify::BoxFuture<'a, Result<tocsin_notify::Kept, tocsin_notify::NotifyError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// A receiver that takes every notification at once.
+struct Takes;
+
+impl tocsin_notify::Notifier for Takes {
+    fn notify<'a>(
+        &'a self,
+        _: &'a tocsin_notify::NotifyData,
+    ) -> tocsin_notify::BoxFuture<'a, Result<tocsin_notify::Kept, tocsin_notify::NotifyError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_test_answers_within_ten_seconds_however_many_integrations_hang() {
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    let config = tocsin_core::config::load(
+        "route: {receiver: r}\nreceivers:\n- name: r\n  webhook_configs: [{url: 'http://127.0.0.1:1/a'}, {url: 'http://127.0.0.1:1/b'}, {url: 'http://127.0.0.1:1/c'}]\n",
+        std::path::Path::new("."),
+        &Default::default(),
+    )
+    .unwrap();
+    let factory: tocsin_server::app::NotifierFactory = Arc::new(|_, _| {
+        let integration = |idx, notifier: Arc<dyn tocsin_notify::Notifier>| tocsin_notify::Integration {
+            kind: "webhook",
+            idx,
+            send_resolved: true,
+            timeout: None,
+            notifier,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(tocsin_notify::MAX_IN_FLIGHT)),
+        };
+        Ok(vec![
+            integration(0, Arc::new(Hangs)),
+            integration(1, Arc::new(Hangs)),
+            integration(2, Arc::new(Takes)),
+        ])
+    });
+    let app = tocsin_server::app::App::new(
+        tocsin_server::app::Settings::new("unused.yml"),
+        config,
+        factory,
+        tocsin_server::clock::Clock::system(),
+    )
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let resp = tocsin_server::api::router(app, "/")
+        .oneshot(
+            axum::http::Request::post("/api/tocsin/v1/receivers/r/test")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Two hanging integrations cost one bound, not two: they are tried at once.
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(10));
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(body["ok"], false, "{body:#}");
+    let results = body["integrations"].as_array().unwrap();
+    for (i, r) in results.iter().enumerate().take(2) {
+        assert_eq!(r["integration"], format!("webhook[{i}]"));
+        assert_eq!(r["error"], "no answer within 10s", "{body:#}");
+        assert_eq!(r["durationSeconds"], 10.0);
+    }
+    assert_eq!(results[2]["ok"], true, "{body:#}");
+    assert_eq!(results[2]["durationSeconds"], 0.0);
+}

@@ -208,3 +208,41 @@ async fn event_recorder_outputs_export_events_with_the_feature_flag() {
     .await;
     assert!(!file.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_webhook_that_never_answers_is_tried_max_retries_times_then_given_up() {
+    let (sink, url) = common::start_sink().await;
+    // The receiver takes each request and never answers within the output's timeout.
+    sink.delays
+        .lock()
+        .unwrap()
+        .insert("events".into(), std::time::Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}event_recorder:\n  webhook_outputs:\n  - url: {url}/events\n    timeout: 200ms\n    max_retries: 3\n    retry_backoff: 50ms\n",
+        CONFIG.replace("SINK", &url)
+    );
+    let t = common::start_in(dir.path(), &config, &["--enable-feature=event-recorder"]);
+    let c = reqwest::Client::new();
+    // The start-up event: 3 attempts (0.2 s each, 50 ms and 100 ms between), then given up.
+    common::wait_metric(&c, &t.base, "tocsin_event_output_errors_total", 1.0).await;
+    let startups = sink
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _, e)| p == "events" && e["type"] == "alertmanager_startup_event")
+        .count();
+    assert_eq!(startups, 3, "max_retries attempts in all, then nothing more");
+    // Delivery is not held up by the output: the alert is notified meanwhile.
+    common::post_alerts(&c, &t.base, &json!([{"labels": {"alertname": "StillNotified"}}])).await;
+    common::wait_for("the notification", || {
+        sink.got
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, _, _)| p == "hook")
+            .then_some(())
+    })
+    .await;
+}
