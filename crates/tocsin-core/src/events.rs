@@ -24,6 +24,8 @@ pub enum Kind {
     Shutdown,
     /// A new alert (a fingerprint not stored) arrived through the API.
     AlertCreated,
+    /// An alert that arrived through the API entered an aggregation group it was not in.
+    AlertGrouped,
     /// An alert's resolve was notified.
     AlertResolved,
     /// An integration delivered a notification (Alertmanager's `notification`).
@@ -54,10 +56,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for documentation and validation.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Startup,
         Kind::Shutdown,
         Kind::AlertCreated,
+        Kind::AlertGrouped,
         Kind::AlertResolved,
         Kind::Notification,
         Kind::NotificationFailed,
@@ -79,6 +82,7 @@ impl Kind {
             Kind::Startup => "alertmanager_startup_event",
             Kind::Shutdown => "alertmanager_shutdown_event",
             Kind::AlertCreated => "alert_created",
+            Kind::AlertGrouped => "alert_grouped",
             Kind::AlertResolved => "alert_resolved",
             Kind::Notification => "notification",
             Kind::NotificationFailed => "notification_failed",

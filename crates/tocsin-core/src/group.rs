@@ -16,9 +16,9 @@ pub struct GroupAlerts {
 }
 
 impl GroupAlerts {
-    /// Inserts or replaces an alert.
-    pub fn insert(&mut self, alert: Arc<Alert>) {
-        self.alerts.insert(alert.fingerprint, alert);
+    /// Inserts or replaces an alert; returns whether the group did not hold it.
+    pub fn insert(&mut self, alert: Arc<Alert>) -> bool {
+        self.alerts.insert(alert.fingerprint, alert).is_none()
     }
 
     /// Returns whether the group holds no alerts.

@@ -103,16 +103,16 @@ fn group_insert(c: &mut Criterion) {
     g.throughput(criterion::Throughput::Elements(1000));
     // Steady state: every alert is already in its group and is replaced there.
     let mut d = Dispatcher::default();
-    d.insert(&config.route, &alerts, at, now);
+    d.insert(&config.route, &alerts, at, now, None);
     g.bench_function("existing_groups", |b| {
-        b.iter(|| assert!(!d.insert(&config.route, &alerts, at, now)));
+        b.iter(|| assert!(!d.insert(&config.route, &alerts, at, now, None)));
     });
     // Into an empty dispatcher: groups created (labels, key, timer) as alerts first arrive.
     g.bench_function("new_groups", |b| {
         b.iter_batched(
             Dispatcher::default,
             |mut d| {
-                assert!(d.insert(&config.route, &alerts, at, now));
+                assert!(d.insert(&config.route, &alerts, at, now, None));
                 d
             },
             BatchSize::SmallInput,

@@ -1032,7 +1032,7 @@ fn list_groups(app: &App, q: Option<String>) -> Response {
         .dispatcher()
         .groups
         .values()
-        .map(|g| (g.route_idx, g.labels.clone(), g.alerts.iter().cloned().collect()))
+        .map(|g| (g.route_idx, g.info.labels.clone(), g.alerts.iter().cloned().collect()))
         .collect();
     let receiver = |idx: usize| active.config.route.nodes[idx].receiver.as_str();
     groups.sort_by(|a, b| label_set_order(&a.1, &b.1).then_with(|| receiver(a.0).cmp(receiver(b.0))));

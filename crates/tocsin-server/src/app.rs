@@ -513,13 +513,19 @@ impl App {
                 ih.observe(a);
             }
         }
-        let created = self
-            .dispatcher
-            .lock()
-            .insert(&active.config.route, alerts, Instant::now(), now);
+        let mut grouped = Vec::new();
+        let created = self.dispatcher.lock().insert(
+            &active.config.route,
+            alerts,
+            Instant::now(),
+            now,
+            self.events.enabled().then_some(&mut grouped),
+        );
         if created {
             self.wake.notify_one();
         }
+        let peer = self.peer();
+        self.events.grouped(grouped, self.replica_name(&*peer), now);
     }
 
     /// Runs the group scheduler and the alert GC until `shutdown` fires.

@@ -9,7 +9,7 @@ use hashbrown::{Equivalent, HashMap};
 use jiff::{SignedDuration, Timestamp};
 use tocsin_core::alert::Alert;
 use tocsin_core::group::GroupAlerts;
-use tocsin_core::labels::LabelSet;
+use tocsin_core::labels::{Fingerprint, LabelSet};
 use tocsin_core::route::RouteTree;
 use tokio::time::Instant;
 
@@ -26,15 +26,27 @@ impl Equivalent<GroupId> for GroupIdRef<'_> {
     }
 }
 
+/// A group's identity as its events show it, shared by the `alert_grouped` events of its alerts.
+#[derive(Debug)]
+pub struct GroupInfo {
+    /// Group key string.
+    pub key: String,
+    /// Group labels.
+    pub labels: LabelSet,
+    /// The route's receiver.
+    pub receiver: String,
+}
+
+/// An alert that entered a group: the group, the alert, whether it was resolved.
+pub type Grouped = (Arc<GroupInfo>, Fingerprint, bool);
+
 /// One aggregation group.
 #[derive(Debug)]
 pub struct Group {
     /// Route index in the tree.
     pub route_idx: usize,
-    /// Group key string.
-    pub key: String,
-    /// Group labels.
-    pub labels: LabelSet,
+    /// Key, labels and receiver.
+    pub info: Arc<GroupInfo>,
     /// The alerts.
     pub alerts: GroupAlerts,
     /// When the timer fires next.
@@ -90,15 +102,27 @@ impl Dispatcher {
     }
 
     /// Routes alerts into their groups; returns whether a new group was created (the scheduler
-    /// must re-arm).
-    pub fn insert(&mut self, tree: &RouteTree, alerts: &[Arc<Alert>], now_i: Instant, now: Timestamp) -> bool {
+    /// must re-arm). With `grouped`, each alert that entered a group it was not in is added to
+    /// it (`alert_grouped` events; a reload's regrouping passes none).
+    pub fn insert(
+        &mut self,
+        tree: &RouteTree,
+        alerts: &[Arc<Alert>],
+        now_i: Instant,
+        now: Timestamp,
+        mut grouped: Option<&mut Vec<Grouped>>,
+    ) -> bool {
         let mut created = false;
         let mut key = String::new();
         for a in alerts {
             for route in tree.match_routes(&a.labels) {
                 route.write_group_key(&a.labels, &mut key);
                 if let Some(g) = self.groups.get_mut(&GroupIdRef(route.index, &key)) {
-                    g.alerts.insert(a.clone());
+                    if g.alerts.insert(a.clone())
+                        && let Some(out) = grouped.as_deref_mut()
+                    {
+                        out.push((g.info.clone(), a.fingerprint, a.resolved_at(now)));
+                    }
                     continue;
                 }
                 let labels = route.group_labels(&a.labels);
@@ -109,12 +133,19 @@ impl Dispatcher {
                 let at = if overdue { now_i } else { now_i + route.group_wait };
                 let mut alerts = GroupAlerts::default();
                 alerts.insert(a.clone());
+                let info = Arc::new(GroupInfo {
+                    key: id.1.clone(),
+                    labels,
+                    receiver: route.receiver.clone(),
+                });
+                if let Some(out) = grouped.as_deref_mut() {
+                    out.push((info.clone(), a.fingerprint, a.resolved_at(now)));
+                }
                 self.groups.insert(
                     id.clone(),
                     Group {
                         route_idx: route.index,
-                        key: id.1.clone(),
-                        labels,
+                        info,
                         alerts,
                         next_flush: at,
                         flushing: false,
@@ -134,7 +165,7 @@ impl Dispatcher {
         Some(FlushJob {
             generation: self.generation,
             id: id.clone(),
-            labels: g.labels.clone(),
+            labels: g.info.labels.clone(),
             tick,
             now,
             stored,

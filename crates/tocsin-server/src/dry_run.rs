@@ -173,7 +173,7 @@ async fn describe(
     let mut group = GroupAlerts::default();
     let existing: Vec<String> = {
         let d = app.dispatcher.lock();
-        match d.groups.values().find(|g| g.key == group_key) {
+        match d.groups.values().find(|g| g.info.key == group_key) {
             Some(g) => {
                 for a in g.alerts.iter() {
                     group.insert(a.clone());

@@ -7,10 +7,10 @@
 //! `--events.retention`. A line cut short by a crash is skipped when read.
 //!
 //! Recording appends to a queue of at most [`QUEUE`] events that the writer takes every
-//! [`FLUSH_IDLE`]: no system call and no wake-up on the caller's path. The writer runs at the
-//! lowest CPU priority (nice 19): during a burst of new alerts it yields the cores to ingest and
-//! delivery and catches up afterwards (writing a burst as it came cost a fifth of ingest
-//! throughput on two cores). When it falls a whole queue behind, events are dropped and counted
+//! [`FLUSH_IDLE`]: no system call and no wake-up on the caller's path. The writer runs under
+//! `SCHED_IDLE`: during a burst of new alerts it yields the cores to ingest and delivery and
+//! catches up afterwards (writing a burst as it came cost a fifth of ingest throughput on two
+//! cores). When it falls a whole queue behind, events are dropped and counted
 //! (`tocsin_events_dropped_total`), never waited for.
 
 use std::collections::VecDeque;
@@ -86,6 +86,7 @@ struct Pending {
 enum What {
     Event(Box<Event>),
     Created { alert: Arc<Alert>, resolved: bool },
+    Grouped(crate::dispatch::Grouped),
 }
 
 impl Pending {
@@ -120,6 +121,30 @@ impl Pending {
                 }
                 buf.extend_from_slice(br#","alerts":[{"fingerprint":"#);
                 push_fingerprint(buf, alert.fingerprint);
+                buf.extend_from_slice(if resolved {
+                    br#","status":"resolved"}]}"#
+                } else {
+                    br#","status":"firing"}]}"#
+                });
+                return;
+            }
+            What::Grouped((group, fingerprint, resolved)) => {
+                buf.extend_from_slice(br#","type":"alert_grouped""#);
+                for (key, value) in [
+                    (&br#","groupKey":"#[..], &group.key),
+                    (br#","receiver":"#, &group.receiver),
+                ] {
+                    if !value.is_empty() {
+                        buf.extend_from_slice(key);
+                        push_str(buf, value);
+                    }
+                }
+                if !group.labels.is_empty() {
+                    buf.extend_from_slice(br#","labels":"#);
+                    push_labels(buf, &group.labels);
+                }
+                buf.extend_from_slice(br#","alerts":[{"fingerprint":"#);
+                push_fingerprint(buf, fingerprint);
                 buf.extend_from_slice(if resolved {
                     br#","status":"resolved"}]}"#
                 } else {
@@ -178,6 +203,17 @@ impl Pending {
                 e.labels = alert.labels.clone();
                 e.alerts = vec![EventAlert {
                     fingerprint: alert.fingerprint,
+                    status: Status::of(resolved),
+                }];
+                e
+            }
+            What::Grouped((group, fingerprint, resolved)) => {
+                let mut e = Event::new(Kind::AlertGrouped);
+                e.group_key.clone_from(&group.key);
+                e.receiver.clone_from(&group.receiver);
+                e.labels = group.labels.clone();
+                e.alerts = vec![EventAlert {
+                    fingerprint,
                     status: Status::of(resolved),
                 }];
                 e
@@ -366,33 +402,47 @@ impl EventLog {
     /// range and one count for the batch, and the events are built by the writer, off ingest's
     /// path.
     pub fn created(&self, alerts: Vec<(Arc<Alert>, bool)>, replica: &str, now: jiff::Timestamp) {
-        if alerts.is_empty() || !self.enabled.load(Ordering::Relaxed) {
+        self.push_all(
+            alerts
+                .into_iter()
+                .map(|(alert, resolved)| What::Created { alert, resolved }),
+            replica,
+            now,
+        );
+    }
+
+    /// Records the alerts of a batch that entered groups (`alert_grouped`), as [`Self::created`].
+    pub fn grouped(&self, grouped: Vec<crate::dispatch::Grouped>, replica: &str, now: jiff::Timestamp) {
+        self.push_all(grouped.into_iter().map(What::Grouped), replica, now);
+    }
+
+    /// Whether events are recorded now (callers skip collecting what would be discarded).
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    fn push_all(&self, whats: impl ExactSizeIterator<Item = What>, replica: &str, now: jiff::Timestamp) {
+        if whats.len() == 0 || !self.enabled.load(Ordering::Relaxed) {
             return;
         }
         let Sink::Disk(q) = &self.sink else {
-            for (alert, resolved) in alerts {
-                self.push(What::Created { alert, resolved }, replica, now);
+            for what in whats {
+                self.push(what, replica, now);
             }
             return;
         };
-        let n = alerts.len() as u64;
+        let n = whats.len() as u64;
         let replica = self.replica(replica);
         let mut pending = q.pending.lock();
         let first = self.next_id.fetch_add(n, Ordering::Relaxed);
-        let room = QUEUE.saturating_sub(pending.len()).min(alerts.len());
+        let room = QUEUE.saturating_sub(pending.len()).min(whats.len());
         let room = if q.closed.load(Ordering::Relaxed) { 0 } else { room };
-        pending.extend(
-            alerts
-                .into_iter()
-                .take(room)
-                .zip(first..)
-                .map(|((alert, resolved), id)| Pending {
-                    id,
-                    time: now,
-                    replica: replica.clone(),
-                    what: What::Created { alert, resolved },
-                }),
-        );
+        pending.extend(whats.take(room).zip(first..).map(|(what, id)| Pending {
+            id,
+            time: now,
+            replica: replica.clone(),
+            what,
+        }));
         drop(pending);
         self.metrics.recorded.inc_by(room as u64);
         self.metrics.dropped.inc_by(n - room as u64);
@@ -545,10 +595,19 @@ impl Writer {
     }
 
     fn run(self, queue: &Queue) {
-        // Nice 19 for this thread alone (Linux takes a thread id for PRIO_PROCESS). Where it is
-        // refused the writer runs at normal priority, as before.
-        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
-            tracing::debug!(err = %e, "the event writer keeps its priority");
+        // SCHED_IDLE for this thread alone: it runs only on a core nothing else wants, and any
+        // other thread that wakes takes the core at once (nice 19 still cost a fifth of ingest
+        // throughput once every new alert made two events). Where it is refused the writer runs
+        // at normal priority.
+        {
+            use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+            if let Err(e) = thread_priority::set_thread_priority_and_policy(
+                thread_priority::thread_native_id(),
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+            ) {
+                tracing::debug!(err = ?e, "the event writer keeps its priority");
+            }
         }
         let mut open: Option<Open> = None;
         let mut last_check = std::time::Instant::now();
@@ -732,6 +791,34 @@ mod tests {
                 time: jiff::Timestamp::new(secs, nanos).unwrap(),
                 replica: Arc::from(replica.as_str()),
                 what: What::Created { alert: alert.clone(), resolved },
+            };
+            let mut fast = Vec::new();
+            pending().write(&mut fast, &mut LineCache::default());
+            let slow = serde_json::to_vec(&pending().into_event()).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(slow).unwrap());
+        }
+    }
+
+    proptest::proptest! {
+        /// An alert entering a group is written as serde writes its event.
+        #[test]
+        fn a_grouped_alert_is_written_as_serde_writes_it(
+            labels in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 0..4),
+            key in "\\PC{0,20}",
+            receiver in "\\PC{0,10}",
+            resolved: bool,
+            fp: u64,
+        ) {
+            let group = Arc::new(crate::dispatch::GroupInfo {
+                key,
+                labels: labels.into_iter().collect(),
+                receiver,
+            });
+            let pending = || Pending {
+                id: 7,
+                time: at(3),
+                replica: Arc::from("n0"),
+                what: What::Grouped((group.clone(), tocsin_core::labels::Fingerprint(fp), resolved)),
             };
             let mut fast = Vec::new();
             pending().write(&mut fast, &mut LineCache::default());

@@ -149,7 +149,7 @@ impl App {
             d.reset();
             let old = std::mem::replace(&mut *self.active.write(), active.clone());
             *self.inhibitor.write() = inhibitor;
-            d.insert(&active.config.route, &alerts, Instant::now(), now);
+            d.insert(&active.config.route, &alerts, Instant::now(), now, None);
             old
         };
         self.state

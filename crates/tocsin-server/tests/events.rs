@@ -60,9 +60,11 @@ async fn the_history_says_what_was_sent_what_was_muted_and_survives_a_restart() 
         types(&all),
         [
             "silence_muted_alert",
+            "alert_grouped",
             "alert_created",
             "silence_created",
             "notification",
+            "alert_grouped",
             "alert_created",
             "alertmanager_startup_event"
         ],
@@ -75,7 +77,7 @@ async fn the_history_says_what_was_sent_what_was_muted_and_survives_a_restart() 
         .map(|e| e["id"].as_u64().unwrap())
         .collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
-    let sent = &all["events"][3];
+    let sent = &all["events"][4];
     assert_eq!(sent["replica"], "tocsin-a");
     assert_eq!(sent["receiver"], "hook");
     assert_eq!(sent["integration"], "webhook[0]");
@@ -89,20 +91,26 @@ async fn the_history_says_what_was_sent_what_was_muted_and_survives_a_restart() 
         fp.as_str(),
         "the fingerprint the receiver got"
     );
+    // The alert entered its group: key, receiver, group labels.
+    let grouped = &all["events"][5];
+    assert_eq!(grouped["groupKey"], r#"{}:{alertname="Down"}"#);
+    assert_eq!(grouped["receiver"], "hook");
+    assert_eq!(grouped["labels"], json!({"alertname": "Down"}));
+    assert_eq!(grouped["alerts"][0]["fingerprint"], fp.as_str());
     let muted = &all["events"][0];
     assert_eq!(
         (muted["silenceId"].as_str(), muted["labels"]["alertname"].as_str()),
         (Some(id.as_str()), Some("Quiet"))
     );
     assert!(
-        all["events"][2]["reason"]
+        all["events"][3]["reason"]
             .as_str()
             .unwrap()
             .contains("by ops: maintenance")
     );
     // Filters: by alert, by matcher, by group (its history), and pages.
     let by_fp = events(&c, &t.base, &format!("fingerprint={fp}")).await;
-    assert_eq!(types(&by_fp), ["notification", "alert_created"]);
+    assert_eq!(types(&by_fp), ["notification", "alert_grouped", "alert_created"]);
     let by_label = events(&c, &t.base, "filter=team%3D%22db%22&type=alert_created").await;
     assert_eq!(types(&by_label), ["alert_created"]);
     let key = "%7B%7D%3A%7Balertname%3D%22Down%22%7D";
