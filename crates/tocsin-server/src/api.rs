@@ -1181,6 +1181,8 @@ async fn get_status(State(app): State<Arc<App>>) -> Response {
         "cluster": cluster_status(&app),
         "config": {"original": original},
         "uptime": format_millis(app.started),
+        // Tocsin's own: what ingest changes in posted alerts (`--alerts.drop-label`).
+        "tocsin": {"droppedLabels": app.settings.drop_labels},
         "versionInfo": {
             "branch": "",
             "buildDate": "",

@@ -82,6 +82,8 @@ pub struct Settings {
     pub get_concurrency: usize,
     /// `--alerts.per-alertname-limit` (0: no limit).
     pub per_alertname_limit: usize,
+    /// `--alerts.drop-label`: labels removed from every posted alert before it is stored.
+    pub drop_labels: Vec<String>,
     /// `--alerts.max-alerts`, `--alerts.max-labels`, `--alerts.max-label-bytes` (0: none).
     pub alert_bounds: AlertBounds,
     /// The snapshots' file mode: 0o600, or 0o640 with `--storage.group-readable`.
@@ -161,6 +163,7 @@ impl Settings {
             web_timeout: Duration::ZERO,
             get_concurrency: 0,
             per_alertname_limit: 0,
+            drop_labels: Vec::new(),
             alert_bounds: AlertBounds::default(),
             snapshot_mode: 0o600,
             body_read_timeout: Duration::from_secs(60),
@@ -408,7 +411,12 @@ impl App {
         // (48 of the ~420 bytes a stored alert takes).
         let mut last_url: Option<Arc<str>> = None;
         let mut created = Vec::new();
-        for (index, p) in batch.into_iter().enumerate() {
+        let drop = &self.settings.drop_labels;
+        for (index, mut p) in batch.into_iter().enumerate() {
+            // Before validation and the fingerprint: the alerts of an HA pair become one.
+            for name in drop {
+                p.labels.remove(name);
+            }
             match prepare(p, now, resolve_timeout, names) {
                 Ok(mut a) => {
                     if let Some((reason, message)) = self.settings.alert_bounds.refuse(&a) {

@@ -42,6 +42,10 @@ pub struct Flags {
     /// Maximum number of alerts stored per alertname (0 = no limit).
     #[arg(long = "alerts.per-alertname-limit", default_value_t = 0)]
     pub alerts_per_alertname_limit: usize,
+    /// Tocsin: a label removed from every posted alert before it is stored (repeatable), so that
+    /// the alerts of a Prometheus HA pair (`replica="a"`, `replica="b"`) are one alert.
+    #[arg(long = "alerts.drop-label", value_name = "NAME")]
+    pub alerts_drop_label: Vec<String>,
     /// Tocsin: the event history's size on disk at most, in bytes (0: no history is recorded).
     #[arg(long = "events.max-size-bytes", default_value_t = 256 * 1024 * 1024)]
     pub events_max_size_bytes: u64,

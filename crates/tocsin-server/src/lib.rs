@@ -226,6 +226,7 @@ pub async fn run_with(
         web_timeout: flags.web_timeout,
         get_concurrency: usize::try_from(flags.web_get_concurrency).unwrap_or(0),
         per_alertname_limit: flags.alerts_per_alertname_limit,
+        drop_labels: drop_labels(&flags.alerts_drop_label)?,
         snapshot_mode: if flags.storage_group_readable { 0o640 } else { 0o600 },
         body_read_timeout: flags.web_body_read_timeout,
         request_memory: flags.web_request_memory,
@@ -254,6 +255,9 @@ pub async fn run_with(
         let opts = cluster_options(&flags)?;
         let peer = cluster::join(&app, opts, tcp, shutdown_rx.clone()).await?;
         app.set_cluster(peer);
+    }
+    if !flags.alerts_drop_label.is_empty() {
+        info!(labels = ?flags.alerts_drop_label, "dropping these labels from every posted alert (--alerts.drop-label)");
     }
     let mut started = tocsin_core::events::Event::new(tocsin_core::events::Kind::Startup);
     started.reason = format!("version {}", env!("CARGO_PKG_VERSION"));
@@ -417,4 +421,21 @@ async fn wait_for_termination() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
+}
+
+/// `--alerts.drop-label` values, checked: a label name, not empty, and never `alertname`
+/// (without it an alert has no name, and Prometheus' rules always set it).
+fn drop_labels(names: &[String]) -> anyhow::Result<Vec<String>> {
+    for n in names {
+        if n.is_empty() {
+            anyhow::bail!("--alerts.drop-label needs a label name");
+        }
+        if n == "alertname" {
+            anyhow::bail!("--alerts.drop-label=alertname would drop every alert's name");
+        }
+    }
+    let mut out = names.to_vec();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }

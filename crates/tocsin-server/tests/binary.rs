@@ -964,3 +964,73 @@ async fn proxy_from_environment_sends_through_the_environments_proxy() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_label_makes_the_alerts_of_an_ha_pair_one_alert() {
+    let (sink, url) = start_sink().await;
+    let config = format!(
+        "route:\n  receiver: r\n  group_by: [alertname]\n  group_wait: 0s\nreceivers:\n- name: r\n  webhook_configs:\n  - url: {url}/hook\n"
+    );
+    let t = start_tocsin(
+        &config,
+        &["--alerts.drop-label=replica", "--alerts.drop-label=prometheus_replica"],
+    );
+    let c = reqwest::Client::new();
+    // The same rule evaluated by both Prometheus servers of a pair.
+    for replica in ["a", "b"] {
+        let r = common::post_alerts(
+            &c,
+            &t.base,
+            &json!([{"labels": {"alertname": "Down", "instance": "db-1", "replica": replica, "prometheus_replica": replica}}]),
+        )
+        .await;
+        assert!(r.status().is_success());
+    }
+    // A label set that was only the dropped label is invalid, as an empty one is.
+    let r = common::post_alerts(&c, &t.base, &json!([{"labels": {"replica": "a"}}])).await;
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    let alerts: Value = get_json(&c, format!("{}/api/v2/alerts", t.base)).await;
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["labels"], json!({"alertname": "Down", "instance": "db-1"}));
+    let want: LabelSet = [("alertname", "Down"), ("instance", "db-1")].into_iter().collect();
+    assert_eq!(alerts[0]["fingerprint"], fingerprint(&want).to_string());
+    let got = wait_for("the notification", || sink.got.lock().unwrap().first().cloned()).await;
+    assert_eq!(got.2["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        got.2["alerts"][0]["labels"],
+        json!({"alertname": "Down", "instance": "db-1"})
+    );
+    // Shown in the status and in the start-up log.
+    let status: Value = get_json(&c, format!("{}/api/v2/status", t.base)).await;
+    assert_eq!(
+        status["tocsin"]["droppedLabels"],
+        json!(["prometheus_replica", "replica"])
+    );
+    assert!(
+        t.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("--alerts.drop-label") && l.contains("prometheus_replica")),
+        "{:?}",
+        t.logs.lock().unwrap()
+    );
+    // `alertname` cannot be dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("am.yml");
+    std::fs::write(&path, "route:\n  receiver: r\nreceivers:\n- name: r\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args([
+            format!("--config.file={}", path.display()),
+            format!("--storage.path={}", dir.path().join("data").display()),
+            "--web.listen-address=127.0.0.1:0".into(),
+            "--alerts.drop-label=alertname".into(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--alerts.drop-label=alertname would drop every alert's name")
+    );
+}
