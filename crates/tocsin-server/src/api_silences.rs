@@ -153,6 +153,9 @@ pub(crate) async fn delete_silence(State(app): State<Arc<App>>, Path(id): Path<S
     }
     match app.state.expire_silence(&id) {
         Ok(()) => {
+            if let Err(e) = journal(&app, vec![id.clone()]).await {
+                return e;
+            }
             let mut e = tocsin_core::events::Event::new(tocsin_core::events::Kind::SilenceExpired);
             e.silence_id = id;
             app.record(e);
@@ -386,6 +389,26 @@ fn silence_summary(s: &tocsin_core::silence::Silence) -> String {
     )
 }
 
+/// Writes the silences `ids` to the journal before the API answers: an acknowledged change
+/// survives a crash. A failure is answered 500 with what is true: the change is in effect and
+/// replicated, but not on this replica's disk.
+async fn journal(app: &Arc<App>, ids: Vec<String>) -> Result<(), Response> {
+    let a = app.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).filter(|i| !i.is_empty()).collect();
+        crate::storage::journal_silences(&a, &ids)
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    written.map_err(|e| {
+        tracing::error!(err = %e, "a silence change is in effect but not on disk");
+        error_string(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the silence change is in effect but was not written to disk: {e}"),
+        )
+    })
+}
+
 pub(crate) async fn post_silence(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let s = match decode(&body, &app) {
         Ok(s) => s,
@@ -409,6 +432,10 @@ pub(crate) async fn post_silence(State(app): State<Arc<App>>, body: Bytes) -> Re
     match result {
         Ok(id) => {
             tracing::debug!(silence_id = %id, "silence set");
+            // On disk before the answer; a replaced silence was expired, so it goes too.
+            if let Err(e) = journal(&app, vec![asked.clone(), id.clone()]).await {
+                return e;
+            }
             // A new id is a new silence (also when it replaced one that could not be updated).
             let kind = if id == asked {
                 tocsin_core::events::Kind::SilenceUpdated

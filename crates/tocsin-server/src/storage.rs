@@ -1,5 +1,10 @@
 //! State on disk (§4.7): `<storage.path>/silences` and `<storage.path>/nflog` in Alertmanager's
 //! format, written atomically every maintenance interval and at shutdown, loaded at start.
+//!
+//! A silence changed through the API is also appended to `<storage.path>/silences.journal`
+//! (the snapshot's own record format) and fsync'd before the API answers, so an acknowledged
+//! silence survives a crash; the snapshot that follows empties the journal. Silences learned
+//! from peers are not journaled: the peers hold them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,8 @@ use crate::app::App;
 
 /// File name of the silences snapshot.
 pub const SILENCES: &str = "silences";
+/// File name of the silence journal: records appended since the last silences snapshot.
+pub const SILENCE_JOURNAL: &str = "silences.journal";
 /// File name of the notification log snapshot.
 pub const NFLOG: &str = "nflog";
 
@@ -115,7 +122,13 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
 pub fn load(app: &App, dir: &Path) {
     remove_stale_temps(dir);
     let now = app.clock.now();
-    let silences = read(&dir.join(SILENCES), decode_silences, now.as_second());
+    let mut silences = read(&dir.join(SILENCES), decode_silences, now.as_second());
+    // Later records replace earlier ones with the same id: the journal's are the newest.
+    let journaled = read(&dir.join(SILENCE_JOURNAL), decode_silences, now.as_second());
+    if !journaled.is_empty() {
+        info!(records = journaled.len(), "replayed the silence journal");
+    }
+    silences.extend(journaled);
     let entries = read(&dir.join(NFLOG), decode_nflog, now.as_second());
     info!(
         silences = silences.len(),
@@ -133,10 +146,57 @@ pub fn snapshot(app: &App, dir: &Path) -> Result<(usize, usize), String> {
     Ok((write_silences(app, dir)?, write_nflog(app, dir)?))
 }
 
-/// GCs the silences and writes their snapshot; returns its size.
+/// GCs the silences and writes their snapshot; returns its size. The journal's lock is held
+/// from the read to the journal's emptying, so no API change falls between the two.
 fn write_silences(app: &App, dir: &Path) -> Result<usize, String> {
+    let mut journal = app.silence_journal.lock();
     let bytes = app.state.gc_silences(|s| encode_silences(s.iter()));
-    write_atomic_mode(&dir.join(SILENCES), &bytes, app.settings.snapshot_mode).map(|()| bytes.len())
+    write_atomic_mode(&dir.join(SILENCES), &bytes, app.settings.snapshot_mode)?;
+    *journal = None;
+    match std::fs::remove_file(dir.join(SILENCE_JOURNAL)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("empty the silence journal: {e}")),
+    }
+    Ok(bytes.len())
+}
+
+/// Appends the silences `ids` as they now stand to the journal and fsyncs it (blocking: run it
+/// off the runtime). Nothing to do without storage.
+///
+/// # Errors
+/// The journal cannot be opened, written or synced.
+pub fn journal_silences(app: &App, ids: &[&str]) -> Result<(), String> {
+    let Some(dir) = &app.settings.storage_path else {
+        return Ok(());
+    };
+    let mut journal = app.silence_journal.lock();
+    let bytes = {
+        let store = app.state.silences();
+        encode_silences(ids.iter().filter_map(|id| store.get_mesh(id)))
+    };
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    if journal.is_none() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(app.settings.snapshot_mode)
+            .open(dir.join(SILENCE_JOURNAL))
+            .map_err(|e| format!("open the silence journal: {e}"))?;
+        *journal = Some(f);
+    }
+    let Some(f) = journal.as_mut() else {
+        return Ok(());
+    };
+    let written = f.write_all(&bytes).and_then(|()| f.sync_data());
+    if let Err(e) = written {
+        *journal = None;
+        return Err(format!("write the silence journal: {e}"));
+    }
+    Ok(())
 }
 
 /// GCs the notification log and writes its snapshot; returns its size.

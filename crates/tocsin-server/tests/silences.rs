@@ -526,3 +526,60 @@ async fn an_alert_in_two_groups_lists_both_receivers_in_each() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_silence_survives_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "route:\n  receiver: r\nreceivers:\n- name: r\n";
+    let c = reqwest::Client::new();
+    let mut t = start_in(dir.path(), cfg, &[]);
+    let matchers = |v: &str| json!([{"name": "instance", "value": v, "isRegex": false}]);
+    let mut ids = Vec::new();
+    for v in ["db-1", "db-2"] {
+        let (code, body) = post(&c, format!("{}/api/v2/silences", t.base), &silence_body(matchers(v))).await;
+        assert_eq!(code, 200, "{body}");
+        ids.push(
+            serde_json::from_str::<Value>(&body).unwrap()["silenceID"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // Expired through the API, then the process is killed before any snapshot.
+    let r = c
+        .delete(format!("{}/api/v2/silence/{}", t.base, ids[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    t.kill();
+    assert!(
+        !dir.path().join("data/silences").exists(),
+        "no snapshot was written before the kill"
+    );
+    let t2 = start_in(dir.path(), cfg, &[]);
+    let state = |id: &str, all: &Value| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["status"]["state"].as_str().unwrap().to_string())
+    };
+    let all = get(&c, format!("{}/api/v2/silences", t2.base)).await;
+    assert_eq!(state(&ids[0], &all).as_deref(), Some("active"), "{all:#}");
+    assert_eq!(state(&ids[1], &all).as_deref(), Some("expired"), "{all:#}");
+    assert!(
+        t2.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("replayed the silence journal")),
+        "{:?}",
+        t2.logs.lock().unwrap()
+    );
+    // A graceful stop writes the snapshot and empties the journal.
+    let mut t2 = t2;
+    assert!(t2.terminate().success());
+    assert!(dir.path().join("data/silences").exists());
+    assert!(!dir.path().join("data/silences.journal").exists());
+}
