@@ -197,9 +197,9 @@ pub struct App {
     pub store: AlertStore,
     /// `--alerts.per-alertname-limit`.
     per_alertname: parking_lot::Mutex<tocsin_core::limit::PerAlertname>,
-    /// The silence journal (`storage.rs`), open once written; its lock orders API changes
-    /// against the snapshot that empties it.
-    pub(crate) silence_journal: parking_lot::Mutex<Option<std::fs::File>>,
+    /// The silence journal (`storage.rs`); its lock orders API changes against the snapshot
+    /// that empties it.
+    pub(crate) silence_journal: crate::storage::Journal,
     /// Alerts refused by a bound, warned about at most once per period.
     refusal_warned: crate::logging::RateLimited,
     /// The last `/metrics` body and when it was made (scrapes run one at a time and reuse a
@@ -307,7 +307,7 @@ impl App {
                 (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
             )),
             per_alertname: parking_lot::Mutex::new(tocsin_core::limit::PerAlertname::new(per_alertname_limit)),
-            silence_journal: parking_lot::Mutex::new(None),
+            silence_journal: crate::storage::Journal::default(),
             active: RwLock::new(Arc::new(active)),
             inhibitor: RwLock::new(inhibitor),
             dispatcher: Mutex::new(Dispatcher::default()),

@@ -146,13 +146,36 @@ pub fn snapshot(app: &App, dir: &Path) -> Result<(usize, usize), String> {
     Ok((write_silences(app, dir)?, write_nflog(app, dir)?))
 }
 
+/// The silence journal: appends under a lock, and one fsync at a time that covers every append
+/// made before it started (group commit: concurrent API changes share a sync instead of
+/// queueing for one each).
+#[derive(Default)]
+pub struct Journal {
+    state: parking_lot::Mutex<JournalState>,
+    synced: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct JournalState {
+    /// The open file (for appends) and a second handle to it (for syncs outside the lock).
+    file: Option<(std::fs::File, Arc<std::fs::File>)>,
+    /// Appends made, and appends known to be on disk.
+    written: u64,
+    on_disk: u64,
+    /// A sync is under way (by another caller).
+    syncing: bool,
+}
+
 /// GCs the silences and writes their snapshot; returns its size. The journal's lock is held
 /// from the read to the journal's emptying, so no API change falls between the two.
 fn write_silences(app: &App, dir: &Path) -> Result<usize, String> {
-    let mut journal = app.silence_journal.lock();
+    let mut journal = app.silence_journal.state.lock();
     let bytes = app.state.gc_silences(|s| encode_silences(s.iter()));
     write_atomic_mode(&dir.join(SILENCES), &bytes, app.settings.snapshot_mode)?;
-    *journal = None;
+    // What was appended is in the snapshot just written: on disk.
+    journal.file = None;
+    journal.on_disk = journal.written;
+    app.silence_journal.synced.notify_all();
     match std::fs::remove_file(dir.join(SILENCE_JOURNAL)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -161,8 +184,8 @@ fn write_silences(app: &App, dir: &Path) -> Result<usize, String> {
     Ok(bytes.len())
 }
 
-/// Appends the silences `ids` as they now stand to the journal and fsyncs it (blocking: run it
-/// off the runtime). Nothing to do without storage.
+/// Appends the silences `ids` as they now stand to the journal and returns once they are on
+/// disk (blocking: run it off the runtime). Nothing to do without storage.
 ///
 /// # Errors
 /// The journal cannot be opened, written or synced.
@@ -170,7 +193,8 @@ pub fn journal_silences(app: &App, ids: &[&str]) -> Result<(), String> {
     let Some(dir) = &app.settings.storage_path else {
         return Ok(());
     };
-    let mut journal = app.silence_journal.lock();
+    let journal = &app.silence_journal;
+    let mut st = journal.state.lock();
     let bytes = {
         let store = app.state.silences();
         encode_silences(ids.iter().filter_map(|id| store.get_mesh(id)))
@@ -178,25 +202,53 @@ pub fn journal_silences(app: &App, ids: &[&str]) -> Result<(), String> {
     if bytes.is_empty() {
         return Ok(());
     }
-    if journal.is_none() {
+    if st.file.is_none() {
         use std::os::unix::fs::OpenOptionsExt;
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(app.settings.snapshot_mode)
             .open(dir.join(SILENCE_JOURNAL))
+            .and_then(|f| Ok((f.try_clone()?, f)))
             .map_err(|e| format!("open the silence journal: {e}"))?;
-        *journal = Some(f);
+        st.file = Some((f.0, Arc::new(f.1)));
     }
-    let Some(f) = journal.as_mut() else {
+    let Some((f, _)) = st.file.as_mut() else {
         return Ok(());
     };
-    let written = f.write_all(&bytes).and_then(|()| f.sync_data());
-    if let Err(e) = written {
-        *journal = None;
+    if let Err(e) = f.write_all(&bytes) {
+        st.file = None;
         return Err(format!("write the silence journal: {e}"));
     }
-    Ok(())
+    st.written += 1;
+    let mine = st.written;
+    loop {
+        if st.on_disk >= mine {
+            return Ok(());
+        }
+        if st.syncing {
+            journal.synced.wait(&mut st);
+            continue;
+        }
+        // This caller syncs for every append made so far.
+        let Some((_, sync)) = st.file.as_ref().map(|(a, b)| (a, b.clone())) else {
+            return Err("the silence journal was closed before it was synced".into());
+        };
+        let upto = st.written;
+        st.syncing = true;
+        drop(st);
+        let synced = sync.sync_data();
+        st = journal.state.lock();
+        st.syncing = false;
+        journal.synced.notify_all();
+        match synced {
+            Ok(()) => st.on_disk = st.on_disk.max(upto),
+            Err(e) => {
+                st.file = None;
+                return Err(format!("sync the silence journal: {e}"));
+            }
+        }
+    }
 }
 
 /// GCs the notification log and writes its snapshot; returns its size.

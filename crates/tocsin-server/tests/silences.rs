@@ -545,6 +545,27 @@ async fn an_acknowledged_silence_survives_a_kill_9() {
                 .to_string(),
         );
     }
+    // Many at once (they share fsyncs): every acknowledged one survives too.
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (c, url, body) = (
+            c.clone(),
+            format!("{}/api/v2/silences", t.base),
+            silence_body(matchers(&format!("web-{i}"))),
+        );
+        tasks.push(tokio::spawn(async move { post(&c, url, &body).await }));
+    }
+    let mut concurrent = Vec::new();
+    for task in tasks {
+        let (code, body) = task.await.unwrap();
+        assert_eq!(code, 200, "{body}");
+        concurrent.push(
+            serde_json::from_str::<Value>(&body).unwrap()["silenceID"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
     // Expired through the API, then the process is killed before any snapshot.
     let r = c
         .delete(format!("{}/api/v2/silence/{}", t.base, ids[1]))
@@ -568,6 +589,9 @@ async fn an_acknowledged_silence_survives_a_kill_9() {
     let all = get(&c, format!("{}/api/v2/silences", t2.base)).await;
     assert_eq!(state(&ids[0], &all).as_deref(), Some("active"), "{all:#}");
     assert_eq!(state(&ids[1], &all).as_deref(), Some("expired"), "{all:#}");
+    for id in &concurrent {
+        assert_eq!(state(id, &all).as_deref(), Some("active"), "{id}");
+    }
     assert!(
         t2.logs
             .lock()
