@@ -21,7 +21,7 @@ const REOPEN_CHECK: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The waits between the attempts of one webhook request: `retry_backoff`, doubled per attempt
-/// up to [`MAX_BACKOFF`]; `max_retries` attempts in all (at least one).
+/// up to 30 s; `max_retries` attempts in all (at least one).
 pub fn backoffs(cfg: &EventWebhook) -> Vec<Duration> {
     let mut out = Vec::new();
     let mut backoff = cfg.retry_backoff;
