@@ -200,6 +200,8 @@ pub struct App {
     /// The silence journal (`storage.rs`); its lock orders API changes against the snapshot
     /// that empties it.
     pub(crate) silence_journal: crate::storage::Journal,
+    /// The notification log's journal: this replica's sends since the last snapshot.
+    pub(crate) nflog_journal: crate::storage::Journal,
     /// Alerts refused by a bound, warned about at most once per period.
     refusal_warned: crate::logging::RateLimited,
     /// The last `/metrics` body and when it was made (scrapes run one at a time and reuse a
@@ -308,6 +310,7 @@ impl App {
             )),
             per_alertname: parking_lot::Mutex::new(tocsin_core::limit::PerAlertname::new(per_alertname_limit)),
             silence_journal: crate::storage::Journal::default(),
+            nflog_journal: crate::storage::Journal::default(),
             active: RwLock::new(Arc::new(active)),
             inhibitor: RwLock::new(inhibitor),
             dispatcher: Mutex::new(Dispatcher::default()),

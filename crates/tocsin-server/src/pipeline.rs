@@ -466,7 +466,7 @@ impl App {
             }
         }
         let Logged { firing, resolved, at } = machine.succeeded(self.clock.now());
-        self.state.log(
+        let logged = self.state.log(
             group_key,
             &rk,
             firing,
@@ -476,6 +476,12 @@ impl App {
             route.repeat_interval * 2,
             self.settings.retention,
         );
+        // Written at once (a process crash keeps it), synced within NFLOG_SYNC.
+        if let Some(e) = logged
+            && let Err(err) = crate::storage::journal_nflog(self, &e)
+        {
+            warn!(err = %err, "the notification log journal could not be written");
+        }
         true
     }
 }

@@ -221,15 +221,16 @@ impl ReplicatedState {
         at: Timestamp,
         expiry: Duration,
         retention: Duration,
-    ) {
+    ) -> Option<Entry> {
         let logged = self
             .nflog
             .lock()
             .log(group_key, rk, firing, resolved, receiver_data, at, expiry, retention)
             .cloned();
-        if let Some(e) = logged {
-            self.peer().broadcast_nflog(&e);
+        if let Some(e) = &logged {
+            self.peer().broadcast_nflog(e);
         }
+        logged
     }
 
     /// Restores the snapshots read at start-up (peers learn them by anti-entropy).

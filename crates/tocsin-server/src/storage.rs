@@ -4,7 +4,9 @@
 //! A silence changed through the API is also appended to `<storage.path>/silences.journal`
 //! (the snapshot's own record format) and fsync'd before the API answers, so an acknowledged
 //! silence survives a crash; the snapshot that follows empties the journal. Silences learned
-//! from peers are not journaled: the peers hold them.
+//! from peers are not journaled: the peers hold them. Each send this replica logs is appended
+//! to `<storage.path>/nflog.journal` as it is logged (a process crash loses none) and fsync'd
+//! within [`NFLOG_SYNC`] (a power loss loses at most that); its snapshot empties it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,11 @@ use crate::app::App;
 pub const SILENCES: &str = "silences";
 /// File name of the silence journal: records appended since the last silences snapshot.
 pub const SILENCE_JOURNAL: &str = "silences.journal";
+/// File name of the notification log journal: this replica's sends since the last snapshot.
+pub const NFLOG_JOURNAL: &str = "nflog.journal";
+/// How long a send's log entry may wait for its fsync: a machine that loses power loses at most
+/// this much of the log (a crash of the process alone loses nothing written).
+pub const NFLOG_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
 /// File name of the notification log snapshot.
 pub const NFLOG: &str = "nflog";
 
@@ -129,7 +136,12 @@ pub fn load(app: &App, dir: &Path) {
         info!(records = journaled.len(), "replayed the silence journal");
     }
     silences.extend(journaled);
-    let entries = read(&dir.join(NFLOG), decode_nflog, now.as_second());
+    let mut entries = read(&dir.join(NFLOG), decode_nflog, now.as_second());
+    let sent = read(&dir.join(NFLOG_JOURNAL), decode_nflog, now.as_second());
+    if !sent.is_empty() {
+        info!(entries = sent.len(), "replayed the notification log journal");
+    }
+    entries.extend(sent);
     info!(
         silences = silences.len(),
         nflog_entries = entries.len(),
@@ -164,6 +176,32 @@ struct JournalState {
     on_disk: u64,
     /// A sync is under way (by another caller).
     syncing: bool,
+}
+
+impl JournalState {
+    /// Appends `bytes` to the journal at `path` (opened on first use); counts the append.
+    fn append(&mut self, path: &Path, mode: u32, bytes: &[u8]) -> Result<(), String> {
+        if self.file.is_none() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(mode)
+                .open(path)
+                .and_then(|f| Ok((f.try_clone()?, f)))
+                .map_err(|e| format!("open {}: {e}", path.display()))?;
+            self.file = Some((f.0, Arc::new(f.1)));
+        }
+        let Some((f, _)) = self.file.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = f.write_all(bytes) {
+            self.file = None;
+            return Err(format!("write {}: {e}", path.display()));
+        }
+        self.written += 1;
+        Ok(())
+    }
 }
 
 /// GCs the silences and writes their snapshot; returns its size. The journal's lock is held
@@ -202,25 +240,7 @@ pub fn journal_silences(app: &App, ids: &[&str]) -> Result<(), String> {
     if bytes.is_empty() {
         return Ok(());
     }
-    if st.file.is_none() {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(app.settings.snapshot_mode)
-            .open(dir.join(SILENCE_JOURNAL))
-            .and_then(|f| Ok((f.try_clone()?, f)))
-            .map_err(|e| format!("open the silence journal: {e}"))?;
-        st.file = Some((f.0, Arc::new(f.1)));
-    }
-    let Some((f, _)) = st.file.as_mut() else {
-        return Ok(());
-    };
-    if let Err(e) = f.write_all(&bytes) {
-        st.file = None;
-        return Err(format!("write the silence journal: {e}"));
-    }
-    st.written += 1;
+    st.append(&dir.join(SILENCE_JOURNAL), app.settings.snapshot_mode, &bytes)?;
     let mine = st.written;
     loop {
         if st.on_disk >= mine {
@@ -251,10 +271,55 @@ pub fn journal_silences(app: &App, ids: &[&str]) -> Result<(), String> {
     }
 }
 
-/// GCs the notification log and writes its snapshot; returns its size.
+/// GCs the notification log and writes its snapshot; returns its size. As with the silences,
+/// the journal is emptied under its lock once the snapshot holds what it held.
 fn write_nflog(app: &App, dir: &Path) -> Result<usize, String> {
+    let mut journal = app.nflog_journal.state.lock();
     let bytes = app.state.gc_nflog(|l| encode_nflog(l.entries()));
-    write_atomic_mode(&dir.join(NFLOG), &bytes, app.settings.snapshot_mode).map(|()| bytes.len())
+    write_atomic_mode(&dir.join(NFLOG), &bytes, app.settings.snapshot_mode)?;
+    journal.file = None;
+    journal.on_disk = journal.written;
+    match std::fs::remove_file(dir.join(NFLOG_JOURNAL)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("empty the notification log journal: {e}")),
+    }
+    Ok(bytes.len())
+}
+
+/// Appends a log entry this replica made to the nflog journal, without waiting for the disk
+/// ([`sync_nflog`] syncs it). Nothing to do without storage.
+///
+/// # Errors
+/// The journal cannot be opened or written.
+pub fn journal_nflog(app: &App, e: &tocsin_core::nflog::Entry) -> Result<(), String> {
+    let Some(dir) = &app.settings.storage_path else {
+        return Ok(());
+    };
+    let mut st = app.nflog_journal.state.lock();
+    st.append(
+        &dir.join(NFLOG_JOURNAL),
+        app.settings.snapshot_mode,
+        &encode_nflog(std::iter::once(e)),
+    )
+}
+
+/// Syncs the nflog journal if anything was appended since the last sync (blocking).
+pub fn sync_nflog(app: &App) {
+    let (sync, upto) = {
+        let st = app.nflog_journal.state.lock();
+        match &st.file {
+            Some((_, sync)) if st.on_disk < st.written => (sync.clone(), st.written),
+            _ => return,
+        }
+    };
+    match sync.sync_data() {
+        Ok(()) => {
+            let mut st = app.nflog_journal.state.lock();
+            st.on_disk = st.on_disk.max(upto);
+        }
+        Err(e) => warn!(err = %e, "the notification log journal could not be synced"),
+    }
 }
 
 /// One maintenance run: GC and a snapshot of each state, counted per state in the metrics
@@ -289,9 +354,21 @@ pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub async fn run_maintenance(app: Arc<App>, dir: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let interval = app.settings.maintenance_interval;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.wait_for(|v| *v) => break,
+        let due = tokio::time::Instant::now() + interval;
+        // Meanwhile the nflog journal is synced every NFLOG_SYNC.
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.min(tokio::time::Instant::now() + NFLOG_SYNC)) => {}
+                _ = shutdown.wait_for(|v| *v) => break,
+            }
+            if *shutdown.borrow() || tokio::time::Instant::now() >= due {
+                break;
+            }
+            let a = app.clone();
+            let _ = tokio::task::spawn_blocking(move || sync_nflog(&a)).await;
+        }
+        if *shutdown.borrow() {
+            break;
         }
         let (a, d) = (app.clone(), dir.clone());
         match tokio::task::spawn_blocking(move || maintain(&a, &d)).await {

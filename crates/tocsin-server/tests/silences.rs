@@ -607,3 +607,53 @@ async fn an_acknowledged_silence_survives_a_kill_9() {
     assert!(dir.path().join("data/silences").exists());
     assert!(!dir.path().join("data/silences.journal").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_survives_a_kill_9_and_is_not_sent_again() {
+    let (sink, url) = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "route:\n  receiver: r\n  group_by: [alertname]\n  group_wait: 0s\nreceivers:\n- name: r\n  webhook_configs:\n  - url: {url}/r\n"
+    );
+    let c = reqwest::Client::new();
+    let mut t = start_in(dir.path(), &cfg, &[]);
+    let a = json!([{"labels": {"alertname": "A"}}]);
+    assert_eq!(post(&c, format!("{}/api/v2/alerts", t.base), &a).await.0, 200);
+    wait_for("the notification", || {
+        (sink.got.lock().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    // The log entry is written as it is logged: wait for the journal, then crash.
+    wait_for("the journal", || {
+        std::fs::metadata(dir.path().join("data/nflog.journal"))
+            .ok()
+            .filter(|m| m.len() > 0)
+    })
+    .await;
+    t.kill();
+    assert!(
+        !dir.path().join("data/nflog").exists(),
+        "no snapshot was written before the kill"
+    );
+    let t2 = start_in(dir.path(), &cfg, &[]);
+    assert!(
+        t2.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("replayed the notification log journal"))
+    );
+    // Prometheus re-sends A and a new B: only B is notified, A is deduplicated by the log.
+    let ab = json!([{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B"}}]);
+    assert_eq!(post(&c, format!("{}/api/v2/alerts", t2.base), &ab).await.0, 200);
+    wait_for("B", || (sink.got.lock().unwrap().len() == 2).then_some(())).await;
+    common::wait_metric(&c, &t2.base, common::DEDUPLICATED, 1.0).await;
+    let names: Vec<String> = sink
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, v)| v["groupLabels"]["alertname"].to_string())
+        .collect();
+    assert_eq!(names, ["\"A\"", "\"B\""]);
+}
