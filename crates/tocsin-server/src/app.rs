@@ -70,6 +70,8 @@ pub struct Settings {
     pub storage_path: Option<PathBuf>,
     /// `--data.maintenance-interval`.
     pub maintenance_interval: Duration,
+    /// `--data.journal-sync-interval`: the nflog journal's fsync period.
+    pub journal_sync_interval: Duration,
     /// `--silences.max-silences` and `--silences.max-silence-size-bytes`.
     pub silence_limits: Limits,
     /// `--cluster.peer-timeout`: the wait per position before deciding to notify.
@@ -157,6 +159,7 @@ impl Settings {
             load: LoadOptions::default(),
             storage_path: None,
             maintenance_interval: Duration::from_secs(15 * 60),
+            journal_sync_interval: crate::storage::NFLOG_SYNC,
             silence_limits: Limits::default(),
             peer_timeout: Duration::from_secs(15),
             max_clock_skew: Duration::from_secs(300),

@@ -30,6 +30,10 @@ pub struct Flags {
     /// Interval between garbage collection and snapshotting of silences and the notification log.
     #[arg(long = "data.maintenance-interval", default_value = "15m", value_parser = duration)]
     pub data_maintenance_interval: Duration,
+    /// Tocsin: how often the notification log's journal is fsync'd: the most of the log a power
+    /// loss can cost (a crash of the process alone costs nothing written).
+    #[arg(long = "data.journal-sync-interval", default_value = "1s", value_parser = duration)]
+    pub data_journal_sync_interval: Duration,
     /// Maximum number of silences, including expired ones (0 = no limit).
     #[arg(long = "silences.max-silences", default_value_t = 0)]
     pub silences_max_silences: usize,

@@ -217,6 +217,7 @@ pub async fn run_with(
         load,
         storage_path: Some(storage.clone()),
         maintenance_interval: flags.data_maintenance_interval,
+        journal_sync_interval: journal_sync(flags.data_journal_sync_interval)?,
         silence_limits: tocsin_core::silence::Limits {
             max_silences: flags.silences_max_silences,
             max_silence_size_bytes: flags.silences_max_silence_size_bytes,
@@ -438,4 +439,12 @@ fn drop_labels(names: &[String]) -> anyhow::Result<Vec<String>> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// `--data.journal-sync-interval`, checked: the journal must be synced at some point.
+fn journal_sync(d: std::time::Duration) -> anyhow::Result<std::time::Duration> {
+    if d.is_zero() {
+        anyhow::bail!("--data.journal-sync-interval must be more than 0s");
+    }
+    Ok(d)
 }

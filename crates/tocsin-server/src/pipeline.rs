@@ -476,7 +476,7 @@ impl App {
             route.repeat_interval * 2,
             self.settings.retention,
         );
-        // Written at once (a process crash keeps it), synced within NFLOG_SYNC.
+        // Written at once (a process crash keeps it), synced within --data.journal-sync-interval.
         if let Some(e) = logged
             && let Err(err) = crate::storage::journal_nflog(self, &e)
         {

@@ -6,7 +6,8 @@
 //! silence survives a crash; the snapshot that follows empties the journal. Silences learned
 //! from peers are not journaled: the peers hold them. Each send this replica logs is appended
 //! to `<storage.path>/nflog.journal` as it is logged (a process crash loses none) and fsync'd
-//! within [`NFLOG_SYNC`] (a power loss loses at most that); its snapshot empties it.
+//! within `--data.journal-sync-interval` (1 s; a power loss loses at most that); its snapshot
+//! empties it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,8 +25,9 @@ pub const SILENCES: &str = "silences";
 pub const SILENCE_JOURNAL: &str = "silences.journal";
 /// File name of the notification log journal: this replica's sends since the last snapshot.
 pub const NFLOG_JOURNAL: &str = "nflog.journal";
-/// How long a send's log entry may wait for its fsync: a machine that loses power loses at most
-/// this much of the log (a crash of the process alone loses nothing written).
+/// How long a send's log entry may wait for its fsync by default (`--data.journal-sync-interval`):
+/// a machine that loses power loses at most this much of the log (a crash of the process alone
+/// loses nothing written).
 pub const NFLOG_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
 /// File name of the notification log snapshot.
 pub const NFLOG: &str = "nflog";
@@ -355,10 +357,11 @@ pub async fn run_maintenance(app: Arc<App>, dir: PathBuf, mut shutdown: watch::R
     let interval = app.settings.maintenance_interval;
     loop {
         let due = tokio::time::Instant::now() + interval;
-        // Meanwhile the nflog journal is synced every NFLOG_SYNC.
+        // Meanwhile the nflog journal is synced every --data.journal-sync-interval.
+        let every = app.settings.journal_sync_interval;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(due.min(tokio::time::Instant::now() + NFLOG_SYNC)) => {}
+                _ = tokio::time::sleep_until(due.min(tokio::time::Instant::now() + every)) => {}
                 _ = shutdown.wait_for(|v| *v) => break,
             }
             if *shutdown.borrow() || tokio::time::Instant::now() >= due {

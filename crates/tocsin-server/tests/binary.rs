@@ -1025,6 +1025,7 @@ async fn a_dropped_label_makes_the_alerts_of_an_ha_pair_one_alert() {
             format!("--config.file={}", path.display()),
             format!("--storage.path={}", dir.path().join("data").display()),
             "--web.listen-address=127.0.0.1:0".into(),
+            "--cluster.listen-address=".into(),
             "--alerts.drop-label=alertname".into(),
         ])
         .output()

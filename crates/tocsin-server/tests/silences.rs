@@ -616,7 +616,7 @@ async fn a_send_survives_a_kill_9_and_is_not_sent_again() {
         "route:\n  receiver: r\n  group_by: [alertname]\n  group_wait: 0s\nreceivers:\n- name: r\n  webhook_configs:\n  - url: {url}/r\n"
     );
     let c = reqwest::Client::new();
-    let mut t = start_in(dir.path(), &cfg, &[]);
+    let mut t = start_in(dir.path(), &cfg, &["--data.journal-sync-interval=200ms"]);
     let a = json!([{"labels": {"alertname": "A"}}]);
     assert_eq!(post(&c, format!("{}/api/v2/alerts", t.base), &a).await.0, 200);
     wait_for("the notification", || {
@@ -656,4 +656,21 @@ async fn a_send_survives_a_kill_9_and_is_not_sent_again() {
         .map(|(_, _, v)| v["groupLabels"]["alertname"].to_string())
         .collect();
     assert_eq!(names, ["\"A\"", "\"B\""]);
+    // A journal never synced is refused at start.
+    let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args([
+            format!("--config.file={}", dir.path().join("alertmanager.yml").display()),
+            format!("--storage.path={}", dir.path().join("other").display()),
+            "--web.listen-address=127.0.0.1:0".into(),
+            "--cluster.listen-address=".into(),
+            "--data.journal-sync-interval=0s".into(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data.journal-sync-interval must be more than 0s"),
+        "{err}"
+    );
 }
