@@ -325,6 +325,23 @@ async fn alertmanager_snapshots_are_loaded() {
     );
 }
 
+/// After a restart, Prometheus re-sends A (notified before it) and a new B: only B is notified,
+/// A's flush deduplicated against the log restored from disk.
+async fn resend_a_and_b_and_see_only_b(c: &reqwest::Client, base: &str, sink: &common::Sink) {
+    let ab = json!([{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B"}}]);
+    assert_eq!(post(c, format!("{base}/api/v2/alerts"), &ab).await.0, 200);
+    wait_for("B", || (sink.got.lock().unwrap().len() == 2).then_some(())).await;
+    common::wait_metric(c, base, common::DEDUPLICATED, 1.0).await;
+    let names: Vec<String> = sink
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, v)| v["groupLabels"]["alertname"].to_string())
+        .collect();
+    assert_eq!(names, ["\"A\"", "\"B\""]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_silences_and_log_and_sends_no_duplicate() {
     let (sink, url) = start_sink().await;
@@ -354,20 +371,7 @@ async fn restart_keeps_silences_and_log_and_sends_no_duplicate() {
     let sil = get(&c, format!("{}/api/v2/silences", t2.base)).await;
     let id = serde_json::from_str::<Value>(&body).unwrap()["silenceID"].clone();
     assert_eq!(sil[0]["id"], id);
-    // Prometheus re-sends A and a new B after the restart: only B is notified.
-    let ab = json!([{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B"}}]);
-    assert_eq!(post(&c, format!("{}/api/v2/alerts", t2.base), &ab).await.0, 200);
-    wait_for("B", || (sink.got.lock().unwrap().len() == 2).then_some(())).await;
-    // A's flush was decided: deduplicated against the log restored from disk.
-    common::wait_metric(&c, &t2.base, common::DEDUPLICATED, 1.0).await;
-    let names: Vec<String> = sink
-        .got
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, _, v)| v["groupLabels"]["alertname"].to_string())
-        .collect();
-    assert_eq!(names, ["\"A\"", "\"B\""]);
+    resend_a_and_b_and_see_only_b(&c, &t2.base, &sink).await;
 }
 
 /// Runs amtool; returns success and stdout (with stderr appended when it failed). On success
@@ -643,19 +647,7 @@ async fn a_send_survives_a_kill_9_and_is_not_sent_again() {
             .iter()
             .any(|l| l.contains("replayed the notification log journal"))
     );
-    // Prometheus re-sends A and a new B: only B is notified, A is deduplicated by the log.
-    let ab = json!([{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B"}}]);
-    assert_eq!(post(&c, format!("{}/api/v2/alerts", t2.base), &ab).await.0, 200);
-    wait_for("B", || (sink.got.lock().unwrap().len() == 2).then_some(())).await;
-    common::wait_metric(&c, &t2.base, common::DEDUPLICATED, 1.0).await;
-    let names: Vec<String> = sink
-        .got
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, _, v)| v["groupLabels"]["alertname"].to_string())
-        .collect();
-    assert_eq!(names, ["\"A\"", "\"B\""]);
+    resend_a_and_b_and_see_only_b(&c, &t2.base, &sink).await;
     // A journal never synced is refused at start.
     let out = Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args([
